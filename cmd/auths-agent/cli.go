@@ -1,0 +1,136 @@
+package main
+
+// This file holds the CLI's output and exit-status rules; every command uses
+// its helpers rather than printing errors itself.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit statuses shared by every command.
+const (
+	exitOK       = 0
+	exitNegative = 1 // a negative answer: invalid, refused
+	exitUsage    = 2 // bad usage or unreadable input
+)
+
+// cliEnv is everything a command touches in the outside world, so tests can
+// run commands in-process.
+type cliEnv struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+// exitError carries an exit status and a one-line message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// usageErr reports bad usage or unreadable input (exit 2).
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// negativeErr reports a negative answer (exit 1).
+func negativeErr(format string, args ...any) error {
+	return &exitError{code: exitNegative, msg: fmt.Sprintf(format, args...)}
+}
+
+// silentExit ends a command with a status and no further message (the command
+// already wrote what it had to say).
+func silentExit(code int) error { return &exitError{code: code} }
+
+// wantArgs checks the number of positional arguments of a command.
+func wantArgs(c *cli.Context, names ...string) error {
+	n := c.Args().Len()
+	if n < len(names) {
+		return usageErr("%s: missing argument %s", c.Command.FullName(), strings.ToUpper(names[n]))
+	}
+	if n > len(names) {
+		return usageErr("%s: unexpected argument %q (flags go before arguments)", c.Command.FullName(), c.Args().Get(len(names)))
+	}
+	return nil
+}
+
+// readInput reads FILE, or stdin when the name is "-". limit caps the size.
+func readInput(env *cliEnv, name string, limit int64) ([]byte, error) {
+	var r io.Reader
+	if name == "-" {
+		r = env.stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, usageErr("cannot read %s: %v", name, unwrapPathErr(err))
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, usageErr("cannot read %s: %v", name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, usageErr("%s: input larger than %d bytes", name, limit)
+	}
+	return data, nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// run builds the application and runs it, turning errors into exit statuses.
+func run(ctx context.Context, env *cliEnv, args []string) int {
+	app := newApp(env)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintf(env.stderr, "auths-agent: %s\n", ee.msg)
+		}
+		return ee.code
+	}
+	// Errors from urfave/cli itself (unknown flag, bad flag value) are usage
+	// errors; anything else is a failed operation.
+	fmt.Fprintf(env.stderr, "auths-agent: %s\n", oneLine(err.Error()))
+	return exitUsage
+}
+
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
+}
+
+func newApp(env *cliEnv) *cli.App {
+	return &cli.App{
+		Name:            "auths-agent",
+		Usage:           "sign KERI events with keys on hardware tokens",
+		Writer:          env.stdout,
+		ErrWriter:       env.stderr,
+		Reader:          env.stdin,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // run() decides the status
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return usageErr("%s: %v", c.Command.FullName(), err)
+		},
+		Commands: commands(env),
+	}
+}

@@ -1,0 +1,10 @@
+package main
+
+import "github.com/urfave/cli/v2"
+
+// commands lists the command groups. Each group lives in its own file.
+func commands(env *cliEnv) []*cli.Command {
+	return []*cli.Command{
+		kelCommand(env),
+	}
+}
