@@ -1,0 +1,21 @@
+// Package kel is the KERI version 1 JSON event model of auths-agent: CESR
+// primitives, events and their SAIDs, thresholds, key state and key event log
+// validation. It does no I/O.
+//
+// # What it covers
+//
+//   - CESR primitives (cesr.go): Ed25519 and P-256 public keys (Verfer),
+//     Blake3-256 digests, indexed signatures (Siger) and the -A## attachment
+//     group.
+//   - Events (event.go): icp, rot, ixn (and parsing of dip, drt) with the
+//     exact field order and version string keripy writes, serialization for
+//     signing, SAID computation and checks.
+//   - Thresholds (threshold.go): simple hex and weighted with exact rational
+//     arithmetic.
+//   - Key state and validation (state.go, validate.go).
+//   - Builders (build.go): events that a caller signs elsewhere; building
+//     never signs.
+//
+// The CESR codec is hand-written: no maintained Go CESR library exists; the
+// subset here is the one keri.md in the project's shared facts describes.
+package kel
