@@ -122,7 +122,7 @@ func NewRotation(st *KeyState, spec RotationSpec) (*Event, error) {
 	}
 	fields := map[string]any{
 		"t": TypeRotation, "i": st.Prefix, "s": strconv.FormatUint(st.Sequence+1, 16),
-		"p": st.LastEventSAID,
+		"p":  st.LastEventSAID,
 		"kt": spec.Threshold, "k": strList(spec.Keys),
 		"nt": spec.NextThreshold, "n": strList(spec.NextDigests),
 		"bt": strconv.FormatUint(spec.BackerThreshold, 16),
