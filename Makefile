@@ -1,0 +1,57 @@
+# The README's two commands are `make demo` and `make test`. Both check for
+# Go 1.26, install what they need on a fresh Debian/Ubuntu machine (as root,
+# or with sudo), then do their job. `make bench` regenerates
+# docs/BENCHMARKS.md.
+
+SHELL := /bin/bash
+GO ?= go
+export GO
+
+# What the demo needs: cgo for piv-go and PKCS#11, SoftHSM for tokens, git.
+DEMO_PKGS := gcc libc6-dev pkg-config git libpcsclite-dev softhsm2
+# What the tests need besides: pcscd + vpcd for the virtual PIV cards,
+# ykcs11 and OpenSC's pkcs11-spy, OpenSSH and pinentry, and the namespace
+# tools of the card rig.
+TEST_PKGS := $(DEMO_PKGS) opensc-pkcs11 opensc pcscd vsmartcard-vpcd ykcs11 \
+	openssh-client openssh-server pinentry-tty iproute2 util-linux procps
+
+.PHONY: all build check-go demo-deps test-deps demo test bench vet fuzz clean
+
+all: build
+
+check-go:
+	@scripts/check-go.sh
+
+demo-deps: check-go
+	@scripts/ensure-apt.sh $(DEMO_PKGS)
+	@$(GO) mod download
+
+test-deps: check-go
+	@scripts/ensure-apt.sh $(TEST_PKGS)
+	@$(GO) mod download
+
+build: demo-deps
+	$(GO) build -o bin/auths-agent ./cmd/auths-agent
+
+vet: check-go
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags vpiv ./...
+
+demo: demo-deps
+	@scripts/demo.sh
+
+test: test-deps vet
+	@scripts/test.sh
+
+bench: test-deps
+	@scripts/bench.sh
+
+# Long fuzz runs stay outside CI: make fuzz FUZZTIME=60s
+FUZZTIME ?= 60s
+fuzz: check-go
+	@for t in $$($(GO) test -list 'Fuzz.*' ./kel/ | grep ^Fuzz); do \
+		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./kel/ || exit 1; done
+
+clean:
+	rm -rf bin .demo

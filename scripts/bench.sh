@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench.sh: runs every Go benchmark (the card ones inside a virtual PIV rig)
+# and regenerates docs/BENCHMARKS.md from their output with
+# internal/benchreport. Figures are medians of BENCH_COUNT runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+COUNT=${BENCH_COUNT:-3}
+BENCH=${BENCH:-.}
+out=$(mktemp /tmp/bench.XXXXXX)
+
+"$GO" test -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" ./... | tee "$out" >/dev/null
+
+card_pkgs=$("$GO" list -tags vpiv -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
+	if grep -lq '^//go:build.*vpiv' "$dir"/*_test.go 2>/dev/null &&
+		grep -l '^//go:build.*vpiv' "$dir"/*_test.go | xargs grep -q '^func Benchmark'; then
+		echo "$pkg"
+	fi
+done)
+if [ -n "$card_pkgs" ]; then
+	export VPIV_DIR
+	VPIV_DIR=$(mktemp -d /tmp/vpiv.XXXXXX)
+	trap 'softhsm-test/vpiv-down || true; rm -rf "$VPIV_DIR"' EXIT
+	softhsm-test/vpiv-up 4 >"$VPIV_DIR/cards.tsv"
+	VPIV_SERIALS=$(cut -f1 "$VPIV_DIR/cards.tsv" | paste -sd, -)
+	export VPIV_SERIALS
+	for pkg in $card_pkgs; do
+		softhsm-test/vpiv-exec "$GO" test -tags vpiv -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" "$pkg" | tee -a "$out" >/dev/null
+	done
+fi
+
+"$GO" run ./internal/benchreport -goals docs/bench-goals.txt -o docs/BENCHMARKS.md <"$out"
+rm -f "$out"
+echo "wrote docs/BENCHMARKS.md" >&2
