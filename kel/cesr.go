@@ -70,6 +70,9 @@ func decodeMatter(what, qb64 string, codeLen, rawLen int) ([]byte, error) {
 		if len(qb64) != want {
 			return nil, fmt.Errorf("%s %q: length %d, want %d", what, clip(qb64), len(qb64), want)
 		}
+		if err := checkB64(qb64[1:], 1); err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, clip(qb64), err)
+		}
 		buf, err := b64.DecodeString("A" + qb64[1:])
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: bad base64: %w", what, clip(qb64), err)
@@ -83,11 +86,27 @@ func decodeMatter(what, qb64 string, codeLen, rawLen int) ([]byte, error) {
 	if len(qb64) != want {
 		return nil, fmt.Errorf("%s %q: length %d, want %d", what, clip(qb64), len(qb64), want)
 	}
+	if err := checkB64(qb64[codeLen:], codeLen); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", what, clip(qb64), err)
+	}
 	raw, err := b64.DecodeString(qb64[codeLen:])
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: bad base64: %w", what, clip(qb64), err)
 	}
 	return raw, nil
+}
+
+// checkB64 refuses any character outside the base64url alphabet. Go's
+// decoder skips CR and LF, which would shorten the decoded bytes while the
+// text keeps the expected length.
+// base is the position of s in the text the error message quotes.
+func checkB64(s string, base int) error {
+	for i := 0; i < len(s); i++ {
+		if b64val(s[i]) < 0 {
+			return fmt.Errorf("bad base64 character %q at position %d", s[i], base+i)
+		}
+	}
+	return nil
 }
 
 // clip shortens text quoted in an error message.

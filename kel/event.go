@@ -239,15 +239,22 @@ func versionString(size int) string {
 
 func (e *Event) decodeFields() error {
 	str := func(f string, dst *string) error {
-		if err := json.Unmarshal(e.values[f], dst); err != nil {
+		v := e.values[f]
+		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, dst) != nil {
 			return fieldErr(f, "want a string")
 		}
 		return nil
 	}
 	list := func(f string, dst *[]string) error {
-		var l []string
-		if err := json.Unmarshal(e.values[f], &l); err != nil || l == nil {
+		var items []json.RawMessage
+		if err := json.Unmarshal(e.values[f], &items); err != nil || items == nil {
 			return fieldErr(f, "want a list of strings")
+		}
+		l := make([]string, len(items))
+		for i, it := range items {
+			if len(it) == 0 || it[0] != '"' || json.Unmarshal(it, &l[i]) != nil {
+				return fieldErr(f, "entry %d: want a string", i)
+			}
 		}
 		*dst = l
 		return nil

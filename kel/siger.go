@@ -224,6 +224,9 @@ func ParseSiger(text []byte) (Siger, int, error) {
 		}
 		body = "AA" + string(text[2:size])
 	}
+	if err := checkB64(body, 0); err != nil {
+		return Siger{}, 0, fmt.Errorf("signature code %s: %w", code, err)
+	}
 	buf, err := b64.DecodeString(body)
 	if err != nil {
 		return Siger{}, 0, fmt.Errorf("signature code %s: bad base64: %w", code, err)

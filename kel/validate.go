@@ -83,6 +83,10 @@ func transition(st *KeyState, e *Event) (*KeyState, error) {
 	if st.IsAbandoned {
 		return nil, fmt.Errorf("%w: nothing may follow the abandoning rotation at s=%x", ErrAbandoned, st.LastEstablishmentSequence)
 	}
+	if st.IsNonTransferable {
+		// keripy: no event of any kind follows a non-transferable inception.
+		return nil, fmt.Errorf("%s event after the inception of a non-transferable identifier (no next keys): nothing may follow", e.Type)
+	}
 	if e.Sn != st.Sequence+1 {
 		return nil, fmt.Errorf("%w: s=%x, want %x", ErrOutOfOrder, e.Sn, st.Sequence+1)
 	}
