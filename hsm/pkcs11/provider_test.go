@@ -1,0 +1,326 @@
+package pkcs11
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/hsm/hsmtest"
+	"github.com/auths-dev/auths-agent/kel"
+)
+
+// generate makes a key on a test token and opens it as a Signer.
+func generate(t testing.TB, token, label string, alg kel.Algorithm) *Signer {
+	t.Helper()
+	ctx := context.Background()
+	u := mustURI(t, uri(token, label))
+	info, err := testProvider.Generate(ctx, u, alg)
+	if err != nil {
+		t.Fatalf("Generate %s/%s: %v", token, label, err)
+	}
+	if info.Algorithm != alg || info.Label != label || len(info.ID) != randomIDSize {
+		t.Fatalf("Generate returned %+v", info)
+	}
+	s, err := testProvider.Signer(ctx, u)
+	if err != nil {
+		t.Fatalf("Signer %s/%s: %v", token, label, err)
+	}
+	if s.Info().Verfer.QB64() != info.Verfer.QB64() {
+		t.Fatalf("Signer key %s differs from generated key %s", s.Info().Verfer.QB64(), info.Verfer.QB64())
+	}
+	return s
+}
+
+func TestGenerateSignVerify(t *testing.T) {
+	for _, alg := range []kel.Algorithm{kel.Ed25519, kel.P256} {
+		t.Run(alg.String(), func(t *testing.T) {
+			s := generate(t, "ci-1", "gen-"+alg.String(), alg)
+			msg := []byte(`{"v":"KERI10JSON0000fd_","t":"ixn"}`)
+			sig, err := s.SignKERI(context.Background(), msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Verify with Go's crypto against the public key read back from the token.
+			switch pub := s.Public().(type) {
+			case ed25519.PublicKey:
+				if !ed25519.Verify(pub, msg, sig) {
+					t.Error("Ed25519 signature does not verify")
+				}
+			case *ecdsa.PublicKey:
+				h := sha256.Sum256(msg)
+				der, err := s.Sign(rand.Reader, h[:], crypto.SHA256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ecdsa.VerifyASN1(pub, h[:], der) {
+					t.Error("ECDSA DER signature does not verify")
+				}
+				if !s.Info().Verfer.Verify(msg, sig) {
+					t.Error("ECDSA r‖s signature does not verify")
+				}
+			default:
+				t.Fatalf("public key %T", pub)
+			}
+		})
+	}
+}
+
+func TestContract(t *testing.T) {
+	for _, alg := range []kel.Algorithm{kel.Ed25519, kel.P256} {
+		t.Run(alg.String(), func(t *testing.T) {
+			hsmtest.TestSigner(t, generate(t, "ci-2", "contract-"+alg.String(), alg), testPIN)
+		})
+	}
+}
+
+func TestGenerateRefusesExistingLabel(t *testing.T) {
+	generate(t, "ci-1", "taken", kel.Ed25519)
+	_, err := testProvider.Generate(context.Background(), mustURI(t, uri("ci-1", "taken")), kel.P256)
+	serial := tokenSerial(t, "ci-1")
+	want := fmt.Sprintf(`pkcs11:token=ci-1;object=taken?module-path=%s: already exists: a key labelled "taken" is already on token "ci-1" (serial %s)`, testModule, serial)
+	if err == nil || err.Error() != want || !errors.Is(err, hsm.ErrExists) {
+		t.Errorf("Generate over an existing label: %v\nwant %s", err, want)
+	}
+}
+
+func TestList(t *testing.T) {
+	a := generate(t, "ci-3", "list-a", kel.Ed25519)
+	b := generate(t, "ci-3", "list-b", kel.P256)
+	keys, err := testProvider.List(context.Background(), mustURI(t, uri("ci-3", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]KeyInfo{}
+	for _, k := range keys {
+		got[k.Label] = k
+	}
+	for _, s := range []*Signer{a, b} {
+		k, ok := got[s.Info().Label]
+		if !ok || k.Verfer.QB64() != s.Info().Verfer.QB64() || k.IDHex() != hex.EncodeToString(s.Info().ID) || k.Algorithm != s.Info().Algorithm {
+			t.Errorf("List: %s missing or different: %+v", s.Info().Label, k)
+		}
+	}
+}
+
+func TestThreeTokensConcurrently(t *testing.T) {
+	var signers []*Signer
+	for _, tok := range []string{"ci-1", "ci-2", "ci-3"} {
+		signers = append(signers, generate(t, tok, "conc", kel.Ed25519), generate(t, tok, "conc-p", kel.P256))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for _, s := range signers {
+		for g := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 20 {
+					msg := fmt.Appendf(nil, "%s %d %d", s.Describe(), g, i)
+					sig, err := s.SignKERI(context.Background(), msg)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !s.Info().Verfer.Verify(msg, sig) {
+						errs <- fmt.Errorf("%s: signature does not verify", s.Describe())
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestKeysFoundByNewProcess: a key generated here is found and used by
+// another process.
+func TestKeysFoundByNewProcess(t *testing.T) {
+	s := generate(t, "ci-2", "persist", kel.P256)
+	out := runChild(t, "TestChildSign")
+	m := regexp.MustCompile(`(?m)^RESULT (\S+) ([0-9a-f]+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("child printed no result:\n%s", out)
+	}
+	if m[1] != s.Info().Verfer.QB64() {
+		t.Errorf("child found key %s, want %s", m[1], s.Info().Verfer.QB64())
+	}
+	sig, _ := hex.DecodeString(m[2])
+	if !s.Info().Verfer.Verify([]byte("from another process"), sig) {
+		t.Error("the child's signature does not verify")
+	}
+}
+
+func TestChildSign(t *testing.T) {
+	if !isChild(t) {
+		return // runs only as the child of TestKeysFoundByNewProcess
+	}
+	s, err := testProvider.Signer(context.Background(), mustURI(t, uri("ci-2", "persist")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := s.SignKERI(context.Background(), []byte("from another process"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("RESULT %s %x\n", s.Info().Verfer.QB64(), sig)
+}
+
+// TestWrongPINLoginOnce: a wrong PIN is a clear error naming the token, and
+// C_Login reaches the module exactly once however often the key is asked
+// for. Counted through OpenSC's pkcs11-spy, in a child process that loads
+// the spy module in front of SoftHSM.
+func TestWrongPINLoginOnce(t *testing.T) {
+	spy := findSpy(t)
+	log := filepath.Join(t.TempDir(), "spy.log")
+	out := runChild(t, "TestChildWrongPIN", moduleEnv+"="+spy, "PKCS11SPY="+softhsmPath, "PKCS11SPY_OUTPUT="+log)
+	serial := tokenSerial(t, "pin-test")
+	want := strings.Join([]string{
+		fmt.Sprintf(`RESULT pkcs11:token=pin-test;object=k?module-path=%s: wrong PIN for token "pin-test" (serial %s)`, spy, serial),
+		fmt.Sprintf(`RESULT pkcs11:token=pin-test;object=k?module-path=%s: wrong PIN for token "pin-test" (serial %s) (this PIN was refused before; not tried again)`, spy, serial),
+		fmt.Sprintf(`RESULT pkcs11:token=pin-test?module-path=%s: wrong PIN for token "pin-test" (serial %s) (this PIN was refused before; not tried again)`, spy, serial),
+	}, "\n")
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "RESULT ") {
+			got = append(got, l)
+		}
+	}
+	if strings.Join(got, "\n") != want {
+		t.Errorf("child said:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatalf("pkcs11-spy wrote no log: %v", err)
+	}
+	if n := len(regexp.MustCompile(`(?m)^\d+: C_Login$`).FindAll(data, -1)); n != 1 {
+		t.Errorf("C_Login called %d times, want exactly 1", n)
+	}
+}
+
+func TestChildWrongPIN(t *testing.T) {
+	if !isChild(t) {
+		return // runs only as the child of TestWrongPINLoginOnce
+	}
+	ctx := context.Background()
+	bad := func(s string) *hsm.PKCS11URI { return mustURI(t, strings.Replace(s, "pin-value="+testPIN, "pin-value=0000", 1)) }
+	for _, try := range []func() error{
+		func() error { _, err := testProvider.Signer(ctx, bad(uri("pin-test", "k"))); return err },
+		func() error { _, err := testProvider.Signer(ctx, bad(uri("pin-test", "k"))); return err },
+		func() error { _, err := testProvider.List(ctx, bad(uri("pin-test", ""))); return err },
+	} {
+		err := try()
+		if !errors.Is(err, hsm.ErrWrongPIN) {
+			t.Errorf("got %v, want a wrong-PIN error", err)
+		}
+		if err != nil && strings.Contains(err.Error(), "0000") {
+			t.Errorf("error shows the PIN: %v", err)
+		}
+		fmt.Printf("RESULT %v\n", err)
+	}
+}
+
+func findSpy(t *testing.T) string {
+	for _, p := range []string{"/usr/lib/x86_64-linux-gnu/pkcs11-spy.so", "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so", "/usr/lib64/pkcs11-spy.so", "/usr/lib/pkcs11-spy.so"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatal("pkcs11-spy.so not found: install opensc-pkcs11 (apt-get install opensc-pkcs11)")
+	return ""
+}
+
+// tokenSerial reads the serial SoftHSM gave a test token.
+func tokenSerial(t *testing.T, label string) string {
+	t.Helper()
+	infos, err := testProvider.tokenInfos()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range infos {
+		if ti.Label == label {
+			return ti.SerialNumber
+		}
+	}
+	t.Fatalf("no token %q", label)
+	return ""
+}
+
+// TestTokenReopened: when the token's sessions vanish (as when it is
+// unplugged), the call fails naming the token and the next call reconnects
+// and logs in again.
+func TestTokenReopened(t *testing.T) {
+	s := generate(t, "ci-3", "reopen", kel.Ed25519)
+	ctx := context.Background()
+	if _, err := s.SignKERI(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := testProvider.ctx.CloseAllSessions(s.t.slot); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.SignKERI(ctx, []byte("while gone"))
+	want := fmt.Sprintf(`pkcs11:token=ci-3;object=reopen?module-path=%s: token "ci-3" (serial %s): token absent or unreachable: C_SignInit: pkcs11: 0xB3: CKR_SESSION_HANDLE_INVALID`, testModule, tokenSerial(t, "ci-3"))
+	if err == nil || err.Error() != want || !errors.Is(err, hsm.ErrTokenAbsent) {
+		t.Errorf("sign while gone: %v\nwant %s", err, want)
+	}
+	sig, err := s.SignKERI(ctx, []byte("after"))
+	if err != nil {
+		t.Fatalf("sign after reconnect: %v", err)
+	}
+	if !s.Info().Verfer.Verify([]byte("after"), sig) {
+		t.Error("signature after reconnect does not verify")
+	}
+}
+
+// TestAlwaysAuthenticate: a key with CKA_ALWAYS_AUTHENTICATE signs after a
+// context-specific login.
+func TestAlwaysAuthenticate(t *testing.T) {
+	u := mustURI(t, uri("ci-1", "always"))
+	err := testProvider.withSession(context.Background(), u, func(tk *token, sh p11.SessionHandle) error {
+		id := []byte("always-auth-id")
+		_, _, err := testProvider.ctx.GenerateKeyPair(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_EC_KEY_PAIR_GEN, nil)},
+			[]*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_EC_PARAMS, oidP256),
+				p11.NewAttribute(p11.CKA_LABEL, "always"), p11.NewAttribute(p11.CKA_ID, id), p11.NewAttribute(p11.CKA_VERIFY, true)},
+			[]*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_PRIVATE, true), p11.NewAttribute(p11.CKA_SIGN, true),
+				p11.NewAttribute(p11.CKA_SENSITIVE, true), p11.NewAttribute(p11.CKA_ALWAYS_AUTHENTICATE, true),
+				p11.NewAttribute(p11.CKA_LABEL, "always"), p11.NewAttribute(p11.CKA_ID, id)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := testProvider.Signer(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.alwaysAuth {
+		t.Fatal("CKA_ALWAYS_AUTHENTICATE not seen")
+	}
+	for i := range 3 {
+		msg := fmt.Appendf(nil, "always %d", i)
+		sig, err := s.SignKERI(context.Background(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Info().Verfer.Verify(msg, sig) {
+			t.Error("signature does not verify")
+		}
+	}
+}
