@@ -1,0 +1,153 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/objfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// objectBatch collects the new objects of one commit in memory; they are
+// written, and flushed to disk, only when the whole commit is built, and
+// before the ref moves.
+type objectBatch struct {
+	objs  map[plumbing.Hash]pendingObject
+	order []plumbing.Hash
+}
+
+type pendingObject struct {
+	typ  plumbing.ObjectType
+	data []byte
+}
+
+func newObjectBatch() *objectBatch {
+	return &objectBatch{objs: map[plumbing.Hash]pendingObject{}}
+}
+
+// add queues an object and returns its id.
+func (b *objectBatch) add(t plumbing.ObjectType, data []byte) plumbing.Hash {
+	h := plumbing.ComputeHash(t, data)
+	if _, ok := b.objs[h]; !ok {
+		b.objs[h] = pendingObject{t, data}
+		b.order = append(b.order, h)
+	}
+	return h
+}
+
+// addEncoded queues a go-git object (tree, commit) encoded in memory.
+func (b *objectBatch) addEncoded(enc interface {
+	Encode(plumbing.EncodedObject) error
+}) (plumbing.Hash, error) {
+	var mo plumbing.MemoryObject
+	if err := enc.Encode(&mo); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	r, err := mo.Reader()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return b.add(mo.Type(), data), nil
+}
+
+var (
+	_ = (*object.Tree)(nil).Encode
+	_ = (*object.Commit)(nil).Encode
+)
+
+// writeObjects writes the queued objects as loose objects: each to a
+// temporary file in its fan-out directory, fsynced, then renamed into
+// place; then the directories are fsynced. Objects already present as
+// loose objects are skipped.
+func (r *Registry) writeObjects(b *objectBatch) error {
+	objDir := filepath.Join(r.gitDir, "objects")
+	dirs := map[string]bool{}
+	for _, h := range b.order {
+		hex := h.String()
+		dir := filepath.Join(objDir, hex[:2])
+		path := filepath.Join(dir, hex[2:])
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return fmt.Errorf("write object %s: %w", hex, err)
+		}
+		o := b.objs[h]
+		if err := writeLoose(dir, path, o); err != nil {
+			return fmt.Errorf("write object %s: %w", hex, err)
+		}
+		dirs[dir] = true
+	}
+	for dir := range dirs {
+		syncDir(dir)
+	}
+	return nil
+}
+
+func writeLoose(dir, path string, o pendingObject) (err error) {
+	f, err := os.CreateTemp(dir, "tmp_obj_")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	w := objfile.NewWriter(f)
+	if err = w.WriteHeader(o.typ, int64(len(o.data))); err != nil {
+		return err
+	}
+	if _, err = w.Write(o.data); err != nil {
+		return err
+	}
+	if err = w.Close(); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Chmod(tmp, 0o444); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return nil
+}
+
+// readBlob returns the content of a blob.
+func (r *Registry) readBlob(h plumbing.Hash) ([]byte, error) {
+	o, err := r.store.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	return io.ReadAll(rd)
+}
+
+// readTree decodes a tree object.
+func (r *Registry) readTree(h plumbing.Hash) (*object.Tree, error) {
+	t, err := object.GetTree(r.store, h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, fmt.Errorf("tree %s: %w", h, err)
+	}
+	return t, err
+}

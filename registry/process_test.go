@@ -1,0 +1,3 @@
+package registry
+
+func helperMain(role string) int { return 2 }

@@ -1,0 +1,187 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/storage"
+)
+
+// RegistryRef is the ref that holds the auths v1 registry.
+const RegistryRef = "refs/auths/registry"
+
+// flockName is the advisory lock file auths takes in the repository's top
+// directory.
+const flockName = "registry.lock"
+
+// Registry is an auths v1 registry in a git repository on disk. It is safe
+// for use by several goroutines and several processes: every write takes the
+// advisory flock on registry.lock and moves the ref with git's lock-file
+// protocol.
+type Registry struct {
+	gitDir string // the repository directory (.git, or the bare repository)
+	topDir string // the work tree of a non-bare repository, else gitDir
+	store  storage.Storer
+	opts   options
+}
+
+type options struct {
+	clock     func() time.Time
+	log       *slog.Logger
+	staleLock time.Duration
+	refWait   time.Duration
+}
+
+// Option configures Open and Init.
+type Option func(*options)
+
+// WithClock sets the clock for commit times, metadata.json's updated_at and
+// attestation history names (default time.Now).
+func WithClock(clock func() time.Time) Option { return func(o *options) { o.clock = clock } }
+
+// WithLogger sets where diagnostics go, such as the removal of a dead
+// writer's ref lock (default: text lines on stderr).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithStaleLockAge sets how old a leftover refs/auths/registry.lock must be,
+// found while this process holds the flock, before it is taken for a dead
+// writer's and removed (default 5s). A younger one belongs to a live foreign
+// writer such as git and is waited for.
+func WithStaleLockAge(d time.Duration) Option { return func(o *options) { o.staleLock = d } }
+
+// WithRefLockWait bounds how long a commit waits for a foreign writer's ref
+// lock to go away (default 10s; the context may end it sooner).
+func WithRefLockWait(d time.Duration) Option { return func(o *options) { o.refWait = d } }
+
+func newOptions(opts []Option) options {
+	o := options{clock: time.Now, staleLock: 5 * time.Second, refWait: 10 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return o
+}
+
+// discardLogger is a logger that drops everything.
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Open opens the git repository at dir (a work tree containing .git, or a
+// bare repository). The repository need not hold the registry ref yet: the
+// first commit creates it.
+func Open(dir string, opts ...Option) (*Registry, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open registry %s: %w", dir, err)
+	}
+	gitDir, topDir, err := findGitDir(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open registry %s: %w", dir, err)
+	}
+	repo, err := git.PlainOpenWithOptions(topDir, &git.PlainOpenOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("open registry %s: %w", dir, err)
+	}
+	r := &Registry{gitDir: gitDir, topDir: topDir, store: repo.Storer, opts: newOptions(opts)}
+	return r, nil
+}
+
+// findGitDir tells the repository directory and the top directory of the
+// repository at dir.
+func findGitDir(dir string) (gitDir, topDir string, err error) {
+	if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+		if !fi.IsDir() {
+			return "", "", fmt.Errorf(".git is a file (linked work trees and submodules are not supported); open the repository directory it names")
+		}
+		return filepath.Join(dir, ".git"), dir, nil
+	}
+	if isGitDir(dir) {
+		return dir, dir, nil
+	}
+	return "", "", fmt.Errorf("not a git repository (no .git, no HEAD/objects/refs)")
+}
+
+func isGitDir(dir string) bool {
+	for _, name := range []string{"HEAD", "objects", "refs"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Init opens the repository at dir, creating it (bare or not) when dir holds
+// none, and gives it the registry ref when missing: an initial commit whose
+// tree is v1/metadata.json with zero counts. It touches no other ref and is
+// harmless on an existing registry. created tells whether the ref was made.
+func Init(ctx context.Context, dir string, bare bool, opts ...Option) (r *Registry, created bool, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, false, fmt.Errorf("init registry %s: %w", dir, err)
+	}
+	if _, _, err := findGitDir(abs); err != nil {
+		if err := os.MkdirAll(abs, 0o777); err != nil {
+			return nil, false, fmt.Errorf("init registry: %w", err)
+		}
+		if _, err := git.PlainInit(abs, bare); err != nil {
+			return nil, false, fmt.Errorf("init registry %s: %w", dir, err)
+		}
+	}
+	r, err = Open(abs, opts...)
+	if err != nil {
+		return nil, false, err
+	}
+	created, err = r.ensureRef(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return r, created, nil
+}
+
+// ensureRef creates the registry ref with an empty registry when missing.
+func (r *Registry) ensureRef(ctx context.Context) (bool, error) {
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	cur, err := r.readRef(RegistryRef)
+	if err != nil {
+		return false, err
+	}
+	if !cur.IsZero() {
+		return false, nil
+	}
+	if _, err := r.commitLocked(ctx, cur, &Batch{}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// GitDir returns the repository directory.
+func (r *Registry) GitDir() string { return r.gitDir }
+
+// TopDir returns the directory holding the registry.lock flock file.
+func (r *Registry) TopDir() string { return r.topDir }
+
+// Head returns the commit the registry ref points at, or ErrNoRegistry.
+func (r *Registry) Head() (string, error) {
+	h, err := r.readRef(RegistryRef)
+	if err != nil {
+		return "", err
+	}
+	if h.IsZero() {
+		return "", ErrNoRegistry
+	}
+	return h.String(), nil
+}
+
+var _ = errors.New
