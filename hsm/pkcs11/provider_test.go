@@ -220,7 +220,9 @@ func TestChildWrongPIN(t *testing.T) {
 		return // runs only as the child of TestWrongPINLoginOnce
 	}
 	ctx := context.Background()
-	bad := func(s string) *hsm.PKCS11URI { return mustURI(t, strings.Replace(s, "pin-value="+testPIN, "pin-value=0000", 1)) }
+	bad := func(s string) *hsm.PKCS11URI {
+		return mustURI(t, strings.Replace(s, "pin-value="+testPIN, "pin-value=0000", 1))
+	}
 	for _, try := range []func() error{
 		func() error { _, err := testProvider.Signer(ctx, bad(uri("pin-test", "k"))); return err },
 		func() error { _, err := testProvider.Signer(ctx, bad(uri("pin-test", "k"))); return err },

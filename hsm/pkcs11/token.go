@@ -62,8 +62,8 @@ func (p *Provider) tokenInfos() (map[uint]p11.TokenInfo, error) {
 	infos := make(map[uint]p11.TokenInfo, len(slots))
 	for _, s := range slots {
 		ti, err := p.ctx.GetTokenInfo(s)
-		if err != nil {
-			continue // removed meanwhile
+		if err != nil || ti.Flags&p11.CKF_TOKEN_INITIALIZED == 0 {
+			continue // removed meanwhile, or a free slot
 		}
 		ti.Label, ti.SerialNumber = trimPad(ti.Label), trimPad(ti.SerialNumber)
 		ti.ManufacturerID, ti.Model = trimPad(ti.ManufacturerID), trimPad(ti.Model)
@@ -90,9 +90,9 @@ func (p *Provider) findToken(u *hsm.PKCS11URI) (*token, error) {
 	switch len(found) {
 	case 0:
 		if len(all) == 0 {
-			return nil, fmt.Errorf("%w: no token matches (module %s has no token present)", hsm.ErrNotFound, p.module)
+			return nil, fmt.Errorf("%w: no token %s (module %s has no token present)", hsm.ErrNotFound, wantedToken(u), p.module)
 		}
-		return nil, fmt.Errorf("%w: no token matches (tokens present: %s)", hsm.ErrNotFound, strings.Join(slices.Sorted(slices.Values(all)), ", "))
+		return nil, fmt.Errorf("%w: no token %s (tokens present: %s)", hsm.ErrNotFound, wantedToken(u), strings.Join(slices.Sorted(slices.Values(all)), ", "))
 	case 1:
 	default:
 		var serials []string
@@ -116,6 +116,23 @@ func (p *Provider) findToken(u *hsm.PKCS11URI) (*token, error) {
 		p.tokens[id] = t
 	}
 	return t, nil
+}
+
+// wantedToken says which token a URI asks for.
+func wantedToken(u *hsm.PKCS11URI) string {
+	var parts []string
+	if u.Token != "" {
+		parts = append(parts, fmt.Sprintf("labelled %q", u.Token))
+	}
+	for _, a := range []struct{ name, v string }{{"serial", u.Serial}, {"manufacturer", u.Manufacturer}, {"model", u.Model}} {
+		if a.v != "" {
+			parts = append(parts, fmt.Sprintf("with %s %q", a.name, a.v))
+		}
+	}
+	if len(parts) == 0 {
+		return "at all"
+	}
+	return strings.Join(parts, " and ")
 }
 
 // acquire returns a logged-in session of the current generation, opening
