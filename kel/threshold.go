@@ -90,6 +90,9 @@ func ParseThreshold(raw json.RawMessage) (Threshold, error) {
 		}
 		return SimpleThreshold(n), nil
 	case '[':
+		if containsObject(raw) {
+			return Threshold{}, fmt.Errorf("threshold: nested weight maps are not supported (want weight strings or lists of them)")
+		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {
 			return Threshold{}, fmt.Errorf("threshold: %w", err)
@@ -120,6 +123,20 @@ func ParseThreshold(raw json.RawMessage) (Threshold, error) {
 		return WeightedThreshold(clauses)
 	}
 	return Threshold{}, fmt.Errorf("threshold %s: want a hex string or a list of weights", clip(string(raw)))
+}
+
+// containsObject reports whether a JSON value holds an object anywhere.
+func containsObject(raw []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if d, ok := tok.(json.Delim); ok && d == '{' {
+			return true
+		}
+	}
 }
 
 // ParseThresholdText parses a threshold as a person writes it on a command
