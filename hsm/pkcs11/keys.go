@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	p11 "github.com/miekg/pkcs11"
@@ -292,6 +293,12 @@ func (p *Provider) List(ctx context.Context, u *hsm.PKCS11URI) ([]KeyInfo, error
 			keys = append(keys, k.info)
 		}
 		return nil
+	})
+	slices.SortFunc(keys, func(a, b KeyInfo) int {
+		if c := strings.Compare(a.Label, b.Label); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.ID, b.ID)
 	})
 	return keys, err
 }

@@ -1,0 +1,277 @@
+package main
+
+// This file holds `auths-agent key`: generate, list and sign with keys on
+// tokens, whatever backend holds them. The backend is chosen by the key
+// URI's scheme through keyBackends.
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/hsm/pkcs11"
+	"github.com/auths-dev/auths-agent/kel"
+)
+
+// maxSignInput caps what `key sign` reads: KERI events are far smaller.
+const maxSignInput = 1 << 20
+
+// keyBackend is one key URI opened by its backend: what `auths-agent key`
+// needs, and nothing more.
+type keyBackend interface {
+	// Generate makes a key of alg at the URI; a label or slot already in
+	// use is refused with an error matching hsm.ErrExists.
+	Generate(ctx context.Context, alg kel.Algorithm) (keyListing, error)
+	// List returns the keys the URI's token or card holds.
+	List(ctx context.Context) ([]keyListing, error)
+	// Signer opens the key the URI names.
+	Signer(ctx context.Context) (hsm.Signer, error)
+	// Close releases the module or card.
+	Close() error
+}
+
+// keyListing is one key as `key list` and `key generate` print it.
+type keyListing struct {
+	Label     string // PKCS#11 label, or the PIV slot
+	ID        string // hex id, or the PIV slot in hex
+	Algorithm string // ed25519, p256, or what else the key is
+	Key       string // CESR public key; "-" when not Ed25519 or P-256
+	URI       string // the key's URI, without PIN attributes
+}
+
+// openKeyBackend opens the backend for one key URI. env gives the
+// environment (pin-source=env:NAME) and stdio.
+type openKeyBackend func(ctx context.Context, env *cliEnv, uri string) (keyBackend, error)
+
+// keyBackends maps key URI schemes to their backends. Backends are wired
+// here, explicitly, not by init side effects.
+//
+// PIV: the hsm/piv engineer adds `"piv": openPIVKey,` with openPIVKey (a
+// function of type openKeyBackend) in his own file, e.g. key_piv.go.
+func keyBackends() map[string]openKeyBackend {
+	return map[string]openKeyBackend{
+		"pkcs11": openPKCS11Key,
+	}
+}
+
+func keyCommand(env *cliEnv) *cli.Command {
+	return &cli.Command{
+		Name:  "key",
+		Usage: "generate, list and use controller keys on tokens (pkcs11: and piv: URIs)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "generate",
+				Usage:     "generate a key on the token; print its URI and, last, its CESR public key",
+				ArgsUsage: "URI",
+				Flags: []cli.Flag{&cli.StringFlag{
+					Name: "algorithm", Value: "ed25519", Usage: "ed25519 or p256",
+				}},
+				Action: func(c *cli.Context) error { return keyGenerate(c, env) },
+			},
+			{
+				Name:      "list",
+				Usage:     "list keys: label, id (hex), algorithm, CESR public key (tab-separated)",
+				ArgsUsage: "URI",
+				Action:    func(c *cli.Context) error { return keyList(c, env) },
+			},
+			{
+				Name:      "sign",
+				Usage:     "sign FILE's bytes (- for stdin) as a controller signs an event; print the signature in base64url",
+				ArgsUsage: "URI FILE",
+				Action:    func(c *cli.Context) error { return keySign(c, env) },
+			},
+		},
+	}
+}
+
+// openKey chooses the backend by the URI's scheme and opens it.
+func openKey(c *cli.Context, env *cliEnv, uri string) (keyBackend, error) {
+	table := keyBackends()
+	scheme, _, ok := strings.Cut(uri, ":")
+	open := table[scheme]
+	if !ok || open == nil {
+		var want []string
+		for s := range table {
+			want = append(want, s+":")
+		}
+		slices.Sort(want)
+		return nil, usageErr("%s: %q: not a key URI (want %s)", commandPath(c), hsm.RedactURI(uri), strings.Join(want, " or "))
+	}
+	kb, err := open(c.Context, env, uri)
+	if err != nil {
+		return nil, keyErr(c, err)
+	}
+	return kb, nil
+}
+
+// keyErr turns a backend error into the CLI's: refusals (wrong or blocked
+// PIN, existing label) exit 1, everything else (bad URI, missing token or
+// key, unreachable module) exits 2.
+func keyErr(c *cli.Context, err error) error {
+	msg := commandPath(c) + ": " + oneLine(err.Error())
+	if errors.Is(err, hsm.ErrWrongPIN) || errors.Is(err, hsm.ErrPINBlocked) || errors.Is(err, hsm.ErrExists) {
+		return negativeErr("%s", msg)
+	}
+	return usageErr("%s", msg)
+}
+
+func keyGenerate(c *cli.Context, env *cliEnv) error {
+	if err := wantArgs(c, "uri"); err != nil {
+		return err
+	}
+	var alg kel.Algorithm
+	switch a := c.String("algorithm"); a {
+	case "ed25519":
+		alg = kel.Ed25519
+	case "p256":
+		alg = kel.P256
+	default:
+		return usageErr("%s: --algorithm %q: want ed25519 or p256", commandPath(c), a)
+	}
+	kb, err := openKey(c, env, c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	defer kb.Close()
+	k, err := kb.Generate(c.Context, alg)
+	if err != nil {
+		return keyErr(c, err)
+	}
+	fmt.Fprintf(env.stdout, "%s\n%s\n", k.URI, k.Key)
+	return nil
+}
+
+func keyList(c *cli.Context, env *cliEnv) error {
+	if err := wantArgs(c, "uri"); err != nil {
+		return err
+	}
+	kb, err := openKey(c, env, c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	defer kb.Close()
+	keys, err := kb.List(c.Context)
+	if err != nil {
+		return keyErr(c, err)
+	}
+	for _, k := range keys {
+		fmt.Fprintf(env.stdout, "%s\t%s\t%s\t%s\n", printable(k.Label), k.ID, k.Algorithm, k.Key)
+	}
+	return nil
+}
+
+func keySign(c *cli.Context, env *cliEnv) error {
+	if err := wantArgs(c, "uri", "file"); err != nil {
+		return err
+	}
+	msg, err := readInput(env, c.Args().Get(1), maxSignInput)
+	if err != nil {
+		return err
+	}
+	kb, err := openKey(c, env, c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	defer kb.Close()
+	s, err := kb.Signer(c.Context)
+	if err != nil {
+		return keyErr(c, err)
+	}
+	defer hsm.Close(s)
+	sig, err := s.SignKERI(c.Context, msg)
+	if err != nil {
+		return keyErr(c, err)
+	}
+	fmt.Fprintln(env.stdout, base64.RawURLEncoding.EncodeToString(sig))
+	return nil
+}
+
+// commandPath names the running command with its parents ("key sign"):
+// urfave/cli v2.27's Command.FullName returns only the last name.
+func commandPath(c *cli.Context) string {
+	var names []string
+	lineage := c.Lineage()
+	for _, l := range lineage[:len(lineage)-1] { // the last one is the application
+		if l.Command != nil && l.Command.Name != "" {
+			names = append([]string{l.Command.Name}, names...)
+		}
+	}
+	if len(names) == 0 {
+		return c.Command.Name
+	}
+	return strings.Join(names, " ")
+}
+
+// printable quotes a label with spaces, tabs or control characters so each
+// key stays one line of tab-separated fields.
+func printable(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f || !strconv.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// pkcs11Key is a pkcs11: URI opened on its module.
+type pkcs11Key struct {
+	p *pkcs11.Provider
+	u *hsm.PKCS11URI
+}
+
+// openPKCS11Key loads the URI's module-path. One command loads one module,
+// once; the agent builds its providers in main instead.
+func openPKCS11Key(_ context.Context, env *cliEnv, uri string) (keyBackend, error) {
+	u, err := hsm.ParsePKCS11URI(uri)
+	if err != nil {
+		return nil, err
+	}
+	if u.ModulePath == "" {
+		return nil, hsm.NewURIError(u.String(), fmt.Errorf("%w: no module-path (add ?module-path=/path/to/module.so)", hsm.ErrBadURI))
+	}
+	p, err := pkcs11.Open(u.ModulePath, pkcs11.Options{Getenv: env.getenv})
+	if err != nil {
+		return nil, hsm.NewURIError(u.String(), err)
+	}
+	return &pkcs11Key{p: p, u: u}, nil
+}
+
+func listing(k pkcs11.KeyInfo) keyListing {
+	l := keyListing{Label: k.Label, ID: k.IDHex(), Algorithm: k.Type, Key: "-", URI: k.URI.String()}
+	if k.Algorithm != 0 {
+		l.Algorithm, l.Key = k.Algorithm.String(), k.Verfer.QB64()
+	}
+	if l.ID == "" {
+		l.ID = "-"
+	}
+	return l
+}
+
+func (k *pkcs11Key) Generate(ctx context.Context, alg kel.Algorithm) (keyListing, error) {
+	info, err := k.p.Generate(ctx, k.u, alg)
+	if err != nil {
+		return keyListing{}, err
+	}
+	return listing(info), nil
+}
+
+func (k *pkcs11Key) List(ctx context.Context) ([]keyListing, error) {
+	keys, err := k.p.List(ctx, k.u)
+	if err != nil {
+		return nil, err
+	}
+	var out []keyListing
+	for _, info := range keys {
+		out = append(out, listing(info))
+	}
+	return out, nil
+}
+
+func (k *pkcs11Key) Signer(ctx context.Context) (hsm.Signer, error) { return k.p.Signer(ctx, k.u) }
+
+func (k *pkcs11Key) Close() error { return k.p.Close() }

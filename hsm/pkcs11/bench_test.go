@@ -1,0 +1,153 @@
+package pkcs11
+
+import (
+	"context"
+	"crypto/sha256"
+	"sync"
+	"testing"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/auths-dev/auths-agent/kel"
+)
+
+// The benchmarks come in pairs for `make bench`: the same signatures through
+// the backend (Signer.SignKERI) and through a bare miekg/pkcs11 loop
+// (C_SignInit + C_Sign on one session, same key, same hashing), in the same
+// run. Goals: the backend adds under 5%; two tokens signing concurrently
+// through the backend reach at least 0.95× the bare two-token throughput.
+
+// benchMsg is the size of a typical KERI interaction event.
+var benchMsg = make([]byte, 487)
+
+var benchKeys struct {
+	sync.Mutex
+	m map[string]*Signer
+}
+
+// benchSigner returns the benchmark key of alg on token, made once per
+// process.
+func benchSigner(b *testing.B, token string, alg kel.Algorithm) *Signer {
+	benchKeys.Lock()
+	defer benchKeys.Unlock()
+	if benchKeys.m == nil {
+		benchKeys.m = map[string]*Signer{}
+	}
+	k := token + "/" + alg.String()
+	if s := benchKeys.m[k]; s != nil {
+		return s
+	}
+	s := generate(b, token, "bench-"+alg.String(), alg)
+	benchKeys.m[k] = s
+	return s
+}
+
+// bareLoop is a plain miekg/pkcs11 signing loop on its own session of the
+// token of s, on the same key.
+type bareLoop struct {
+	sh   p11.SessionHandle
+	key  p11.ObjectHandle
+	mech []*p11.Mechanism
+	p256 bool
+}
+
+func newBareLoop(b *testing.B, s *Signer) *bareLoop {
+	ctx := testProvider.ctx
+	sh, err := ctx.OpenSession(s.t.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ctx.CloseSession(sh) })
+	// The token is logged in already (login is per token and process).
+	hs, err := testProvider.find(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY), p11.NewAttribute(p11.CKA_ID, s.Info().ID)}, 1)
+	if err != nil || len(hs) != 1 {
+		b.Fatalf("bare loop: key not found: %v", err)
+	}
+	mech := ckmEdDSA
+	if s.Info().Algorithm == kel.P256 {
+		mech = p11.CKM_ECDSA
+	}
+	return &bareLoop{sh: sh, key: hs[0], mech: []*p11.Mechanism{p11.NewMechanism(uint(mech), nil)}, p256: s.Info().Algorithm == kel.P256}
+}
+
+func (l *bareLoop) sign(b *testing.B, msg []byte) {
+	if l.p256 {
+		h := sha256.Sum256(msg)
+		msg = h[:]
+	}
+	if err := testProvider.ctx.SignInit(l.sh, l.mech, l.key); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := testProvider.ctx.Sign(l.sh, msg); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func reportRate(b *testing.B, sigs int) {
+	b.ReportMetric(float64(sigs)/b.Elapsed().Seconds(), "sig/s")
+}
+
+func BenchmarkSign(b *testing.B) {
+	ctx := context.Background()
+	for _, alg := range []kel.Algorithm{kel.Ed25519, kel.P256} {
+		s := benchSigner(b, "bench-1", alg)
+		b.Run("backend/"+alg.String(), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.SignKERI(ctx, benchMsg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, b.N)
+		})
+		b.Run("bare/"+alg.String(), func(b *testing.B) {
+			l := newBareLoop(b, s)
+			for b.Loop() {
+				l.sign(b, benchMsg)
+			}
+			reportRate(b, b.N)
+		})
+	}
+}
+
+// BenchmarkSignTwoTokens: two goroutines, one per token, each signing half
+// of b.N Ed25519 signatures; ns/op is wall time per signature.
+func BenchmarkSignTwoTokens(b *testing.B) {
+	ctx := context.Background()
+	signers := []*Signer{benchSigner(b, "bench-1", kel.Ed25519), benchSigner(b, "bench-2", kel.Ed25519)}
+	twice := func(b *testing.B, work func(i, n int)) {
+		var wg sync.WaitGroup
+		b.ResetTimer()
+		for i := range 2 {
+			n := b.N / 2
+			if i == 0 {
+				n = b.N - n
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				work(i, n)
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		reportRate(b, b.N)
+	}
+	b.Run("backend", func(b *testing.B) {
+		twice(b, func(i, n int) {
+			for range n {
+				if _, err := signers[i].SignKERI(ctx, benchMsg); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("bare", func(b *testing.B) {
+		loops := []*bareLoop{newBareLoop(b, signers[0]), newBareLoop(b, signers[1])}
+		twice(b, func(i, n int) {
+			for range n {
+				loops[i].sign(b, benchMsg)
+			}
+		})
+	})
+}
