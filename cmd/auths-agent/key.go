@@ -197,9 +197,8 @@ func keySign(c *cli.Context, env *cliEnv) error {
 // urfave/cli v2.27's Command.FullName returns only the last name.
 func commandPath(c *cli.Context) string {
 	var names []string
-	lineage := c.Lineage()
-	for _, l := range lineage[:len(lineage)-1] { // the last one is the application
-		if l.Command != nil && l.Command.Name != "" {
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
 			names = append([]string{l.Command.Name}, names...)
 		}
 	}
