@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets testscript run the CLI as the command "auths-agent".
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"auths-agent": func() {
+			env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+			os.Exit(run(context.Background(), env, os.Args))
+		},
+	})
+}
+
+// vectorsDir is ../shared/vectors/keripy beside the repository.
+var vectorsDir = filepath.Join("..", "..", "..", "shared", "vectors", "keripy")
+
+// TestScripts runs the CLI scenarios in testdata/*.txt. Each gets the keripy
+// conformance vectors copied into $WORK/vectors.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(env *testscript.Env) error {
+			return copyVectors(filepath.Join(env.WorkDir, "vectors"))
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"status": cmdStatus,
+			"concat": cmdConcat,
+			"tamper": cmdTamper,
+		},
+	})
+}
+
+// cmdStatus: status N PROG ARGS... runs PROG like exec and checks that it
+// exits with status N; its stdout and stderr are then the script's.
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: status N PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+}
+
+// cmdConcat: concat OUT IN... writes the files IN one after another to OUT,
+// as a KEL stream is the events and attachments back to back.
+func cmdConcat(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: concat OUT IN...")
+	}
+	var out []byte
+	for _, in := range args[1:] {
+		out = append(out, ts.ReadFile(in)...)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), out, 0o644))
+}
+
+// cmdTamper: tamper FILE OFFSET CHAR replaces the byte at OFFSET.
+func cmdTamper(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 || len(args[2]) != 1 {
+		ts.Fatalf("usage: tamper FILE OFFSET CHAR")
+	}
+	off, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	data := []byte(ts.ReadFile(args[0]))
+	if off < 0 || off >= len(data) {
+		ts.Fatalf("offset %d outside %s (%d bytes)", off, args[0], len(data))
+	}
+	if data[off] == args[2][0] {
+		ts.Fatalf("byte %d of %s is already %q", off, args[0], args[2])
+	}
+	data[off] = args[2][0]
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), data, 0o644))
+}
+
+// copyVectors copies the keripy vectors into dir, failing loudly when the
+// shared folder is missing.
+func copyVectors(dir string) error {
+	entries, err := os.ReadDir(vectorsDir)
+	if err != nil {
+		return fmt.Errorf("KERIPY CONFORMANCE VECTORS MISSING: %w (they are ground truth and must be at %s, the shared folder beside the repository)", err, vectorsDir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(vectorsDir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
