@@ -28,9 +28,11 @@ type KeyInfo struct {
 	// Certificate is the certificate stored in the slot, when asked for and
 	// present.
 	Certificate *x509.Certificate
-	// Attestation is the card's attestation of the slot (signed by the
-	// card's attestation key in slot f9), when asked for.
-	Attestation *x509.Certificate
+	// Attestation is the card's attestation of the slot, when asked for;
+	// AttestationSigner is the certificate of the card's attestation key
+	// (slot f9) that signed it, the intermediate up to the vendor's CA.
+	Attestation       *x509.Certificate
+	AttestationSigner *x509.Certificate
 }
 
 // AlgorithmName names a piv-go algorithm for people: "P-256", "Ed25519", ….
@@ -124,6 +126,13 @@ func slotInfo(yk *piv.YubiKey, n uint8, withCert, withAttest bool) (KeyInfo, err
 		switch {
 		case err == nil:
 			info.Attestation = att
+			if withAttest {
+				f9, err := yk.AttestationCertificate()
+				if err != nil {
+					return KeyInfo{}, fmt.Errorf("reading the attestation certificate (slot f9): %w", err)
+				}
+				info.AttestationSigner = f9
+			}
 			if info.Public == nil {
 				info.Public, info.Source = att.PublicKey, "attestation"
 			}

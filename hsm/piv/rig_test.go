@@ -1,0 +1,134 @@
+//go:build vpiv
+
+package piv
+
+// Helpers for tests on the virtual card rig (softhsm-test/vpiv-up): they
+// run inside the rig's namespace (softhsm-test/vpiv-exec) with VPIV_DIR and
+// VPIV_SERIALS set.
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	testPIN = "123456"
+	testPUK = "12345678"
+)
+
+// rigSerials returns the card serials the rig gave this package; it fails
+// the test loudly when there are fewer than want.
+func rigSerials(t testing.TB, want int) []uint32 {
+	t.Helper()
+	env := os.Getenv("VPIV_SERIALS")
+	if env == "" {
+		t.Fatalf("VPIV_SERIALS is empty: these tests need the virtual card rig; run them as "+
+			"softhsm-test/vpiv-up %d, then VPIV_SERIALS=<serials, comma-separated> softhsm-test/vpiv-exec go test -tags vpiv ./hsm/piv/ (make test does this)", want)
+	}
+	var out []uint32
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			t.Fatalf("VPIV_SERIALS=%q: %q is not a decimal serial", env, f)
+		}
+		out = append(out, uint32(n))
+	}
+	if len(out) < want {
+		t.Fatalf("VPIV_SERIALS=%q: these tests need %d cards", env, want)
+	}
+	return out[:want]
+}
+
+func rigDir(t testing.TB) string {
+	t.Helper()
+	d := os.Getenv("VPIV_DIR")
+	if d == "" {
+		t.Fatal("VPIV_DIR is not set: run the tests through softhsm-test/vpiv-exec")
+	}
+	return d
+}
+
+func newTestProvider(t testing.TB, opts Options) *Provider {
+	t.Helper()
+	p := NewProvider(opts)
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Provider.Close: %v", err)
+		}
+	})
+	return p
+}
+
+func uriOf(serial uint32, slot string, query string) string {
+	u := "piv:serial=" + strconv.FormatUint(uint64(serial), 10) + ";slot=" + slot
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+// apduCount counts the lines of the card's APDU log that contain substr
+// (for example "C-APDU 0020008008": a VERIFY carrying a PIN).
+func apduCount(t testing.TB, serial uint32, substr string) int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(rigDir(t), "card-"+strconv.FormatUint(uint64(serial), 10)+".apdu.log"))
+	if err != nil {
+		t.Fatalf("APDU log of card %d: %v", serial, err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), substr) {
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// cardCtl runs softhsm-test/vpiv-card-ctl ACTION SERIAL.
+func cardCtl(t testing.TB, action string, serial uint32) {
+	t.Helper()
+	ctl := filepath.Join(rigDir(t), "bin", "vpiv-card-ctl")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, ctl, action, strconv.FormatUint(uint64(serial), 10)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vpiv-card-ctl %s %d: %v\n%s", action, serial, err, out)
+	}
+}
+
+// restartCard restarts the card process with extra vpiv-card flags (later
+// flags win over the rig's), and restores its normal command line when the
+// test ends. The card's state (keys, PIN counters) is kept.
+func restartCard(t testing.TB, serial uint32, flags ...string) {
+	t.Helper()
+	cmdFile := filepath.Join(rigDir(t), "card-"+strconv.FormatUint(uint64(serial), 10)+".cmd")
+	orig, err := os.ReadFile(cmdFile)
+	if err != nil {
+		t.Fatalf("card %d: %v", serial, err)
+	}
+	line := strings.TrimRight(string(orig), "\n ") + " " + strings.Join(flags, " ") + " "
+	if err := os.WriteFile(cmdFile, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(cmdFile, orig, 0o644); err != nil {
+			t.Errorf("restoring %s: %v", cmdFile, err)
+			return
+		}
+		cardCtl(t, "restart", serial)
+	})
+	cardCtl(t, "restart", serial)
+}
