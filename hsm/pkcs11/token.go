@@ -154,12 +154,9 @@ func (t *token) acquire(ctx context.Context, pin hsm.PINSpec) (session, error) {
 		}
 		t.mu.Lock()
 		if !t.connected {
-			if err := t.connectLocked(ctx, pin); err != nil {
-				t.mu.Unlock()
-				return session{}, err
-			}
+			s, err := t.connectLocked(ctx, pin)
 			t.mu.Unlock()
-			continue // connectLocked left a session in the pool
+			return s, err
 		}
 		if t.open < cap(t.idle) {
 			h, err := t.p.ctx.OpenSession(t.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
@@ -218,12 +215,12 @@ func (t *token) discard(s session) {
 	t.mu.Unlock()
 }
 
-// connectLocked finds the token's slot again, opens a session and logs in.
-// The session goes to the pool.
-func (t *token) connectLocked(ctx context.Context, pin hsm.PINSpec) error {
+// connectLocked finds the token's slot again, opens a session and logs in,
+// and returns that session.
+func (t *token) connectLocked(ctx context.Context, pin hsm.PINSpec) (session, error) {
 	infos, err := t.p.tokenInfos()
 	if err != nil {
-		return fmt.Errorf("%s: %w: %v", t.name, hsm.ErrTokenAbsent, err)
+		return session{}, fmt.Errorf("%s: %w: %v", t.name, hsm.ErrTokenAbsent, err)
 	}
 	slot, ok := uint(0), false
 	for s, ti := range infos {
@@ -232,23 +229,22 @@ func (t *token) connectLocked(ctx context.Context, pin hsm.PINSpec) error {
 		}
 	}
 	if !ok {
-		return fmt.Errorf("%s: %w: not present", t.name, hsm.ErrTokenAbsent)
+		return session{}, fmt.Errorf("%s: %w: not present", t.name, hsm.ErrTokenAbsent)
 	}
 	t.slot = slot
 	h, err := t.p.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
 	if err != nil {
-		return fmt.Errorf("%s: %w: C_OpenSession: %v", t.name, hsm.ErrTokenAbsent, err)
+		return session{}, fmt.Errorf("%s: %w: C_OpenSession: %v", t.name, hsm.ErrTokenAbsent, err)
 	}
 	if infos[slot].Flags&p11.CKF_LOGIN_REQUIRED != 0 {
 		if err := t.loginLocked(ctx, h, p11.CKU_USER, pin); err != nil {
 			t.p.ctx.CloseSession(h)
-			return err
+			return session{}, err
 		}
 	}
 	t.connected = true
 	t.open = 1
-	t.idle <- session{h: h, gen: t.gen.Load()}
-	return nil
+	return session{h: h, gen: t.gen.Load()}, nil
 }
 
 // loginLocked logs in as userType with the PIN from pin. A PIN this token
