@@ -72,7 +72,9 @@ type Card struct {
 	sess session
 	// lastTouch is when a touch last arrived (for "cached" touch).
 	lastTouch time.Time
-	lastReply time.Time
+	// internalErrors counts panics Transmit recovered from; tests and the
+	// fuzz target require it to stay zero.
+	internalErrors int
 }
 
 // session is the volatile state a power cycle or reset clears.
@@ -191,6 +193,7 @@ func (c *Card) Transmit(apdu []byte) (out []byte) {
 		defer func() {
 			if p := recover(); p != nil {
 				c.tracef("internal error: %v", p)
+				c.internalErrors++
 				c.sess = session{selected: c.sess.selected}
 				r = status(swNoPreciseDiagnos)
 			}
@@ -223,9 +226,7 @@ func (c *Card) trace(apdu []byte, cmd command, out []byte, start time.Time) {
 	if len(apdu) >= 2 {
 		name = insName(apdu[1])
 	}
-	now := c.cfg.Now()
-	c.tracef("C-APDU %s  ->  R-APDU %s   %s  (%s)", in, resp, name, now.Sub(start).Round(time.Microsecond))
-	c.lastReply = now
+	c.tracef("C-APDU %s  ->  R-APDU %s   %s  (%s)", in, resp, name, c.cfg.Now().Sub(start).Round(time.Microsecond))
 }
 
 // transmit handles chaining around dispatch.
