@@ -6,5 +6,9 @@ import "github.com/urfave/cli/v2"
 func commands(env *cliEnv) []*cli.Command {
 	return []*cli.Command{
 		kelCommand(env),
+		keyCommand(env),
+		idCommand(env),
+		anchorCommand(env),
+		pendingCommand(env),
 	}
 }

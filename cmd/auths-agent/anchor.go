@@ -1,0 +1,185 @@
+package main
+
+// This file holds `auths-agent anchor` (stage, sign with tokens, fold and
+// commit an interaction event, or leave it pending) and the helpers the id
+// and pending commands share with it.
+//
+// Outcome lines on stdout:
+//
+//	committed PREFIX s=HEX SAID    the event is in the registry (exit 0)
+//	pending PREFIX SAID: NEEDS     saved in escrow, still needs signatures (exit 0)
+//
+// A refusal (stale, expired, a signer whose key is not in the key list, a
+// token that failed to sign) exits 1; bad flags or unreadable input exit 2.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/auths-dev/auths-agent/anchor"
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
+)
+
+// maxAttestation caps an attestation document read from a file.
+const maxAttestation = 1 << 20
+
+func anchorCommand(env *cliEnv) *cli.Command {
+	return &cli.Command{
+		Name:  "anchor",
+		Usage: "anchor seals and device attestations with an interaction event signed by tokens",
+		Description: "Stages the interaction event on the identity's tip, signs it with every --key\n" +
+			"token at once, and commits it with the attestations in one commit when the\n" +
+			"signatures meet the threshold. Otherwise it saves the proposal under\n" +
+			"refs/auths/pending/PREFIX/SAID and prints what it still needs; add signatures\n" +
+			"with `pending sign`. Output: `committed PREFIX s=HEX SAID` or\n" +
+			"`pending PREFIX SAID: NEEDS`, both exit 0; a refusal exits 1.\n" +
+			"--seal d=SAID | --seal i=AID,s=HEX,d=SAID; --attestation FILE pairs with the\n" +
+			"--device DID at the same position.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR`", Required: true},
+			&cli.StringFlag{Name: "id", Usage: "the identity's `PREFIX`", Required: true},
+			&cli.StringSliceFlag{Name: "seal", Usage: "a seal: d=SAID or i=AID,s=HEX,d=SAID; repeat"},
+			&cli.StringSliceFlag{Name: "attestation", Usage: "an attestation document `FILE` to store and anchor; repeat"},
+			&cli.StringSliceFlag{Name: "device", Usage: "the device `DID` of the --attestation at the same position"},
+			&cli.StringSliceFlag{Name: "revoke", Usage: "a `FILE` superseding the current attestation of the --revoke-device at the same position (a revocation)"},
+			&cli.StringSliceFlag{Name: "revoke-device", Usage: "the device `DID` of the --revoke at the same position"},
+			&cli.StringSliceFlag{Name: "key", Usage: "a signing key's `URI` (pkcs11: or piv:); repeat"},
+			&cli.DurationFlag{Name: "expires", Value: anchor.DefaultTTL, Usage: "how long the proposal waits in escrow if not fully signed"},
+		},
+		Action: func(c *cli.Context) error { return anchorRun(c, env) },
+	}
+}
+
+func anchorRun(c *cli.Context, env *cliEnv) error {
+	if err := wantArgs(c); err != nil {
+		return err
+	}
+	cmd := commandPath(c)
+	var ch anchor.Change
+	for _, s := range c.StringSlice("seal") {
+		raw, err := anchor.ParseSeal(s)
+		if err != nil {
+			return usageErr("%s: --seal %s: %v", cmd, s, err)
+		}
+		ch.Seals = append(ch.Seals, raw)
+	}
+	for _, pair := range []struct {
+		file, device string
+		supersede    bool
+	}{{"attestation", "device", false}, {"revoke", "revoke-device", true}} {
+		files, dids := c.StringSlice(pair.file), c.StringSlice(pair.device)
+		if len(files) != len(dids) {
+			return usageErr("%s: %d --%s but %d --%s: give one DID per document", cmd, len(files), pair.file, len(dids), pair.device)
+		}
+		for i, f := range files {
+			doc, err := readInput(env, f, maxAttestation)
+			if err != nil {
+				return err
+			}
+			ch.Attestations = append(ch.Attestations, anchor.Attestation{Device: dids[i], Document: doc, Supersede: pair.supersede})
+		}
+	}
+	if len(ch.Seals) == 0 && len(ch.Attestations) == 0 {
+		return usageErr("%s: nothing to anchor: give --seal or --attestation FILE --device DID", cmd)
+	}
+	uris, err := keyURIs(c, "key", true)
+	if err != nil {
+		return err
+	}
+	a, err := openAnchorer(c, cmd)
+	if err != nil {
+		return err
+	}
+	p, err := a.Stage(c.Context, c.String("id"), ch)
+	if err != nil {
+		return anchorErr(cmd, err)
+	}
+	ts := newTokenSet(env)
+	defer ts.Close()
+	signers, _, err := ts.open(c.Context, cmd, uris)
+	if err != nil {
+		return err
+	}
+	return signAndFinish(c.Context, env, cmd, a, p, signers)
+}
+
+// openAnchorer opens the --registry repository.
+func openAnchorer(c *cli.Context, cmd string) (*anchor.Anchorer, error) {
+	reg, err := registry.Open(c.String("registry"))
+	if err != nil {
+		return nil, usageErr("%s: %v", cmd, oneLine(err.Error()))
+	}
+	if _, err := reg.Head(); err != nil {
+		return nil, usageErr("%s: %s: %v", cmd, c.String("registry"), oneLine(err.Error()))
+	}
+	ttl := anchor.DefaultTTL
+	if c.IsSet("expires") {
+		ttl = c.Duration("expires")
+	}
+	return anchor.New(reg, anchor.WithTTL(ttl)), nil
+}
+
+// signAndFinish signs p with every signer at once, then commits it when
+// complete or saves it in escrow. Signatures collected before a signer
+// failed are never lost: they are saved.
+func signAndFinish(ctx context.Context, env *cliEnv, cmd string, a *anchor.Anchorer, p *anchor.Proposal, signers []hsm.Signer) error {
+	_, signErr := anchor.Sign(ctx, p, signers)
+	if errors.Is(signErr, anchor.ErrSignerNotInKeys) || errors.Is(signErr, anchor.ErrDuplicateSigner) {
+		return anchorErr(cmd, signErr) // refused before anything was signed
+	}
+	for _, e := range unwrapAll(signErr) {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: %s\n", cmd, oneLine(e.Error()))
+	}
+	if !p.Complete() {
+		if err := a.Save(ctx, p); err != nil {
+			return anchorErr(cmd, err)
+		}
+		fmt.Fprintf(env.stdout, "pending %s %s: %s\n", p.Prefix(), p.SAID(), p.Status().Needs())
+		if signErr != nil {
+			return silentExit(exitNegative)
+		}
+		return nil
+	}
+	res, err := a.Commit(ctx, p)
+	if err != nil {
+		return anchorErr(cmd, err)
+	}
+	if res.CleanupErr != nil {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: committed, but the pending ref stays: %s\n", cmd, oneLine(res.CleanupErr.Error()))
+	}
+	if p.Type() == kel.TypeInception {
+		fmt.Fprintln(env.stdout, p.Prefix())
+		return nil
+	}
+	fmt.Fprintf(env.stdout, "committed %s s=%x %s\n", p.Prefix(), p.Sn(), p.SAID())
+	return nil
+}
+
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// anchorErr maps the errors of package anchor to exit statuses: input that
+// names nothing usable exits 2, refusals by the rules exit 1.
+func anchorErr(cmd string, err error) error {
+	msg := cmd + ": " + strings.Join(strings.Fields(oneLine(err.Error())), " ")
+	switch {
+	case errors.Is(err, anchor.ErrBadSeal), errors.Is(err, hsm.ErrBadURI):
+		return usageErr("%s", msg)
+	case errors.Is(err, registry.ErrCorrupt):
+		return usageErr("%s", msg)
+	}
+	return negativeErr("%s", msg)
+}
