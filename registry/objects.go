@@ -63,13 +63,13 @@ var (
 	_ = (*object.Commit)(nil).Encode
 )
 
-// writeObjects writes the queued objects as loose objects: each to a
-// temporary file in its fan-out directory, fsynced, then renamed into
-// place; then the directories are fsynced. Objects already present as
-// loose objects are skipped.
+// writeObjects writes the queued objects as loose objects, each to a
+// temporary file in its fan-out directory renamed into place, then makes
+// them durable (syncObjects) before returning: the caller moves the ref
+// only afterwards. Objects already present as loose objects are skipped.
 func (r *Registry) writeObjects(b *objectBatch) error {
 	objDir := filepath.Join(r.gitDir, "objects")
-	dirs := map[string]bool{}
+	var written []string
 	for _, h := range b.order {
 		hex := h.String()
 		dir := filepath.Join(objDir, hex[:2])
@@ -84,10 +84,13 @@ func (r *Registry) writeObjects(b *objectBatch) error {
 		if err := writeLoose(dir, path, o); err != nil {
 			return fmt.Errorf("write object %s: %w", hex, err)
 		}
-		dirs[dir] = true
+		written = append(written, path)
 	}
-	for dir := range dirs {
-		syncDir(dir)
+	if len(written) == 0 {
+		return nil
+	}
+	if err := syncObjects(objDir, written); err != nil {
+		return fmt.Errorf("sync objects: %w", err)
 	}
 	return nil
 }
@@ -112,9 +115,6 @@ func writeLoose(dir, path string, o pendingObject) (err error) {
 		return err
 	}
 	if err = w.Close(); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
 		return err
 	}
 	if err = f.Close(); err != nil {

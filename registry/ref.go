@@ -108,7 +108,6 @@ func (r *Registry) casRef(ctx context.Context, name string, old, new plumbing.Ha
 		return fmt.Errorf("update %s: %w", name, err)
 	}
 	locked = false
-	syncDir(filepath.Dir(refPath))
 	return nil
 }
 
