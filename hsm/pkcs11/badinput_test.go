@@ -41,17 +41,18 @@ func TestOpenBadModule(t *testing.T) {
 func TestBadKeyURIs(t *testing.T) {
 	ctx := context.Background()
 	// An RSA key and a data object on ci-3, and one public key with no private key.
+	rsa, data := unique("rsa"), unique("data")
 	err := testProvider.withSession(ctx, mustURI(t, uri("ci-3", "")), func(tk *token, sh p11.SessionHandle) error {
 		_, _, err := testProvider.ctx.GenerateKeyPair(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)},
 			[]*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_MODULUS_BITS, 2048),
-				p11.NewAttribute(p11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}), p11.NewAttribute(p11.CKA_LABEL, "rsa")},
+				p11.NewAttribute(p11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}), p11.NewAttribute(p11.CKA_LABEL, rsa)},
 			[]*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_PRIVATE, true),
-				p11.NewAttribute(p11.CKA_SIGN, true), p11.NewAttribute(p11.CKA_LABEL, "rsa")})
+				p11.NewAttribute(p11.CKA_SIGN, true), p11.NewAttribute(p11.CKA_LABEL, rsa)})
 		if err != nil {
 			return err
 		}
 		_, err = testProvider.ctx.CreateObject(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_DATA),
-			p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_LABEL, "data"), p11.NewAttribute(p11.CKA_VALUE, []byte("x"))})
+			p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_LABEL, data), p11.NewAttribute(p11.CKA_VALUE, []byte("x"))})
 		return err
 	})
 	if err != nil {
@@ -80,10 +81,10 @@ func TestBadKeyURIs(t *testing.T) {
 			fmt.Sprintf(`pkcs11:token=dup;object=k?module-path=%s: ambiguous: 2 tokens match (serials %s, %s): add serial= to the URI`, mod, dupSerials[0], dupSerials[1])},
 		{uri("ci-3", "nokey"), hsm.ErrNotFound,
 			fmt.Sprintf(`pkcs11:token=ci-3;object=nokey?module-path=%s: not found: no private key labelled "nokey" on token "ci-3" (serial %s)`, mod, s3)},
-		{uri("ci-3", "rsa"), hsm.ErrUnsupportedKey,
-			fmt.Sprintf(`pkcs11:token=ci-3;object=rsa?module-path=%s: unsupported key: key labelled "rsa" on token "ci-3" (serial %s) is rsa: want Ed25519 or P-256`, mod, s3)},
-		{uri("ci-3", "data"), hsm.ErrUnsupportedKey,
-			fmt.Sprintf(`pkcs11:token=ci-3;object=data?module-path=%s: unsupported key: the object labelled "data" on token "ci-3" (serial %s) is a data object, not a private key`, mod, s3)},
+		{uri("ci-3", rsa), hsm.ErrUnsupportedKey,
+			fmt.Sprintf(`pkcs11:token=ci-3;object=%s?module-path=%s: unsupported key: key labelled %q on token "ci-3" (serial %s) is rsa: want Ed25519 or P-256`, rsa, mod, rsa, s3)},
+		{uri("ci-3", data), hsm.ErrUnsupportedKey,
+			fmt.Sprintf(`pkcs11:token=ci-3;object=%s?module-path=%s: unsupported key: the object labelled %q on token "ci-3" (serial %s) is a data object, not a private key`, data, mod, data, s3)},
 		{uri("ci-3", ""), hsm.ErrBadURI,
 			`pkcs11:token=ci-3?module-path=` + mod + `: bad key URI: no key named: add object= (label) or id=`},
 		{"pkcs11:token=ci-3;object=k?module-path=/usr/lib/other.so&pin-value=1234", hsm.ErrBadURI,
@@ -95,7 +96,7 @@ func TestBadKeyURIs(t *testing.T) {
 		}
 	}
 	// A public key without its private key is not a signer either.
-	pubOnly := mustURI(t, uri("ci-3", "rsa"))
+	pubOnly := mustURI(t, uri("ci-3", rsa))
 	err = testProvider.withSession(ctx, pubOnly, func(tk *token, sh p11.SessionHandle) error {
 		hs, err := testProvider.find(sh, keyTemplate(p11.CKO_PRIVATE_KEY, pubOnly), 1)
 		if err != nil {
@@ -107,7 +108,7 @@ func TestBadKeyURIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = testProvider.Signer(ctx, pubOnly)
-	want := fmt.Sprintf(`pkcs11:token=ci-3;object=rsa?module-path=%s: unsupported key: the object labelled "rsa" on token "ci-3" (serial %s) is a public key, not a private key`, mod, s3)
+	want := fmt.Sprintf(`pkcs11:token=ci-3;object=%s?module-path=%s: unsupported key: the object labelled %q on token "ci-3" (serial %s) is a public key, not a private key`, rsa, mod, rsa, s3)
 	if err == nil || err.Error() != want {
 		t.Errorf("Signer(public key only) = %v\nwant %s", err, want)
 	}

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
@@ -24,9 +25,17 @@ import (
 	"github.com/auths-dev/auths-agent/kel"
 )
 
-// generate makes a key on a test token and opens it as a Signer.
+var labelSeq atomic.Int64
+
+// unique makes labels unique in this process, so the tests and benchmarks
+// also pass with -count N.
+func unique(label string) string { return fmt.Sprintf("%s-%d", label, labelSeq.Add(1)) }
+
+// generate makes a key labelled unique(label) on a test token and opens it
+// as a Signer.
 func generate(t testing.TB, token, label string, alg kel.Algorithm) *Signer {
 	t.Helper()
+	label = unique(label)
 	ctx := context.Background()
 	u := mustURI(t, uri(token, label))
 	info, err := testProvider.Generate(ctx, u, alg)
@@ -89,10 +98,10 @@ func TestContract(t *testing.T) {
 }
 
 func TestGenerateRefusesExistingLabel(t *testing.T) {
-	generate(t, "ci-1", "taken", kel.Ed25519)
-	_, err := testProvider.Generate(context.Background(), mustURI(t, uri("ci-1", "taken")), kel.P256)
+	label := generate(t, "ci-1", "taken", kel.Ed25519).Info().Label
+	_, err := testProvider.Generate(context.Background(), mustURI(t, uri("ci-1", label)), kel.P256)
 	serial := tokenSerial(t, "ci-1")
-	want := fmt.Sprintf(`pkcs11:token=ci-1;object=taken?module-path=%s: already exists: a key labelled "taken" is already on token "ci-1" (serial %s)`, testModule, serial)
+	want := fmt.Sprintf(`pkcs11:token=ci-1;object=%s?module-path=%s: already exists: a key labelled %q is already on token "ci-1" (serial %s)`, label, testModule, label, serial)
 	if err == nil || err.Error() != want || !errors.Is(err, hsm.ErrExists) {
 		t.Errorf("Generate over an existing label: %v\nwant %s", err, want)
 	}
@@ -154,7 +163,7 @@ func TestThreeTokensConcurrently(t *testing.T) {
 // another process.
 func TestKeysFoundByNewProcess(t *testing.T) {
 	s := generate(t, "ci-2", "persist", kel.P256)
-	out := runChild(t, "TestChildSign")
+	out := runChild(t, "TestChildSign", "PERSIST_LABEL="+s.Info().Label)
 	m := regexp.MustCompile(`(?m)^RESULT (\S+) ([0-9a-f]+)$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("child printed no result:\n%s", out)
@@ -172,7 +181,7 @@ func TestChildSign(t *testing.T) {
 	if !isChild(t) {
 		return // runs only as the child of TestKeysFoundByNewProcess
 	}
-	s, err := testProvider.Signer(context.Background(), mustURI(t, uri("ci-2", "persist")))
+	s, err := testProvider.Signer(context.Background(), mustURI(t, uri("ci-2", os.Getenv("PERSIST_LABEL"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +287,7 @@ func TestTokenReopened(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := s.SignKERI(ctx, []byte("while gone"))
-	want := fmt.Sprintf(`pkcs11:token=ci-3;object=reopen?module-path=%s: token "ci-3" (serial %s): token absent or unreachable: C_SignInit: pkcs11: 0xB3: CKR_SESSION_HANDLE_INVALID`, testModule, tokenSerial(t, "ci-3"))
+	want := fmt.Sprintf(`pkcs11:token=ci-3;object=%s?module-path=%s: token "ci-3" (serial %s): token absent or unreachable: C_SignInit: pkcs11: 0xB3: CKR_SESSION_HANDLE_INVALID`, s.Info().Label, testModule, tokenSerial(t, "ci-3"))
 	if err == nil || err.Error() != want || !errors.Is(err, hsm.ErrTokenAbsent) {
 		t.Errorf("sign while gone: %v\nwant %s", err, want)
 	}
@@ -294,15 +303,16 @@ func TestTokenReopened(t *testing.T) {
 // TestAlwaysAuthenticate: a key with CKA_ALWAYS_AUTHENTICATE signs after a
 // context-specific login.
 func TestAlwaysAuthenticate(t *testing.T) {
-	u := mustURI(t, uri("ci-1", "always"))
+	label := unique("always")
+	u := mustURI(t, uri("ci-1", label))
 	err := testProvider.withSession(context.Background(), u, func(tk *token, sh p11.SessionHandle) error {
-		id := []byte("always-auth-id")
+		id := []byte(label)
 		_, _, err := testProvider.ctx.GenerateKeyPair(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_EC_KEY_PAIR_GEN, nil)},
 			[]*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_EC_PARAMS, oidP256),
-				p11.NewAttribute(p11.CKA_LABEL, "always"), p11.NewAttribute(p11.CKA_ID, id), p11.NewAttribute(p11.CKA_VERIFY, true)},
+				p11.NewAttribute(p11.CKA_LABEL, label), p11.NewAttribute(p11.CKA_ID, id), p11.NewAttribute(p11.CKA_VERIFY, true)},
 			[]*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_PRIVATE, true), p11.NewAttribute(p11.CKA_SIGN, true),
 				p11.NewAttribute(p11.CKA_SENSITIVE, true), p11.NewAttribute(p11.CKA_ALWAYS_AUTHENTICATE, true),
-				p11.NewAttribute(p11.CKA_LABEL, "always"), p11.NewAttribute(p11.CKA_ID, id)})
+				p11.NewAttribute(p11.CKA_LABEL, label), p11.NewAttribute(p11.CKA_ID, id)})
 		return err
 	})
 	if err != nil {
