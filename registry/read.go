@@ -100,9 +100,31 @@ func (s *Snapshot) KeyState(prefix string) (*kel.KeyState, error) {
 }
 
 // Verify replays the whole KEL of prefix, checking every SAID, sequence
-// number, prior SAID and signature, and that the tip names its last event.
+// number, prior SAID and signature, that the tip names its last event, and
+// that state.json, when it claims to be valid for the tip, holds the
+// replayed state.
 func (s *Snapshot) Verify(prefix string) (*kel.KeyState, error) {
-	return s.replay(prefix)
+	st, err := s.replay(prefix)
+	if err != nil {
+		return nil, err
+	}
+	tip, err := s.Tip(prefix)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.storedState(prefix, tip)
+	if err != nil {
+		return nil, err
+	}
+	if stored != nil {
+		a, _ := json.Marshal(st)
+		b, _ := json.Marshal(stored)
+		if string(a) != string(b) {
+			dir, _ := identityDir(prefix)
+			return nil, corrupt(dir+"/state.json", "key state differs from the replayed KEL")
+		}
+	}
+	return st, nil
 }
 
 func (s *Snapshot) replay(prefix string) (*kel.KeyState, error) {
@@ -110,13 +132,77 @@ func (s *Snapshot) replay(prefix string) (*kel.KeyState, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, _ := identityDir(prefix)
 	st, err := kel.ReplayParallel(events, 0)
 	if err != nil {
 		return nil, fmt.Errorf("identity %s: %w", prefix, err)
 	}
-	_ = dir
 	return st, nil
+}
+
+// Event returns the stored event s=sn of prefix with its signatures.
+func (s *Snapshot) Event(prefix string, sn uint64) (kel.SignedEvent, error) {
+	tip, err := s.Tip(prefix)
+	if err != nil {
+		return kel.SignedEvent{}, err
+	}
+	if sn > tip.Sequence {
+		return kel.SignedEvent{}, fmt.Errorf("identity %s event s=%x: %w", prefix, sn, ErrNotFound)
+	}
+	dir, _ := identityDir(prefix)
+	p := dir + "/events/" + eventName(sn)
+	data, ok, err := s.readFile(p)
+	if err != nil {
+		return kel.SignedEvent{}, err
+	}
+	if !ok {
+		return kel.SignedEvent{}, corrupt(p, "missing (the tip is s=%d)", tip.Sequence)
+	}
+	e, err := parseStoredEvent(p, data, prefix, sn)
+	if err != nil {
+		return kel.SignedEvent{}, err
+	}
+	se := kel.SignedEvent{Event: e}
+	ap := dir + "/events/" + attachmentName(sn)
+	att, ok, err := s.readFile(ap)
+	if err != nil {
+		return kel.SignedEvent{}, err
+	}
+	if ok {
+		if se.Sigs, err = parseAttachment(ap, att); err != nil {
+			return kel.SignedEvent{}, err
+		}
+	}
+	return se, nil
+}
+
+// parseStoredEvent reads an event blob back to the signed event.
+func parseStoredEvent(path string, blob []byte, prefix string, sn uint64) (*kel.Event, error) {
+	raw, err := compactEvent(blob)
+	if err != nil {
+		return nil, &CorruptError{Path: path, Reason: "not JSON", Err: err}
+	}
+	e, err := kel.ParseEvent(raw)
+	if err != nil {
+		return nil, &CorruptError{Path: path, Reason: "not a KERI event", Err: err}
+	}
+	if e.Sn != sn {
+		return nil, corrupt(path, "holds s=%x, out of order", e.Sn)
+	}
+	if e.Prefix != prefix {
+		return nil, corrupt(path, "holds an event of %s", e.Prefix)
+	}
+	return e, nil
+}
+
+func parseAttachment(path string, att []byte) ([]kel.Siger, error) {
+	sigs, n, err := kel.ParseSigGroup(att)
+	if err != nil {
+		return nil, &CorruptError{Path: path, Reason: "bad attachment", Err: err}
+	}
+	if n != len(att) {
+		return nil, corrupt(path, "%d bytes after the signature group", len(att)-n)
+	}
+	return sigs, nil
 }
 
 // KEL returns the events of prefix in order with their signatures, checked
@@ -163,30 +249,15 @@ func (s *Snapshot) KEL(prefix string) ([]kel.SignedEvent, error) {
 		if sl.ev == nil {
 			return nil, corrupt(p, "missing (the tip is s=%d)", tip.Sequence)
 		}
-		raw, err := compactEvent(sl.ev)
+		e, err := parseStoredEvent(p, sl.ev, prefix, uint64(sn))
 		if err != nil {
-			return nil, &CorruptError{Path: p, Reason: "not JSON", Err: err}
-		}
-		e, err := kel.ParseEvent(raw)
-		if err != nil {
-			return nil, &CorruptError{Path: p, Reason: "not a KERI event", Err: err}
-		}
-		if e.Sn != uint64(sn) {
-			return nil, corrupt(p, "holds s=%x, out of order", e.Sn)
-		}
-		if e.Prefix != prefix {
-			return nil, corrupt(p, "holds an event of %s", e.Prefix)
+			return nil, err
 		}
 		se := kel.SignedEvent{Event: e}
 		if sl.att != nil {
-			sigs, n, err := kel.ParseSigGroup(sl.att)
-			if err != nil {
-				return nil, &CorruptError{Path: evDir + "/" + attachmentName(uint64(sn)), Reason: "bad attachment", Err: err}
+			if se.Sigs, err = parseAttachment(evDir+"/"+attachmentName(uint64(sn)), sl.att); err != nil {
+				return nil, err
 			}
-			if n != len(sl.att) {
-				return nil, corrupt(evDir+"/"+attachmentName(uint64(sn)), "%d bytes after the signature group", len(sl.att)-n)
-			}
-			se.Sigs = sigs
 		}
 		out = append(out, se)
 	}
@@ -208,24 +279,11 @@ func (s *Snapshot) KELStream(prefix string) ([]byte, error) {
 
 // eventSAIDAt returns the SAID of the stored event s=sn of prefix.
 func (s *Snapshot) eventSAIDAt(prefix string, sn uint64) (string, error) {
-	dir, _ := identityDir(prefix)
-	p := dir + "/events/" + eventName(sn)
-	data, ok, err := s.readFile(p)
+	se, err := s.Event(prefix, sn)
 	if err != nil {
 		return "", err
 	}
-	if !ok {
-		return "", corrupt(p, "missing")
-	}
-	raw, err := compactEvent(data)
-	if err != nil {
-		return "", &CorruptError{Path: p, Reason: "not JSON", Err: err}
-	}
-	e, err := kel.ParseEvent(raw)
-	if err != nil {
-		return "", &CorruptError{Path: p, Reason: "not a KERI event", Err: err}
-	}
-	return e.SAID, nil
+	return se.Event.SAID, nil
 }
 
 // Prefixes lists the identifiers in the registry, sorted.
