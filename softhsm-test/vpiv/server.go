@@ -25,6 +25,9 @@ type ServeOptions struct {
 	Retry time.Duration
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
+	// Ready, if set, is called when the reader first powers the card on
+	// after a connection: pcscd has seen the card, clients can connect.
+	Ready func()
 }
 
 // Serve connects card to vpcd at addr (vpcd listens; the card is its TCP
@@ -68,7 +71,7 @@ func Serve(ctx context.Context, addr string, card *Card, opts ServeOptions) erro
 		tcp := conn.(*net.TCPConn)
 		quick := setQuickAck(tcp) == nil
 		log.Info("connected to vpcd", "addr", addr, "quickack", quick, "serial", card.Serial())
-		err = serveConn(ctx, tcp, card)
+		err = serveConn(ctx, tcp, card, opts.Ready)
 		card.PowerOff()
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -83,7 +86,7 @@ func Serve(ctx context.Context, addr string, card *Card, opts ServeOptions) erro
 }
 
 // serveConn answers one vpcd connection until it fails or ctx is done.
-func serveConn(ctx context.Context, conn *net.TCPConn, card *Card) error {
+func serveConn(ctx context.Context, conn *net.TCPConn, card *Card, ready func()) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -110,6 +113,10 @@ func serveConn(ctx context.Context, conn *net.TCPConn, card *Card) error {
 				card.PowerOff()
 			case ctrlPowerOn:
 				card.PowerOn()
+				if ready != nil {
+					ready()
+					ready = nil
+				}
 			case ctrlReset:
 				card.Reset()
 			case ctrlATR:

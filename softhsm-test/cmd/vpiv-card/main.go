@@ -4,6 +4,7 @@
 //
 //	vpiv-card [-addr 127.0.0.1:35963] -state FILE [-serial N] [-version 5.7.1]
 //	          [-latency D] [-touch-delay D] [-select-only] [-log FILE] [-ca-out FILE]
+//	          [-ready FILE]
 //
 // The card's keys, PIN counters and data objects live in the JSON state file;
 // a missing file makes a factory-fresh card (PIN 123456, PUK 12345678, the
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -31,21 +33,22 @@ func main() {
 }
 
 func run(args []string) int {
-	fs := flag.NewFlagSet("vpiv-card", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:35963", "vpcd `host:port` to connect to")
-	statePath := fs.String("state", "", "JSON state `file` (created when missing; required)")
-	serial := fs.Uint("serial", 10000001, "card serial `number`")
-	version := fs.String("version", "5.7.1", "firmware `version` GET VERSION reports")
-	latency := fs.Duration("latency", 0, "added to every signature to emulate a real device")
-	touchDelay := fs.Duration("touch-delay", 0, "how long after a request a touch arrives")
-	selectOnly := fs.Bool("select-only", false, "answer only SELECT (9000), everything else 6d00: not a YubiKey")
-	logPath := fs.String("log", "", "append one line per APDU to `file` (PINs redacted)")
-	caOut := fs.String("ca-out", "", "write the attestation CA certificate (PEM) to `file`")
-	if err := fs.Parse(args); err != nil {
+	flags := flag.NewFlagSet("vpiv-card", flag.ContinueOnError)
+	addr := flags.String("addr", "127.0.0.1:35963", "vpcd `host:port` to connect to")
+	statePath := flags.String("state", "", "JSON state `file` (created when missing; required)")
+	serial := flags.Uint("serial", 10000001, "card serial `number`")
+	version := flags.String("version", "5.7.1", "firmware `version` GET VERSION reports")
+	latency := flags.Duration("latency", 0, "added to every signature to emulate a real device")
+	touchDelay := flags.Duration("touch-delay", 0, "how long after a request a touch arrives")
+	selectOnly := flags.Bool("select-only", false, "answer only SELECT (9000), everything else 6d00: not a YubiKey")
+	logPath := flags.String("log", "", "append one line per APDU to `file` (PINs redacted)")
+	caOut := flags.String("ca-out", "", "write the attestation CA certificate (PEM) to `file`")
+	readyPath := flags.String("ready", "", "create `file` when the reader first powers the card on (removed at start)")
+	if err := flags.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(os.Stderr, "vpiv-card: unexpected argument %q\n", fs.Arg(0))
+	if flags.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "vpiv-card: unexpected argument %q\n", flags.Arg(0))
 		return 2
 	}
 	if *statePath == "" {
@@ -90,9 +93,21 @@ func run(args []string) int {
 			return 1
 		}
 	}
+	opts := vpiv.ServeOptions{Logger: logger}
+	if *readyPath != "" {
+		if err := os.Remove(*readyPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "vpiv-card: -ready: %v\n", err)
+			return 1
+		}
+		opts.Ready = func() {
+			if err := os.WriteFile(*readyPath, nil, 0o644); err != nil {
+				logger.Error("writing the ready file", "err", err)
+			}
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = vpiv.Serve(ctx, *addr, card, vpiv.ServeOptions{Logger: logger})
+	err = vpiv.Serve(ctx, *addr, card, opts)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "vpiv-card: %v\n", err)
 		return 1
