@@ -155,3 +155,21 @@ func BenchmarkSignTwoTokens(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkPoolOverhead measures what the backend adds around C_SignInit +
+// C_Sign: taking a session from the token's pool and putting it back, and
+// the object handle check. Compare with BenchmarkSign's ns/op.
+func BenchmarkPoolOverhead(b *testing.B) {
+	s := benchSigner(b, "bench-1", kel.Ed25519)
+	ctx := context.Background()
+	for b.Loop() {
+		sess, err := s.t.acquire(ctx, s.uri.PIN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if hg := s.handle.Load(); hg.gen != sess.gen {
+			b.Fatal("stale handle")
+		}
+		s.t.release(sess, nil)
+	}
+}
