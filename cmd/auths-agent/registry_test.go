@@ -37,7 +37,6 @@ func runCommands(t *testing.T, cmds []*cli.Command, args ...string) (int, string
 	return code, out.String(), errb.String()
 }
 
-
 func testCommands() []*cli.Command {
 	return []*cli.Command{
 		{
