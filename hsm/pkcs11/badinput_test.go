@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
 )
 
 func TestOpenBadModule(t *testing.T) {
@@ -112,4 +114,45 @@ func TestBadKeyURIs(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("Signer(public key only) = %v\nwant %s", err, want)
 	}
+}
+
+// TestClosedProvider: signers of a closed provider fail cleanly, and the
+// module can be opened again after Close. It runs in a child process, which
+// may close its provider.
+func TestClosedProvider(t *testing.T) {
+	out := runChild(t, "TestChildClosed")
+	if !strings.Contains(out, "RESULT ok") {
+		t.Errorf("child said:\n%s", out)
+	}
+}
+
+func TestChildClosed(t *testing.T) {
+	if !isChild(t) {
+		return // runs only as the child of TestClosedProvider
+	}
+	s := generate(t, "ci-1", "closed", kel.Ed25519)
+	if err := testProvider.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.SignKERI(context.Background(), []byte("x"))
+	want := "pkcs11:token=ci-1;object=" + s.Info().Label + "?module-path=" + testModule + ": module " + testModule + ": provider closed"
+	if err == nil || err.Error() != want {
+		t.Fatalf("SignKERI after Close = %v, want %s", err, want)
+	}
+	if err := testProvider.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	p, err := Open(testModule, Options{})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	testProvider = p
+	s2, err := p.Signer(context.Background(), s.uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig, err := s2.SignKERI(context.Background(), []byte("x")); err != nil || !s.Info().Verfer.Verify([]byte("x"), sig) {
+		t.Fatalf("sign after reopening: %v", err)
+	}
+	fmt.Println("RESULT ok")
 }

@@ -260,6 +260,10 @@ func (p *Provider) withSession(ctx context.Context, u *hsm.PKCS11URI, f func(t *
 	if err := p.checkURI(u); err != nil {
 		return hsm.NewURIError(u.String(), err)
 	}
+	if err := p.enter(); err != nil {
+		return hsm.NewURIError(u.String(), err)
+	}
+	defer p.leave()
 	t, err := p.findToken(u)
 	if err != nil {
 		return hsm.NewURIError(u.String(), err)

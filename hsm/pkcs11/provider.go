@@ -67,9 +67,13 @@ type Provider struct {
 	opts   Options
 	log    *slog.Logger
 
-	mu     sync.Mutex
+	// life is read-locked by every operation that calls into the module and
+	// write-locked by Close, so the module is never finalized under a call.
+	life   sync.RWMutex
+	closed bool // guarded by life
+
+	mu     sync.Mutex // guards tokens
 	tokens map[tokenID]*token
-	closed bool
 }
 
 // loadedModules is the only process-wide variable of this package: the
@@ -157,13 +161,12 @@ func (p *Provider) ModulePath() string { return p.module }
 // Close finalizes the module: every session and signer of this provider
 // stops working. Closing twice is harmless.
 func (p *Provider) Close() error {
-	p.mu.Lock()
+	p.life.Lock()
+	defer p.life.Unlock()
 	if p.closed {
-		p.mu.Unlock()
 		return nil
 	}
 	p.closed = true
-	p.mu.Unlock()
 	err := p.ctx.Finalize()
 	p.ctx.Destroy()
 	loadedModules.Lock()
@@ -175,14 +178,20 @@ func (p *Provider) Close() error {
 	return nil
 }
 
-// checkURI refuses URIs meant for another module.
-func (p *Provider) checkURI(u *hsm.PKCS11URI) error {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+// enter starts an operation that calls into the module; leave ends it.
+func (p *Provider) enter() error {
+	p.life.RLock()
+	if p.closed {
+		p.life.RUnlock()
 		return fmt.Errorf("module %s: provider closed", p.module)
 	}
+	return nil
+}
+
+func (p *Provider) leave() { p.life.RUnlock() }
+
+// checkURI refuses URIs meant for another module.
+func (p *Provider) checkURI(u *hsm.PKCS11URI) error {
 	if u.ModulePath == "" || u.ModulePath == p.module {
 		return nil
 	}

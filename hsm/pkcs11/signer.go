@@ -132,6 +132,10 @@ func (s *Signer) sign(ctx context.Context, data []byte) ([]byte, error) {
 		return nil, hsm.NewURIError(s.name, errors.New("signer closed"))
 	}
 	t := s.t
+	if err := t.p.enter(); err != nil {
+		return nil, hsm.NewURIError(s.name, err)
+	}
+	defer t.p.leave()
 	sess, err := t.acquire(ctx, s.uri.PIN)
 	if err != nil {
 		return nil, hsm.NewURIError(s.name, err)

@@ -105,9 +105,6 @@ func (p *Provider) findToken(u *hsm.PKCS11URI) (*token, error) {
 	id := tokenID{label: ti.Label, serial: ti.SerialNumber}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return nil, fmt.Errorf("module %s: provider closed", p.module)
-	}
 	t := p.tokens[id]
 	if t == nil {
 		t = &token{p: p, id: id, name: tokenName(id), slot: found[0], idle: make(chan session, p.opts.SessionsPerToken)}
