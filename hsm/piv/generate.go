@@ -39,7 +39,16 @@ type GenerateOptions struct {
 // the slot's metadata. The PIN (from the URI or the prompt) is checked
 // before anything is written, so a wrong PIN leaves the slot as it was.
 func (p *Provider) Generate(ctx context.Context, uri string, o GenerateOptions) (*Signer, error) {
-	u, c, err := p.resolve(ctx, uri)
+	u, err := hsm.ParsePIVURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	return p.GenerateURI(ctx, u, o)
+}
+
+// GenerateURI is Generate for a parsed URI.
+func (p *Provider) GenerateURI(ctx context.Context, u hsm.PIVURI, o GenerateOptions) (*Signer, error) {
+	u, c, err := p.resolveURI(ctx, u)
 	if err != nil {
 		return nil, err
 	}

@@ -97,38 +97,26 @@ func apduCount(t testing.TB, serial uint32, substr string) int {
 	return n
 }
 
-// cardCtl runs softhsm-test/vpiv-card-ctl ACTION SERIAL.
-func cardCtl(t testing.TB, action string, serial uint32) {
+// cardCtl runs softhsm-test/vpiv-card-ctl ACTION SERIAL [FLAG…].
+func cardCtl(t testing.TB, action string, serial uint32, flags ...string) {
 	t.Helper()
 	ctl := filepath.Join(rigDir(t), "bin", "vpiv-card-ctl")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, ctl, action, strconv.FormatUint(uint64(serial), 10)).CombinedOutput()
+	args := append([]string{action, strconv.FormatUint(uint64(serial), 10)}, flags...)
+	out, err := exec.CommandContext(ctx, ctl, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("vpiv-card-ctl %s %d: %v\n%s", action, serial, err, out)
+		t.Fatalf("vpiv-card-ctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
-// restartCard restarts the card process with extra vpiv-card flags (later
-// flags win over the rig's), and restores its normal command line when the
-// test ends. The card's state (keys, PIN counters) is kept.
+// restartCard restarts the card process with extra vpiv-card flags (for
+// example -version 5.6.0 or -latency 50ms) and restarts it as the rig made
+// it when the test ends. The card's state (keys, PIN counters) is kept.
+// Close Providers that hold the card before the test ends: cleanups run
+// last-registered first.
 func restartCard(t testing.TB, serial uint32, flags ...string) {
 	t.Helper()
-	cmdFile := filepath.Join(rigDir(t), "card-"+strconv.FormatUint(uint64(serial), 10)+".cmd")
-	orig, err := os.ReadFile(cmdFile)
-	if err != nil {
-		t.Fatalf("card %d: %v", serial, err)
-	}
-	line := strings.TrimRight(string(orig), "\n ") + " " + strings.Join(flags, " ") + " "
-	if err := os.WriteFile(cmdFile, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.WriteFile(cmdFile, orig, 0o644); err != nil {
-			t.Errorf("restoring %s: %v", cmdFile, err)
-			return
-		}
-		cardCtl(t, "restart", serial)
-	})
-	cardCtl(t, "restart", serial)
+	t.Cleanup(func() { cardCtl(t, "restart", serial) })
+	cardCtl(t, "restart", serial, flags...)
 }
