@@ -102,15 +102,26 @@ func ParseEvent(raw []byte) (*Event, error) {
 	if len(raw) > MaxEventSize {
 		return nil, fmt.Errorf("event: %d bytes, larger than %d", len(raw), MaxEventSize)
 	}
-	keys, values, err := splitObject(raw)
-	if err != nil {
-		return nil, fmt.Errorf("event: %w", err)
+	var (
+		keys   []string
+		values map[string]json.RawMessage
+		ok     bool
+	)
+	if json.Valid(raw) {
+		keys, values, ok = splitValidObject(raw)
+	}
+	if !ok {
+		// The slow path words the error (or handles escaped keys).
+		var err error
+		if keys, values, err = splitObject(raw); err != nil {
+			return nil, fmt.Errorf("event: %w", err)
+		}
 	}
 	if len(keys) < 2 || keys[0] != "v" || keys[1] != "t" {
 		return nil, fmt.Errorf("event: must start with fields \"v\" and \"t\"")
 	}
-	var typ string
-	if err := json.Unmarshal(values["t"], &typ); err != nil {
+	typ, ok := decodeString(values["t"])
+	if !ok {
 		return nil, fieldErr("t", "want a string")
 	}
 	order, ok := fieldOrder[typ]
@@ -215,8 +226,8 @@ func (e *Event) serialize(override map[string]json.RawMessage) []byte {
 }
 
 func (e *Event) checkVersion(size int) error {
-	var v string
-	if err := json.Unmarshal(e.values["v"], &v); err != nil {
+	v, ok := decodeString(e.values["v"])
+	if !ok {
 		return fieldErr("v", "want a string")
 	}
 	if len(v) != versionLen || !strings.HasPrefix(v, versionPrefix) || v[versionLen-1] != '_' {
@@ -239,22 +250,20 @@ func versionString(size int) string {
 
 func (e *Event) decodeFields() error {
 	str := func(f string, dst *string) error {
-		v := e.values[f]
-		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, dst) != nil {
+		s, ok := decodeString(e.values[f])
+		if !ok {
 			return fieldErr(f, "want a string")
 		}
+		*dst = s
 		return nil
 	}
 	list := func(f string, dst *[]string) error {
-		var items []json.RawMessage
-		if err := json.Unmarshal(e.values[f], &items); err != nil || items == nil {
+		l, bad, ok := decodeStringList(e.values[f])
+		switch {
+		case !ok && bad >= 0:
+			return fieldErr(f, "entry %d: want a string", bad)
+		case !ok:
 			return fieldErr(f, "want a list of strings")
-		}
-		l := make([]string, len(items))
-		for i, it := range items {
-			if len(it) == 0 || it[0] != '"' || json.Unmarshal(it, &l[i]) != nil {
-				return fieldErr(f, "entry %d: want a string", i)
-			}
 		}
 		*dst = l
 		return nil
@@ -279,7 +288,9 @@ func (e *Event) decodeFields() error {
 			return err
 		}
 	}
-	if err := json.Unmarshal(e.values["a"], &e.Seals); err != nil || e.Seals == nil {
+	if string(e.values["a"]) == "[]" {
+		e.Seals = []json.RawMessage{}
+	} else if err := json.Unmarshal(e.values["a"], &e.Seals); err != nil || e.Seals == nil {
 		return fieldErr("a", "want a list")
 	}
 	if e.Type == TypeInteraction {

@@ -2,6 +2,8 @@ package kel
 
 import (
 	"bytes"
+	"encoding/json"
+	"slices"
 	"testing"
 )
 
@@ -114,6 +116,60 @@ func FuzzParseStream(f *testing.F) {
 				return
 			}
 			st = next
+		}
+	})
+}
+
+// FuzzJSONScan checks the fast JSON paths of event parsing against
+// encoding/json: same members, same strings, same lists.
+func FuzzJSONScan(f *testing.F) {
+	f.Add(readVector(f, "rot_remove.icp.json"))
+	f.Add(readVector(f, "rot_remove.rot.json"))
+	f.Add([]byte(`{"a\u0041":1, "b" : [ "x\"y" , "\u00e9", null ] ,"c":{"d":[1,{"e":"}"}]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		keys, values, ok := splitValidObject(data)
+		if ok {
+			k2, v2, err := splitObject(data)
+			if err != nil || !slices.Equal(keys, k2) || len(values) != len(v2) {
+				t.Fatalf("fast split %q, slow %q (%v)", keys, k2, err)
+			}
+			for k, v := range values {
+				if !bytes.Equal(v, v2[k]) {
+					t.Fatalf("member %q: fast %q, slow %q", k, v, v2[k])
+				}
+			}
+		}
+		// Values reach the decoders without surrounding whitespace.
+		data = bytes.TrimSpace(data)
+		var want string
+		errWant := json.Unmarshal(data, &want)
+		got, isStr := decodeString(data)
+		if isStr != (errWant == nil && data[0] == '"') || isStr && got != want {
+			t.Fatalf("decodeString %q, %v; encoding/json %q, %v", got, isStr, want, errWant)
+		}
+		var wantList []json.RawMessage
+		list, _, isList := decodeStringList(data)
+		if json.Unmarshal(data, &wantList) == nil && wantList != nil {
+			allStrings := true
+			var strs []string
+			for _, it := range wantList {
+				s, ok := decodeString(it)
+				allStrings = allStrings && ok
+				strs = append(strs, s)
+			}
+			if isList != allStrings || isList && len(list) != len(strs) {
+				t.Fatalf("decodeStringList %q, %v; want %q, %v", list, isList, strs, allStrings)
+			}
+			for i := range list {
+				if list[i] != strs[i] {
+					t.Fatalf("entry %d: %q, want %q", i, list[i], strs[i])
+				}
+			}
+		} else if isList {
+			t.Fatalf("decodeStringList accepted %q", data)
 		}
 	})
 }
