@@ -109,15 +109,15 @@ func checkAttestations(in []Attestation) ([]Attestation, error) {
 	seen := map[string]bool{}
 	for i, at := range in {
 		if _, err := registry.DeviceDir(at.Device); err != nil {
-			return nil, fmt.Errorf("attestation %d: %w", i, err)
+			return nil, fmt.Errorf("attestation %d: %w: %w", i, ErrBadAttestation, err)
 		}
 		if seen[at.Device] {
-			return nil, fmt.Errorf("attestation %d: device %s given twice", i, at.Device)
+			return nil, fmt.Errorf("attestation %d: %w: device %s given twice", i, ErrBadAttestation, at.Device)
 		}
 		seen[at.Device] = true
 		said, err := kel.AttestationSAID(at.Document)
 		if err != nil {
-			return nil, fmt.Errorf("attestation %d (%s): %w", i, at.Device, err)
+			return nil, fmt.Errorf("attestation %d (%s): %w: %w", i, at.Device, ErrBadAttestation, err)
 		}
 		at.Document = append([]byte(nil), at.Document...)
 		at.SAID = said

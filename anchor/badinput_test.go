@@ -139,11 +139,11 @@ func TestBadInput(t *testing.T) {
 		{"bad attestation document", func() error {
 			_, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: "did:key:z6MkX", Document: []byte("not json")}}})
 			return err
-		}, nil, "attestation 0 (did:key:z6MkX): attestation: not canonicalizable JSON"},
+		}, anchor.ErrBadAttestation, "attestation 0 (did:key:z6MkX): bad attestation: attestation: not canonicalizable JSON"},
 		{"bad device DID", func() error {
 			_, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: "did:key:a/b", Document: []byte("{}")}}})
 			return err
-		}, nil, "attestation 0: device DID"},
+		}, anchor.ErrBadAttestation, "attestation 0: bad attestation: device DID"},
 	} {
 		err := tc.run()
 		if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.want) {

@@ -27,6 +27,9 @@ var (
 	ErrEstablishmentOnly = errors.New("identity is establishment-only (EO)")
 	// ErrBadSeal means a seal is not {"d": SAID} or {"i": AID, "s": hex, "d": SAID}.
 	ErrBadSeal = errors.New("malformed seal")
+	// ErrBadAttestation means an attestation's device DID or document
+	// cannot be stored (not a JSON object, a DID that names no path).
+	ErrBadAttestation = errors.New("bad attestation")
 
 	// ErrOtherEvent means a signature was made for another event.
 	ErrOtherEvent = errors.New("signature for another event")

@@ -44,12 +44,12 @@ func anchorCommand(env *cliEnv) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR`", Required: true},
 			&cli.StringFlag{Name: "id", Usage: "the identity's `PREFIX`", Required: true},
-			&cli.StringSliceFlag{Name: "seal", Usage: "a seal: d=SAID or i=AID,s=HEX,d=SAID; repeat"},
-			&cli.StringSliceFlag{Name: "attestation", Usage: "an attestation document `FILE` to store and anchor; repeat"},
-			&cli.StringSliceFlag{Name: "device", Usage: "the device `DID` of the --attestation at the same position"},
-			&cli.StringSliceFlag{Name: "revoke", Usage: "a `FILE` superseding the current attestation of the --revoke-device at the same position (a revocation)"},
-			&cli.StringSliceFlag{Name: "revoke-device", Usage: "the device `DID` of the --revoke at the same position"},
-			&cli.StringSliceFlag{Name: "key", Usage: "a signing key's `URI` (pkcs11: or piv:); repeat"},
+			newListFlag("seal", "a seal: d=SAID or i=AID,s=HEX,d=SAID; repeat"),
+			newListFlag("attestation", "an attestation document `FILE` to store and anchor; repeat"),
+			newListFlag("device", "the device `DID` of the --attestation at the same position"),
+			newListFlag("revoke", "a `FILE` superseding the current attestation of the --revoke-device at the same position (a revocation)"),
+			newListFlag("revoke-device", "the device `DID` of the --revoke at the same position"),
+			newListFlag("key", "a signing key's `URI` (pkcs11: or piv:); repeat"),
 			&cli.DurationFlag{Name: "expires", Value: anchor.DefaultTTL, Usage: "how long the proposal waits in escrow if not fully signed"},
 		},
 		Action: func(c *cli.Context) error { return anchorRun(c, env) },
@@ -62,7 +62,7 @@ func anchorRun(c *cli.Context, env *cliEnv) error {
 	}
 	cmd := commandPath(c)
 	var ch anchor.Change
-	for _, s := range c.StringSlice("seal") {
+	for _, s := range listValues(c, "seal") {
 		raw, err := anchor.ParseSeal(s)
 		if err != nil {
 			return usageErr("%s: --seal %s: %v", cmd, s, err)
@@ -73,7 +73,7 @@ func anchorRun(c *cli.Context, env *cliEnv) error {
 		file, device string
 		supersede    bool
 	}{{"attestation", "device", false}, {"revoke", "revoke-device", true}} {
-		files, dids := c.StringSlice(pair.file), c.StringSlice(pair.device)
+		files, dids := listValues(c, pair.file), listValues(c, pair.device)
 		if len(files) != len(dids) {
 			return usageErr("%s: %d --%s but %d --%s: give one DID per document", cmd, len(files), pair.file, len(dids), pair.device)
 		}
@@ -176,7 +176,7 @@ func unwrapAll(err error) []error {
 func anchorErr(cmd string, err error) error {
 	msg := cmd + ": " + strings.Join(strings.Fields(oneLine(err.Error())), " ")
 	switch {
-	case errors.Is(err, anchor.ErrBadSeal), errors.Is(err, hsm.ErrBadURI):
+	case errors.Is(err, anchor.ErrBadSeal), errors.Is(err, anchor.ErrBadAttestation), errors.Is(err, hsm.ErrBadURI):
 		return usageErr("%s", msg)
 	case errors.Is(err, registry.ErrCorrupt):
 		return usageErr("%s", msg)

@@ -27,9 +27,9 @@ func idCommand(env *cliEnv) *cli.Command {
 	keyFlags := func(thresholdUsage string) []cli.Flag {
 		return []cli.Flag{
 			&cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR`", Required: true},
-			&cli.StringSliceFlag{Name: "key", Usage: "a current key's `URI` (pkcs11: or piv:), in key-list order; repeat"},
+			newListFlag("key", "a current key's `URI` (pkcs11: or piv:), in key-list order; repeat"),
 			&cli.StringFlag{Name: "threshold", Usage: thresholdUsage},
-			&cli.StringSliceFlag{Name: "next-key", Usage: "a next key's `URI`; default: a new key on each current key's token"},
+			newListFlag("next-key", "a next key's `URI`; default: a new key on each current key's token"),
 			&cli.StringFlag{Name: "next-threshold", Usage: "next threshold `T` (default: the signing threshold)"},
 			&cli.DurationFlag{Name: "expires", Value: anchor.DefaultTTL, Usage: "how long the event waits in escrow if not fully signed"},
 		}
@@ -169,9 +169,34 @@ func idRotate(c *cli.Context, env *cliEnv) error {
 	return signAndFinish(c.Context, env, cmd, a, p, signers)
 }
 
+// listFlag is a repeatable flag whose values are kept whole: urfave/cli's
+// StringSliceFlag splits values at commas, which seals (i=…,s=…,d=…),
+// weighted thresholds and URIs contain.
+type listFlag struct{ values []string }
+
+func (l *listFlag) Set(v string) error { l.values = append(l.values, v); return nil }
+func (l *listFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.values, " ")
+}
+
+func newListFlag(name, usage string) cli.Flag {
+	return &cli.GenericFlag{Name: name, Usage: usage, Value: &listFlag{}}
+}
+
+// listValues returns the values of a listFlag.
+func listValues(c *cli.Context, name string) []string {
+	if l, ok := c.Generic(name).(*listFlag); ok && l != nil {
+		return l.values
+	}
+	return nil
+}
+
 // keyURIs returns the URIs of a repeated flag, refusing a URI given twice.
 func keyURIs(c *cli.Context, flag string, required bool) ([]string, error) {
-	uris := c.StringSlice(flag)
+	uris := listValues(c, flag)
 	if required && len(uris) == 0 {
 		return nil, usageErr("%s: give at least one --%s URI", commandPath(c), flag)
 	}

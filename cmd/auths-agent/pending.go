@@ -40,7 +40,7 @@ func pendingCommand(env *cliEnv) *cli.Command {
 				Usage:     "add signatures from tokens; commit when complete, else say what is missing",
 				ArgsUsage: "PREFIX SAID",
 				Flags: []cli.Flag{reg,
-					&cli.StringSliceFlag{Name: "key", Usage: "a signing key's `URI` (pkcs11: or piv:); repeat"}},
+					newListFlag("key", "a signing key's `URI` (pkcs11: or piv:); repeat")},
 				Action: func(c *cli.Context) error { return pendingSign(c, env) },
 			},
 			{

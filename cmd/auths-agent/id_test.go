@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
+)
+
+// TestTokenScripts runs the scenarios of id, anchor and pending in
+// testdata/tokens/*.txt. Each script gets its own three SoftHSM tokens
+// (t1, t2, t3, PIN 1234) in $WORK/softhsm, with SOFTHSM2_CONF set, and the
+// key URIs $K1 $K2 $K3 (label k1…k3), their generated next keys $K1N…$K3N
+// (label k1-next1…), and $KX (label kx on t1) for a key outside any
+// identity. Every auths-agent command runs as its own process.
+func TestTokenScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: filepath.Join("testdata", "tokens"),
+		Setup: func(env *testscript.Env) error {
+			var toks []softhsm.Token
+			for _, l := range []string{"t1", "t2", "t3"} {
+				toks = append(toks, softhsm.Token{Label: l, PIN: "1234"})
+			}
+			rig, err := softhsm.New(filepath.Join(env.WorkDir, "softhsm"), toks...)
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { rig.Remove() })
+			env.Setenv("SOFTHSM2_CONF", rig.Conf)
+			env.Setenv("MODULE", rig.Module)
+			for i := 1; i <= 3; i++ {
+				env.Setenv(fmt.Sprintf("K%d", i), rig.URI(fmt.Sprintf("t%d", i), fmt.Sprintf("k%d", i)))
+				env.Setenv(fmt.Sprintf("K%dN", i), rig.URI(fmt.Sprintf("t%d", i), fmt.Sprintf("k%d-next1", i)))
+			}
+			env.Setenv("KX", rig.URI("t1", "kx"))
+			// git needs an identity for nothing here, but a HOME to read.
+			env.Setenv("HOME", env.WorkDir)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"status":  cmdStatus,
+			"capture": cmdCapture,
+		},
+	})
+}
+
+// cmdCapture: capture NAME [REGEXP] sets the variable NAME to the first
+// group of REGEXP matched against the last command's stdout, or to its last
+// line.
+func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: capture NAME [REGEXP]")
+	}
+	out := ts.ReadFile("stdout")
+	var v string
+	if len(args) == 2 {
+		m := regexp.MustCompile(args[1]).FindStringSubmatch(out)
+		if len(m) < 2 {
+			ts.Fatalf("capture %s: %q does not match stdout", args[0], args[1])
+		}
+		v = m[1]
+	} else {
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		v = strings.TrimSpace(lines[len(lines)-1])
+	}
+	if v == "" {
+		ts.Fatalf("capture %s: empty", args[0])
+	}
+	ts.Setenv(args[0], v)
+}
