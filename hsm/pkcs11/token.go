@@ -156,7 +156,7 @@ func (t *token) acquire(ctx context.Context, pin hsm.PINSpec) (session, error) {
 			return s, err
 		}
 		if t.open < cap(t.idle) {
-			h, err := t.p.ctx.OpenSession(t.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+			h, err := t.openSession(t.slot)
 			if err != nil {
 				err = t.failedLocked("C_OpenSession", err)
 				t.mu.Unlock()
@@ -229,7 +229,7 @@ func (t *token) connectLocked(ctx context.Context, pin hsm.PINSpec) (session, er
 		return session{}, fmt.Errorf("%s: %w: not present", t.name, hsm.ErrTokenAbsent)
 	}
 	t.slot = slot
-	h, err := t.p.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	h, err := t.openSession(slot)
 	if err != nil {
 		return session{}, fmt.Errorf("%s: %w: C_OpenSession: %v", t.name, hsm.ErrTokenAbsent, err)
 	}
@@ -242,6 +242,17 @@ func (t *token) connectLocked(ctx context.Context, pin hsm.PINSpec) (session, er
 	t.connected = true
 	t.open = 1
 	return session{h: h, gen: t.gen.Load()}, nil
+}
+
+// openSession opens a read-write session (key generation needs one), or a
+// read-only one on a write-protected token.
+func (t *token) openSession(slot uint) (p11.SessionHandle, error) {
+	h, err := t.p.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	var code p11.Error
+	if errors.As(err, &code) && code == p11.CKR_TOKEN_WRITE_PROTECTED {
+		return t.p.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION)
+	}
+	return h, err
 }
 
 // loginLocked logs in as userType with the PIN from pin. A PIN this token
