@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -32,8 +33,8 @@ func pivCommand(env *cliEnv) *cli.Command {
 }
 
 func pivList(c *cli.Context, env *cliEnv) error {
-	if err := wantArgs(c); err != nil {
-		return err
+	if c.Args().Len() > 0 {
+		return usageErr("%s: unexpected argument %q (flags go before arguments)", commandPath(c), c.Args().First())
 	}
 	p := newPIVProvider(env)
 	defer p.Close()
@@ -61,12 +62,22 @@ func pivList(c *cli.Context, env *cliEnv) error {
 		if len(slots) == 0 {
 			slots = append(slots, "-")
 		}
-		fmt.Fprintf(env.stdout, "%d\t%s\t%s\t%s\n", ci.Serial, printable(ci.Reader), ci.VersionString(), strings.Join(slots, ","))
+		fmt.Fprintf(env.stdout, "%d\t%s\t%s\t%s\n", ci.Serial, readerName(ci.Reader), ci.VersionString(), strings.Join(slots, ","))
 	}
 	if failed {
 		return silentExit(exitUsage)
 	}
 	return nil
+}
+
+// readerName keeps a reader name (which has spaces) as it is, unless it
+// has tabs or control characters: then it is quoted so each card stays one
+// line of tab-separated fields.
+func readerName(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || !strconv.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // newPIVProvider builds the PIV provider of one command: PINs from the
@@ -87,6 +98,7 @@ func pivGenerateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pin-policy", Usage: "piv: when the key needs the PIN: never, once (per session) or always"},
 		&cli.StringFlag{Name: "touch-policy", Usage: "piv: when the key needs a touch: never, always or cached (15 s)"},
 		&cli.StringFlag{Name: "management-key-source", Usage: "piv: the card's management key, hex, from file:PATH or env:NAME (default: the factory key)"},
+		&cli.BoolFlag{Name: "overwrite", Usage: "piv: replace the key already in the slot"},
 	}
 }
 
@@ -145,6 +157,7 @@ func (k *pivKey) ApplyGenerateFlags(c *cli.Context) error {
 			return usageErr("%s: --touch-policy: %v", commandPath(c), err)
 		}
 	}
+	k.gen.Overwrite = c.Bool("overwrite")
 	if s := c.String("management-key-source"); s != "" {
 		if k.gen.ManagementKey, err = piv.ManagementKeyFrom(s, k.env.getenv); err != nil {
 			return usageErr("%s: --management-key-source: %v", commandPath(c), err)
