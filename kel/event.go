@@ -132,7 +132,7 @@ func ParseEvent(raw []byte) (*Event, error) {
 		return nil, err
 	}
 	e := &Event{Type: typ, values: values}
-	if !bytes.Equal(e.serialize(nil), raw) {
+	if !bytes.Equal(e.serialize(nil), raw) || !isCompact(raw) {
 		return nil, fmt.Errorf("event: not in compact serialization (whitespace or escapes differ from keripy's form)")
 	}
 	e.raw = append([]byte(nil), raw...)
@@ -349,6 +349,42 @@ func (e *Event) ComputeSAID() string {
 }
 
 func (e *Event) saidInput() []byte {
+	self := e.selfAddressing()
+	b := make([]byte, 0, len(e.raw)+64)
+	b = append(b, '{')
+	for i, f := range fieldOrder[e.Type] {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f...)
+		b = append(b, `":`...)
+		switch {
+		case f == "v":
+			b = append(b, `"`+versionPrefix+`000000_"`...)
+		case f == "d", f == "i" && self:
+			b = append(b, `"`+saidPlaceholder+`"`...)
+		default:
+			b = append(b, e.values[f]...)
+		}
+	}
+	b = append(b, '}')
+	if len(b) <= MaxEventSize {
+		// The placeholders have the final length, and so does the
+		// version string: write the size into it.
+		const at = len(`{"v":"` + versionPrefix)
+		const hexdigits = "0123456789abcdef"
+		for i, n := at+5, len(b); i >= at; i, n = i-1, n>>4 {
+			b[i] = hexdigits[n&15]
+		}
+		return b
+	}
+	return e.saidInputSlow()
+}
+
+// saidInputSlow is saidInput for events too large for a version string (a
+// builder's; ParseEvent refuses them): the size takes more digits.
+func (e *Event) saidInputSlow() []byte {
 	ph := json.RawMessage(`"` + saidPlaceholder + `"`)
 	over := map[string]json.RawMessage{"d": ph}
 	if e.selfAddressing() {

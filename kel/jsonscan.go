@@ -174,3 +174,17 @@ func decodeStringList(v json.RawMessage) (l []string, bad int, ok bool) {
 	}
 	return nil, -1, false
 }
+
+// isCompact reports whether raw has no whitespace outside strings, as
+// keripy's serialization (separators "," and ":") has none.
+func isCompact(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			i = stringEnd(raw, i) - 1
+		case ' ', '\t', '\n', '\r':
+			return false
+		}
+	}
+	return true
+}

@@ -262,7 +262,18 @@ func TestWeightedClausesSplitKeys(t *testing.T) {
 			t.Errorf("Satisfied(%v) = %v, want %v", tt.idx, got, tt.ok)
 		}
 	}
-	if SimpleThreshold(2).Satisfied([]int{1, 1}) {
-		t.Errorf("a duplicate index counted twice")
+	for _, tt := range []struct {
+		idx []int
+		ok  bool
+	}{
+		{[]int{1, 1}, false},
+		{[]int{64, 100}, true},
+		{[]int{70, 70}, false},
+		{[]int{63, 64}, true},
+		{[]int{-1, 0}, false},
+	} {
+		if got := SimpleThreshold(2).Satisfied(tt.idx); got != tt.ok {
+			t.Errorf("2 of %v: %v, want %v", tt.idx, got, tt.ok)
+		}
 	}
 }

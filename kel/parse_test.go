@@ -40,6 +40,8 @@ func TestParseEventErrors(t *testing.T) {
 		{"extra field", rep(`"a":[]`, `"a":[],"x":1`), "x", "unexpected in a icp event"},
 		{"duplicate field", rep(`"s":"0"`, `"d":"x","s":"0"`), "d", "appears twice"},
 		{"whitespace", rep(`"s":"0"`, `"s": "0"`), "", "not in compact serialization"},
+		{"whitespace inside a value", rep(`"b":[]`, `"b":[ ]`), "", "not in compact serialization"},
+		{"newline inside a list", rep(`"k":["DCJn`, "\"k\":[\n\"DCJn"), "", "not in compact serialization"},
 		{"trailing data", icp + "x", "", "at offset 487"},
 		{"truncated", icp[:200], "", "at offset"},
 		{"version size", strings.Replace(icp, "0001e7", "0001e8", 1), "v", "says 488 bytes, the event has 487"},
@@ -184,5 +186,26 @@ func TestEventErrorNamesEvent(t *testing.T) {
 	}
 	if bytes.Contains([]byte(err.Error()), []byte("\n")) {
 		t.Errorf("multi-line error")
+	}
+}
+
+// TestSAIDInputFastPath checks the one-pass SAID input against the two-pass
+// form it replaces.
+func TestSAIDInputFastPath(t *testing.T) {
+	raws := [][]byte{readVector(t, "rot_remove.icp.json"), readVector(t, "rot_remove.rot.json")}
+	k := newEd25519Key(t, 1)
+	basic, err := NewInception(InceptionSpec{Keys: pubs(k), Threshold: SimpleThreshold(1), NextThreshold: SimpleThreshold(0), Basic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raws = append(raws, basic.Raw())
+	for _, raw := range raws {
+		e, err := ParseEvent(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast, slow := e.saidInput(), e.saidInputSlow(); !bytes.Equal(fast, slow) {
+			t.Errorf("SAID input:\n fast %s\n slow %s", fast, slow)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -195,21 +196,19 @@ func (t Threshold) CheckKeys(n int) error {
 // Satisfied reports whether signatures by the keys at the given indexes
 // (duplicates count once) meet the threshold.
 func (t Threshold) Satisfied(indexes []int) bool {
-	seen := make(map[int]bool, len(indexes))
+	var seen indexSet
 	for _, i := range indexes {
-		if i >= 0 {
-			seen[i] = true
-		}
+		seen.add(i)
 	}
 	if !t.weighted {
-		return uint64(len(seen)) >= t.count
+		return uint64(seen.len()) >= t.count
 	}
 	one := big.NewRat(1, 1)
 	off := 0
 	for _, c := range t.clauses {
 		sum := new(big.Rat)
 		for j, w := range c {
-			if seen[off+j] {
+			if seen.has(off + j) {
 				sum.Add(sum, w)
 			}
 		}
@@ -220,6 +219,35 @@ func (t Threshold) Satisfied(indexes []int) bool {
 	}
 	return true
 }
+
+// indexSet is a set of key indexes: a bitmap for the first 64, a map
+// beyond (rare: key lists that long are).
+type indexSet struct {
+	small uint64
+	big   map[int]bool
+}
+
+func (s *indexSet) add(i int) {
+	switch {
+	case i < 0:
+	case i < 64:
+		s.small |= 1 << uint(i)
+	default:
+		if s.big == nil {
+			s.big = make(map[int]bool)
+		}
+		s.big[i] = true
+	}
+}
+
+func (s *indexSet) has(i int) bool {
+	if i >= 0 && i < 64 {
+		return s.small&(1<<uint(i)) != 0
+	}
+	return s.big[i]
+}
+
+func (s *indexSet) len() int { return bits.OnesCount64(s.small) + len(s.big) }
 
 // String returns the threshold as keripy and auths both read it: a hex count,
 // or a list of lists of "n/d" strings.
