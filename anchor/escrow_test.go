@@ -258,3 +258,74 @@ func TestStaleAndExpired(t *testing.T) {
 	}
 	fsck(t, dir)
 }
+
+// TestEscrowInceptionAndRotation: the same escrow serves inceptions
+// (keys on several tokens, signed by enough of them) and rotations (dual
+// indexes kept through the escrow files).
+func TestEscrowInceptionAndRotation(t *testing.T) {
+	ctx := context.Background()
+	reg, dir := newRegistry(t)
+	a := anchor.New(reg)
+	var cur, next, next2 []hsm.Signer
+	for i := 0; i < 3; i++ {
+		s, _ := newKey(t, tokenLabels[i], kel.Ed25519)
+		n, _ := newKey(t, tokenLabels[i], kel.P256)
+		n2, _ := newKey(t, tokenLabels[i], kel.Ed25519)
+		cur, next, next2 = append(cur, s), append(next, n), append(next2, n2)
+	}
+	spec := kel.InceptionSpec{Threshold: kel.SimpleThreshold(2), NextThreshold: kel.SimpleThreshold(2)}
+	for i := range cur {
+		spec.Keys = append(spec.Keys, qb64(t, cur[i]))
+		spec.NextDigests = append(spec.NextDigests, kel.NextKeyDigest(qb64(t, next[i])))
+	}
+	icp, err := a.Incept(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor.Sign(ctx, icp, cur[1:2])
+	if err := a.Save(ctx, icp); err != nil {
+		t.Fatal(err)
+	}
+	pd, err := a.Load(ctx, icp.Prefix(), icp.SAID())
+	if err != nil || pd.Err != nil {
+		t.Fatalf("Load inception: %v %v", err, pd.Err)
+	}
+	anchor.Sign(ctx, pd.Proposal, cur[2:3])
+	if _, err := a.Commit(ctx, pd.Proposal); err != nil {
+		t.Fatal(err)
+	}
+	prefix := icp.Prefix()
+
+	// Rotate to next[1], next[2] (positions 0 and 1 now, 1 and 2 before).
+	rspec := kel.RotationSpec{Keys: []string{qb64(t, next[1]), qb64(t, next[2])},
+		Threshold: kel.SimpleThreshold(2), NextThreshold: kel.SimpleThreshold(1),
+		NextDigests: []string{kel.NextKeyDigest(qb64(t, next2[0]))}}
+	rot, err := a.Rotate(ctx, prefix, rspec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor.Sign(ctx, rot, next[2:3])
+	if err := a.Save(ctx, rot); err != nil {
+		t.Fatal(err)
+	}
+	pd, err = a.Load(ctx, prefix, rot.SAID())
+	if err != nil || pd.Err != nil || len(pd.Refused) > 0 {
+		t.Fatalf("Load rotation: %v %v %v", err, pd.Err, pd.Refused)
+	}
+	if got, want := pd.Proposal.Status().Needs(), "2 of 2, has index 1; prior next keys: 2 of 3, has position 2"; got != want {
+		t.Errorf("Needs = %q, want %q", got, want)
+	}
+	anchor.Sign(ctx, pd.Proposal, next[1:2])
+	res, err := a.Commit(ctx, pd.Proposal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sigPrefixes(t, res.Event.Sigs), "2EAAAB,2EABAC"; got != want {
+		t.Errorf("rotation signatures %s, want %s", got, want)
+	}
+	snap, _ := reg.Snapshot()
+	if _, err := snap.Verify(prefix); err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, dir)
+}
