@@ -237,6 +237,12 @@ func (c *Card) transmit(cmd command) response {
 		}
 		return status(swClaNotSupported)
 	}
+	if c.cfg.SelectOnly {
+		if cmd.ins == insSelect && cmd.cla == 0 {
+			return c.selectApp(cmd)
+		}
+		return status(swInsNotSupported)
+	}
 	if cmd.ins == insGetResponse && cmd.cla == 0 {
 		return c.getResponse(cmd)
 	}
@@ -247,9 +253,6 @@ func (c *Card) transmit(cmd command) response {
 		c.sess.chaining, c.sess.chain = false, nil
 	}
 	if cmd.cla == claChain {
-		if c.cfg.SelectOnly {
-			return status(swInsNotSupported)
-		}
 		if len(c.sess.chain)+len(cmd.data) > maxChain {
 			c.sess.chaining, c.sess.chain = false, nil
 			return status(swWrongLength)
@@ -305,7 +308,7 @@ func (c *Card) dispatch(cmd command) response {
 	if cmd.ins == insSelect {
 		return c.selectApp(cmd)
 	}
-	if c.cfg.SelectOnly || !c.sess.selected {
+	if !c.sess.selected {
 		return status(swInsNotSupported)
 	}
 	switch cmd.ins {

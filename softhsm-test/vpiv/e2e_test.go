@@ -42,7 +42,7 @@ type rig struct {
 	serials []uint32
 }
 
-func rigFromEnv(t *testing.T) rig {
+func rigFromEnv(t testing.TB) rig {
 	t.Helper()
 	const how = "run inside the rig: softhsm-test/vpiv-up N, then softhsm-test/vpiv-exec go test -tags vpiv ./softhsm-test/vpiv/ with VPIV_DIR and VPIV_SERIALS exported"
 	dir, list := os.Getenv("VPIV_DIR"), os.Getenv("VPIV_SERIALS")
@@ -63,7 +63,7 @@ func rigFromEnv(t *testing.T) rig {
 
 // open finds the card with serial among the readers, retrying while pcscd
 // catches up. The caller closes it.
-func open(t *testing.T, serial uint32) *piv.YubiKey {
+func open(t testing.TB, serial uint32) *piv.YubiKey {
 	t.Helper()
 	var lastErr error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -98,7 +98,7 @@ type testCard struct {
 
 // fresh opens the test card after a factory reset and resets it again when
 // the test ends.
-func fresh(t *testing.T) *testCard {
+func fresh(t testing.TB) *testCard {
 	t.Helper()
 	r := rigFromEnv(t)
 	c := &testCard{serial: r.serials[len(r.serials)-1], rig: r}
@@ -472,4 +472,39 @@ func readerOf(t *testing.T, r rig, serial uint32) string {
 	}
 	t.Fatalf("card %d not in readers.tsv", serial)
 	return ""
+}
+
+// BenchmarkE2ESign measures one piv-go signature through pcscd and vpcd
+// (PIN policy once: VERIFY status query plus GENERAL AUTHENTICATE), plus the
+// card's VPIV_LATENCY if the rig has one.
+func BenchmarkE2ESign(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		alg  piv.Algorithm
+	}{{"P256", piv.AlgorithmEC256}, {"Ed25519", piv.AlgorithmEd25519}} {
+		b.Run(tc.name, func(b *testing.B) {
+			yk := fresh(b).yk
+			pub, err := yk.GenerateKey(piv.DefaultManagementKey, piv.SlotSignature, piv.Key{
+				Algorithm: tc.alg, PINPolicy: piv.PINPolicyOnce, TouchPolicy: piv.TouchPolicyNever,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			priv, err := yk.PrivateKey(piv.SlotSignature, pub, piv.KeyAuth{PIN: piv.DefaultPIN})
+			if err != nil {
+				b.Fatal(err)
+			}
+			signer := priv.(crypto.Signer)
+			digest := sha256.Sum256([]byte("event"))
+			var opts crypto.SignerOpts = crypto.SHA256
+			if tc.alg == piv.AlgorithmEd25519 {
+				opts = crypto.Hash(0)
+			}
+			for b.Loop() {
+				if _, err := signer.Sign(rand.Reader, digest[:], opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
