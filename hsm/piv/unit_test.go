@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -250,5 +251,31 @@ func TestSignerURIBadInput(t *testing.T) {
 	cancel()
 	if _, err := p.Signer(cctx, "piv:serial=1;slot=9c"); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled Signer: %v", err)
+	}
+}
+
+// TestNoPCSCD runs itself again with libpcsclite pointed at a socket that
+// does not exist: every call fails with "start pcscd", nothing panics.
+func TestNoPCSCD(t *testing.T) {
+	if os.Getenv("PIV_TEST_NO_PCSCD") == "1" {
+		p := NewProvider(Options{})
+		defer p.Close()
+		ctx := context.Background()
+		for _, uri := range []string{"piv:slot=9c", "piv:serial=10000001;slot=9c"} {
+			_, err := p.Signer(ctx, uri)
+			if !errors.Is(err, ErrNoPCSCD) || !strings.Contains(err.Error(), "start pcscd") {
+				t.Errorf("Signer(%q) without pcscd: %v", uri, err)
+			}
+		}
+		if _, _, err := p.Cards(ctx); !errors.Is(err, ErrNoPCSCD) {
+			t.Errorf("Cards without pcscd: %v", err)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNoPCSCD$", "-test.v")
+	cmd.Env = append(os.Environ(), "PIV_TEST_NO_PCSCD=1", "PCSCLITE_CSOCK_NAME="+filepath.Join(t.TempDir(), "no-pcscd.comm"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestNoPCSCD") {
+		t.Fatalf("child test: %v\n%s", err, out)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -398,5 +399,54 @@ func TestVerferOfGeneratedKeys(t *testing.T) {
 	}
 	if _, ok := s.Public().(*ecdsa.PublicKey); ok && v.Algorithm() != kel.P256 {
 		t.Errorf("P-256 key has CESR algorithm %v", v.Algorithm())
+	}
+}
+
+// TestCardReinserted: a card restarted while the Provider holds a handle
+// to it (removed and re-inserted) is reopened by the next call, which
+// succeeds.
+func TestCardReinserted(t *testing.T) {
+	serial := rigSerials(t, 2)[1]
+	var log strings.Builder
+	p := newTestProvider(t, Options{Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	ctx := context.Background()
+	s, err := p.Generate(ctx, uriOf(serial, "9e", "pin-value="+testPIN), GenerateOptions{Overwrite: true})
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	v, err := hsm.Verfer(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cardCtl(t, "restart", serial)
+	defer func() {
+		if !strings.Contains(log.String(), "connection lost") || strings.Count(log.String(), "card opened") != 2 {
+			t.Errorf("the old handle was not found stale and replaced; log:\n%s", log.String())
+		}
+	}()
+	msg := []byte("after re-insertion")
+	sig, err := s.SignKERI(ctx, msg)
+	if err != nil {
+		t.Fatalf("first sign after re-insertion: %v", err)
+	}
+	if !v.Verify(msg, sig) {
+		t.Fatal("signature does not verify")
+	}
+}
+
+// TestNotAYubiKey: a card that answers only SELECT gets a one-line error
+// saying so.
+func TestNotAYubiKey(t *testing.T) {
+	serial := rigSerials(t, 2)[1]
+	restartCard(t, serial, "-select-only")
+	p := newTestProvider(t, Options{})
+	_, err := p.Signer(context.Background(), uriOf(serial, "9c", ""))
+	if !errors.Is(err, hsm.ErrTokenAbsent) || !strings.Contains(err.Error(), "not a YubiKey") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("select-only card: %v", err)
+	}
+	t.Logf("select-only card: %v", err)
+	_, notes, err := p.Cards(context.Background())
+	if err != nil || !strings.Contains(strings.Join(notes, "\n"), "not a YubiKey") {
+		t.Errorf("Cards with a select-only card: notes %q, %v", notes, err)
 	}
 }
