@@ -56,10 +56,10 @@ func silentExit(code int) error { return &exitError{code: code} }
 func wantArgs(c *cli.Context, names ...string) error {
 	n := c.Args().Len()
 	if n < len(names) {
-		return usageErr("%s: missing argument %s", c.Command.FullName(), strings.ToUpper(names[n]))
+		return usageErr("%s: missing argument %s", commandPath(c), strings.ToUpper(names[n]))
 	}
 	if n > len(names) {
-		return usageErr("%s: unexpected argument %q (flags go before arguments)", c.Command.FullName(), c.Args().Get(len(names)))
+		return usageErr("%s: unexpected argument %q (flags go before arguments)", commandPath(c), c.Args().Get(len(names)))
 	}
 	return nil
 }
@@ -129,8 +129,23 @@ func newApp(env *cliEnv) *cli.App {
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run() decides the status
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return usageErr("%s: %v", c.Command.FullName(), err)
+			return usageErr("%s: %v", commandPath(c), err)
 		},
 		Commands: commands(env),
 	}
+}
+
+// commandPath names the running command with its parents ("key sign"):
+// urfave/cli v2.27's Command.FullName returns only the last name.
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+			names = append([]string{l.Command.Name}, names...)
+		}
+	}
+	if len(names) == 0 {
+		return c.Command.Name
+	}
+	return strings.Join(names, " ")
 }

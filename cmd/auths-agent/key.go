@@ -193,21 +193,6 @@ func keySign(c *cli.Context, env *cliEnv) error {
 	return nil
 }
 
-// commandPath names the running command with its parents ("key sign"):
-// urfave/cli v2.27's Command.FullName returns only the last name.
-func commandPath(c *cli.Context) string {
-	var names []string
-	for _, l := range c.Lineage() {
-		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
-			names = append([]string{l.Command.Name}, names...)
-		}
-	}
-	if len(names) == 0 {
-		return c.Command.Name
-	}
-	return strings.Join(names, " ")
-}
-
 // printable quotes a label with spaces, tabs or control characters so each
 // key stays one line of tab-separated fields.
 func printable(s string) string {
