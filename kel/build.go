@@ -176,7 +176,7 @@ func finalize(typ string, fields map[string]any, st *KeyState) (*Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("built event does not parse: %w", err)
 	}
-	if _, err := transition(st, out); err != nil {
+	if _, err := transition(st, out, ""); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -111,7 +111,7 @@ func FuzzParseStream(f *testing.F) {
 			for i := range ok {
 				ok[i] = true
 			}
-			next, err := applyChecked(st, se, ok)
+			next, err := applyChecked(st, se, ok, "")
 			if err != nil {
 				return
 			}

@@ -42,6 +42,7 @@ func TestParseEventErrors(t *testing.T) {
 		{"whitespace", rep(`"s":"0"`, `"s": "0"`), "", "not in compact serialization"},
 		{"whitespace inside a value", rep(`"b":[]`, `"b":[ ]`), "", "not in compact serialization"},
 		{"newline inside a list", rep(`"k":["DCJn`, "\"k\":[\n\"DCJn"), "", "not in compact serialization"},
+		{"escaped field name", rep(`"s":"0"`, `"\u0073":"0"`), "", "not in compact serialization"},
 		{"trailing data", icp + "x", "", "at offset 487"},
 		{"truncated", icp[:200], "", "at offset"},
 		{"version size", strings.Replace(icp, "0001e7", "0001e8", 1), "v", "says 488 bytes, the event has 487"},

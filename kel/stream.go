@@ -149,6 +149,7 @@ func replayParallel(st *KeyState, events []SignedEvent, workers int) (*KeyState,
 		keysFor[i] = cur
 	}
 	results := make([][]bool, len(events))
+	saids := make([]string, len(events))
 	var wg sync.WaitGroup
 	chunk := (len(events) + workers - 1) / workers
 	for w := 0; w < workers; w++ {
@@ -166,6 +167,7 @@ func replayParallel(st *KeyState, events []SignedEvent, workers int) (*KeyState,
 					ok[j] = verifyIndexed(keysFor[i], se.Event.Raw(), s)
 				}
 				results[i] = ok
+				saids[i] = se.Event.ComputeSAID()
 			}
 		}(lo, hi)
 	}
@@ -175,7 +177,7 @@ func replayParallel(st *KeyState, events []SignedEvent, workers int) (*KeyState,
 		if st == nil || se.Event.IsEstablishment() || sameKeys(st.CurrentKeys, keysFor[i]) {
 			sigOK = results[i]
 		}
-		next, err := applyChecked(st, se, sigOK)
+		next, err := applyChecked(st, se, sigOK, saids[i])
 		if err != nil {
 			return nil, err
 		}

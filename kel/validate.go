@@ -39,13 +39,14 @@ var (
 // Apply validates se as the next event after st (nil before inception) and
 // returns the new key state. st is not modified.
 func Apply(st *KeyState, se SignedEvent) (*KeyState, error) {
-	return applyChecked(st, se, nil)
+	return applyChecked(st, se, nil, "")
 }
 
-// applyChecked is Apply with signature validity possibly precomputed:
-// sigOK[i] tells whether se.Sigs[i] verifies against the key at its index
-// (nil: verify here).
-func applyChecked(st *KeyState, se SignedEvent, sigOK []bool) (*KeyState, error) {
+// applyChecked is Apply with signature validity and the computed SAID
+// possibly precomputed: sigOK[i] tells whether se.Sigs[i] verifies against
+// the key at its index (nil: verify here); said is e.ComputeSAID() (empty:
+// compute here).
+func applyChecked(st *KeyState, se SignedEvent, sigOK []bool, said string) (*KeyState, error) {
 	e := se.Event
 	if e == nil {
 		return nil, errors.New("no event")
@@ -53,7 +54,7 @@ func applyChecked(st *KeyState, se SignedEvent, sigOK []bool) (*KeyState, error)
 	wrap := func(err error) error {
 		return &EventError{Sn: e.Sn, SAID: e.SAID, Type: e.Type, Err: err}
 	}
-	next, err := transition(st, e)
+	next, err := transition(st, e, said)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -64,8 +65,12 @@ func applyChecked(st *KeyState, se SignedEvent, sigOK []bool) (*KeyState, error)
 }
 
 // transition checks everything but signatures and computes the new state.
-func transition(st *KeyState, e *Event) (*KeyState, error) {
-	if err := e.CheckSAID(); err != nil {
+// said is e.ComputeSAID() when the caller has it, or empty.
+func transition(st *KeyState, e *Event, said string) (*KeyState, error) {
+	if said == "" {
+		said = e.ComputeSAID()
+	}
+	if err := e.checkSAID(said); err != nil {
 		return nil, err
 	}
 	if e.IsInception() {
