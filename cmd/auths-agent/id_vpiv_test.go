@@ -1,0 +1,49 @@
+//go:build vpiv
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	gopiv "github.com/go-piv/piv-go/v2/piv"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/auths-dev/auths-agent/hsm/piv"
+)
+
+// TestIDPIVScripts runs testdata/idpiv/*.txt on two cards of the virtual
+// card rig: Setup puts a fresh P-256 key in slot 9a of each card; the
+// scripts see $C1 and $C2, the URIs of those keys (PIN 123456).
+func TestIDPIVScripts(t *testing.T) {
+	serials := strings.Split(os.Getenv("VPIV_SERIALS"), ",")
+	if len(serials) < 2 || serials[0] == "" {
+		t.Fatalf("VPIV_SERIALS=%q: the id scenarios on PIV need two cards of the virtual card rig (softhsm-test/vpiv-up 2; make test sets it)", os.Getenv("VPIV_SERIALS"))
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: filepath.Join("testdata", "idpiv"),
+		Setup: func(env *testscript.Env) error {
+			cardsMu.Lock() // piv-go holds a card exclusively: one scenario at a time
+			env.Defer(cardsMu.Unlock)
+			p := piv.NewProvider(piv.Options{})
+			defer p.Close()
+			for i, s := range serials[:2] {
+				uri := fmt.Sprintf("piv:serial=%s;slot=9a?pin-value=123456", strings.TrimSpace(s))
+				if _, err := p.Generate(context.Background(), uri, piv.GenerateOptions{Algorithm: gopiv.AlgorithmEC256, Overwrite: true}); err != nil {
+					return err
+				}
+				env.Setenv(fmt.Sprintf("C%d", i+1), uri)
+			}
+			env.Setenv("HOME", env.WorkDir)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"status":  cmdStatus,
+			"capture": cmdCapture,
+		},
+	})
+}
