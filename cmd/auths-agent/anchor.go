@@ -148,6 +148,12 @@ func signAndFinish(ctx context.Context, env *cliEnv, cmd string, a *anchor.Ancho
 	}
 	res, err := a.Commit(ctx, p)
 	if err != nil {
+		if !anchor.Dead(err) && !errors.Is(err, anchor.ErrIncomplete) {
+			// Keep the signatures for a later `pending commit`.
+			if serr := a.Save(ctx, p); serr == nil {
+				fmt.Fprintf(env.stderr, "auths-agent: %s: saved as pending %s %s\n", cmd, p.Prefix(), p.SAID())
+			}
+		}
 		return anchorErr(cmd, err)
 	}
 	if res.CleanupErr != nil {
