@@ -96,7 +96,7 @@ func (c *card) generateLocked(ctx context.Context, yk *piv.YubiKey, u hsm.PIVURI
 		info, err := slotInfo(yk, u.Slot, false, false)
 		switch {
 		case err == nil:
-			return nil, fmt.Errorf("%w: slot %02x holds a %s key (choose another slot, or overwrite it on purpose)", hsm.ErrExists, u.Slot, AlgorithmName(info.Algorithm))
+			return nil, fmt.Errorf("%w: slot %02x holds a %s key (choose another slot, or overwrite it on purpose: key generate --overwrite)", hsm.ErrExists, u.Slot, AlgorithmName(info.Algorithm))
 		case !errors.Is(err, errEmptySlot):
 			return nil, err
 		}
