@@ -47,11 +47,13 @@ test: test-deps vet
 bench: test-deps
 	@scripts/bench.sh
 
-# Long fuzz runs stay outside CI: make fuzz FUZZTIME=60s
+# Long fuzz runs stay outside CI (their seeds in testdata/fuzz run with the
+# tests): make fuzz FUZZTIME=60s
 FUZZTIME ?= 60s
+FUZZ_PKGS := ./kel/ ./softhsm-test/vpiv/
 fuzz: check-go
-	@for t in $$($(GO) test -list 'Fuzz.*' ./kel/ | grep ^Fuzz); do \
-		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./kel/ || exit 1; done
+	@for p in $(FUZZ_PKGS); do for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+		echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 
 clean:
 	rm -rf bin .demo
