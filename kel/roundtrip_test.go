@@ -60,6 +60,20 @@ func (b *kelBuilder) check() {
 			b.t.Errorf("ReplayParallel(%d) state differs", w)
 		}
 	}
+	// Continuing from the state after inception, serially and in parallel.
+	first, err := Apply(nil, b.events[0])
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, w := range []int{1, 2} {
+		if len(b.events) < 2 {
+			break
+		}
+		st, err := ReplayFrom(first, b.events[1:], w)
+		if err != nil || !reflect.DeepEqual(st, b.st) {
+			b.t.Errorf("ReplayFrom(inception state, rest, %d): %v", w, err)
+		}
+	}
 	stream, err := EncodeStream(b.events)
 	if err != nil {
 		b.t.Fatalf("EncodeStream: %v", err)
