@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"compress/zlib"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/objfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
@@ -86,7 +86,7 @@ func (r *Registry) writeObjects(b *objectBatch) error {
 		}
 		written = append(written, path)
 	}
-	if len(written) == 0 {
+	if len(written) == 0 || r.opts.noSync {
 		return nil
 	}
 	if err := syncObjects(objDir, written); err != nil {
@@ -107,8 +107,14 @@ func writeLoose(dir, path string, o pendingObject) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	w := objfile.NewWriter(f)
-	if err = w.WriteHeader(o.typ, int64(len(o.data))); err != nil {
+	// The loose object format: zlib of "<type> <size>\x00<content>". Git
+	// reads any compression level; the fastest keeps the rewrite of a large
+	// events/ tree cheap.
+	w, err := zlib.NewWriterLevel(f, zlib.BestSpeed)
+	if err != nil {
+		return err
+	}
+	if _, err = fmt.Fprintf(w, "%s %d\x00", o.typ, len(o.data)); err != nil {
 		return err
 	}
 	if _, err = w.Write(o.data); err != nil {

@@ -37,6 +37,10 @@ type options struct {
 	log       *slog.Logger
 	staleLock time.Duration
 	refWait   time.Duration
+	// noSync skips the flush of new objects; only benchmarks set it, to
+	// measure the work that depends on the registry's size apart from the
+	// file system's flush (BenchmarkAppendDurable measures that).
+	noSync bool
 }
 
 // Option configures Open and Init.
