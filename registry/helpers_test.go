@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,3 +172,15 @@ func attestationDoc(did, rid string, extra string) []byte {
 }
 
 func bg() context.Context { return context.Background() }
+
+const (
+	time100ms = 100 * time.Millisecond
+	time2s    = 2 * time.Second
+)
+
+func nowMinus(sec int) time.Time { return time.Now().Add(-time.Duration(sec) * time.Second) }
+func sleepMs(ms int)             { time.Sleep(time.Duration(ms) * time.Millisecond) }
+
+func newTestLogger(w *strings.Builder) *slog.Logger {
+	return slog.New(slog.NewTextHandler(&lockedWriter{mu: new(sync.Mutex), w: w}, nil))
+}

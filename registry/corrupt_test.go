@@ -1,0 +1,195 @@
+package registry
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/auths-dev/auths-agent/kel"
+)
+
+// rewriteRegistry makes a foreign commit on the registry ref with the real
+// git: edit gets a function to set (content) or remove (nil) paths.
+func rewriteRegistry(t *testing.T, dir string, edits map[string]*string) {
+	t.Helper()
+	index := filepath.Join(t.TempDir(), "index")
+	gitEnv := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_INDEX_FILE="+index,
+			"GIT_AUTHOR_NAME=f", "GIT_AUTHOR_EMAIL=f@f", "GIT_COMMITTER_NAME=f", "GIT_COMMITTER_EMAIL=f@f")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	gitEnv("read-tree", RegistryRef)
+	for path, content := range edits {
+		if content == nil {
+			gitEnv("update-index", "--force-remove", path)
+		}
+	}
+	for path, content := range edits {
+		if content == nil {
+			continue
+		}
+		f := filepath.Join(t.TempDir(), "blob")
+		os.WriteFile(f, []byte(*content), 0o644)
+		blob := gitEnv("hash-object", "-w", f)
+		gitEnv("update-index", "--add", "--cacheinfo", "100644,"+blob+","+path)
+	}
+	tree := gitEnv("write-tree")
+	parent := gitEnv("rev-parse", RegistryRef)
+	commit := gitEnv("commit-tree", tree, "-p", parent, "-m", "foreign edit")
+	gitEnv("update-ref", RegistryRef, commit, parent)
+}
+
+func str(s string) *string { return &s }
+
+func TestCorruptRegistry(t *testing.T) {
+	idDir := "v1/identities/EM/d2/" + vectorPrefix
+	ev0 := runGitShow
+	tests := []struct {
+		name  string
+		edits func(dir string) map[string]*string
+		path  string // the path the error must name
+	}{
+		{"missing tip", func(string) map[string]*string { return map[string]*string{idDir + "/tip.json": nil} }, idDir + "/tip.json"},
+		{"garbage tip", func(string) map[string]*string { return map[string]*string{idDir + "/tip.json": str("{not json")} }, idDir + "/tip.json"},
+		{"events out of order", func(dir string) map[string]*string {
+			return map[string]*string{
+				idDir + "/events/00000000.json": str(ev0(t, dir, idDir+"/events/00000001.json")),
+				idDir + "/events/00000001.json": str(ev0(t, dir, idDir+"/events/00000000.json")),
+			}
+		}, idDir + "/events/00000000.json"},
+		{"garbage event", func(string) map[string]*string {
+			return map[string]*string{idDir + "/events/00000001.json": str(`{"v": garbage`)}
+		}, idDir + "/events/00000001.json"},
+		{"file where a directory belongs", func(string) map[string]*string {
+			return map[string]*string{idDir + "/events/00000000.json": nil, idDir + "/events/00000001.json": nil,
+				idDir + "/events/00000000.attachments.cesr": nil, idDir + "/events/00000001.attachments.cesr": nil,
+				idDir + "/events": str("x")}
+		}, idDir + "/events"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, r := importVectors(t, false)
+			rewriteRegistry(t, dir, tc.edits(dir))
+			head, _ := r.Head()
+			s, err := r.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Verify(vectorPrefix)
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Path != tc.path {
+				t.Fatalf("Verify = %v, want a *CorruptError naming %s", err, tc.path)
+			}
+			t.Logf("reported: %v", err)
+			// An append to that identity is refused; nothing is overwritten.
+			// (An append trusts state.json when it is valid for the tip and
+			// does not reread the events: it is then refused for its
+			// missing signatures.)
+			var b Batch
+			b.Append(kel.SignedEvent{Event: mustIxnAfterVectors(t)})
+			if _, err := r.Commit(bg(), &b); err == nil {
+				t.Errorf("Commit on a corrupt identity succeeded")
+			} else {
+				t.Logf("append refused: %v", err)
+			}
+			if h, _ := r.Head(); h != head {
+				t.Errorf("ref moved over a corrupt tree")
+			}
+		})
+	}
+}
+
+// mustIxnAfterVectors is an (unsigned) ixn following the keripy KEL.
+func mustIxnAfterVectors(t *testing.T) *kel.Event {
+	t.Helper()
+	stream, _ := vectorStream(t)
+	events, err := kel.ParseStream(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kel.Replay(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kel.NewInteraction(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func runGitShow(t *testing.T, dir, path string) string {
+	return runGit(t, dir, "show", RegistryRef+":"+path)
+}
+
+func TestForeignPathsKept(t *testing.T) {
+	dir, r := importVectors(t, false)
+	rewriteRegistry(t, dir, map[string]*string{"v1/orgs/acme/members.json": str(`{"m":1}`), "README": str("hi")})
+	var b Batch
+	b.StoreAttestation("did:key:z6MkForeign", attestationDoc("did:key:z6MkForeign", "rid", ""))
+	if _, err := r.Commit(bg(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if got := runGitShow(t, dir, "v1/orgs/acme/members.json"); got != `{"m":1}` {
+		t.Errorf("v1/orgs changed: %q", got)
+	}
+	if got := runGitShow(t, dir, "README"); got != "hi" {
+		t.Errorf("README changed: %q", got)
+	}
+	fsck(t, dir)
+}
+
+// TestLeftoverRefLock: a stale ref lock is removed with a log line; a fresh
+// one is waited for.
+func TestLeftoverRefLock(t *testing.T) {
+	dir, _ := importVectors(t, false)
+	lock := filepath.Join(dir, ".git", RegistryRef+".lock")
+	var logged strings.Builder
+	r, err := Open(dir, WithClock(fixedClock()), WithStaleLockAge(time100ms), WithRefLockWait(time2s),
+		WithLogger(newTestLogger(&logged)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(lock, []byte("junk\n"), 0o644)
+	old := nowMinus(10)
+	os.Chtimes(lock, old, old)
+	var b Batch
+	b.StoreAttestation("did:key:z6MkLock1", attestationDoc("did:key:z6MkLock1", "rid", ""))
+	if _, err := r.Commit(bg(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logged.String(), "dead writer") {
+		t.Errorf("no log line for the removed lock: %q", logged.String())
+	}
+	// A fresh lock held by a "foreign writer" that lets go after 50ms.
+	os.WriteFile(lock, []byte("junk\n"), 0o644)
+	go func() { sleepMs(50); os.Remove(lock) }()
+	r2, _ := Open(dir, WithStaleLockAge(time2s), WithRefLockWait(time2s), WithLogger(discardLogger()))
+	b = Batch{}
+	b.StoreAttestation("did:key:z6MkLock2", attestationDoc("did:key:z6MkLock2", "rid", ""))
+	if _, err := r2.Commit(bg(), &b); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh lock that stays: the commit gives up without removing it.
+	os.WriteFile(lock, []byte("junk\n"), 0o644)
+	r3, _ := Open(dir, WithStaleLockAge(time2s), WithRefLockWait(time100ms), WithLogger(discardLogger()))
+	b = Batch{}
+	b.StoreAttestation("did:key:z6MkLock3", attestationDoc("did:key:z6MkLock3", "rid", ""))
+	if _, err := r3.Commit(bg(), &b); err == nil {
+		t.Fatal("commit went through a live foreign lock")
+	}
+	if _, err := os.Stat(lock); err != nil {
+		t.Errorf("the live foreign lock was removed")
+	}
+	os.Remove(lock)
+	fsck(t, dir)
+}
