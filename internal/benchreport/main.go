@@ -14,12 +14,17 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// procsSuffix is the -GOMAXPROCS suffix go test adds to benchmark names;
+// the report and the goals name benchmarks without it.
+var procsSuffix = regexp.MustCompile(`-[0-9]+$`)
 
 type result struct {
 	pkg, name string
@@ -96,10 +101,11 @@ func parse(r io.Reader, rawPath string) (*report, error) {
 			if _, err := strconv.Atoi(f[1]); err != nil {
 				continue
 			}
-			key := pkg + " " + f[0]
+			name := procsSuffix.ReplaceAllString(f[0], "")
+			key := pkg + " " + name
 			res := rep.byKey[key]
 			if res == nil {
-				res = &result{pkg: pkg, name: f[0], metrics: map[string][]float64{}}
+				res = &result{pkg: pkg, name: name, metrics: map[string][]float64{}}
 				rep.byKey[key] = res
 				rep.keys = append(rep.keys, key)
 			}
