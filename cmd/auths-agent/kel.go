@@ -1,8 +1,8 @@
 package main
 
 // This file holds `auths-agent kel`: SAIDs of single events and validation of
-// KEL streams. The registry forms (kel import, kel show, kel verify
-// --registry) live in kelregistry.go.
+// KEL streams. The registry forms (kel import, kel show, and verifyRegistry
+// behind kel verify --registry) live in kelregistry.go.
 
 import (
 	"bytes"
@@ -91,16 +91,24 @@ func parseEventForSAID(data []byte) (e *kel.Event, sizeErr, err error) {
 func kelVerifyCommand(env *cliEnv) *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
-		Usage:     "validate a KEL stream and print its key state",
-		ArgsUsage: "FILE|-",
+		Usage:     "validate a KEL stream (or a registry's KEL) and print its key state",
+		ArgsUsage: "FILE|-  or  --registry DIR PREFIX",
 		Description: "Reads a KEL stream (each event's bytes followed by its -A## signature\n" +
 			"group, event after event, as keripy writes them), validates it from its\n" +
 			"inception and prints the final key state: prefix, sn, keys, threshold.\n" +
-			"Exit 1 with the failing event's s and the reason when it is invalid.",
+			"With --registry DIR the argument is a prefix whose KEL is read from the\n" +
+			"registry. Exit 1 with the failing event's s and the reason when it is invalid.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the key state as the registry's state.json does"},
+			&cli.StringFlag{Name: "registry", Usage: "verify the KEL of PREFIX in the registry of this git repository"},
 		},
 		Action: func(c *cli.Context) error {
+			if dir := c.String("registry"); dir != "" {
+				if err := wantArgs(c, "prefix"); err != nil {
+					return err
+				}
+				return verifyRegistry(c, env, dir, c.Args().First(), c.Bool("json"))
+			}
 			if err := wantArgs(c, "file"); err != nil {
 				return err
 			}
