@@ -79,7 +79,7 @@ func readInput(env *cliEnv, name string, limit int64) ([]byte, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
-		return nil, usageErr("cannot read %s: %v", name, err)
+		return nil, usageErr("cannot read %s: %v", name, unwrapPathErr(err))
 	}
 	if int64(len(data)) > limit {
 		return nil, usageErr("%s: input larger than %d bytes", name, limit)
