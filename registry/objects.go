@@ -85,6 +85,8 @@ func (r *Registry) writeObjects(b *objectBatch) error {
 			return fmt.Errorf("write object %s: %w", hex, err)
 		}
 		written = append(written, path)
+		r.written.objects++
+		r.written.bytes += int64(len(o.data))
 	}
 	if len(written) == 0 || r.opts.noSync {
 		return nil

@@ -30,6 +30,9 @@ type Registry struct {
 	topDir string // the work tree of a non-bare repository, else gitDir
 	store  storage.Storer
 	opts   options
+	// written counts the objects and bytes (uncompressed) written, for
+	// benchmarks; updated under the flock only.
+	written struct{ objects, bytes int64 }
 }
 
 type options struct {
