@@ -125,7 +125,6 @@ type card struct {
 
 	yk        *piv.YubiKey
 	reader    string
-	version   piv.Version
 	conn      uint64 // counts opens, so signers notice a reopened card
 	refused   map[[32]byte]bool
 	blocked   bool
@@ -244,12 +243,12 @@ func (c *card) connectLocked() error {
 }
 
 func (c *card) adoptLocked(yk *piv.YubiKey, reader string) {
-	c.yk, c.reader, c.version = yk, reader, yk.Version()
+	c.yk, c.reader = yk, reader
 	c.conn++
 	c.refused = map[[32]byte]bool{}
 	c.blocked = false
 	c.p.held[reader] = c.serial
-	c.p.log.Debug("piv: card opened", "card", c.serial, "reader", reader, "version", versionString(c.version))
+	c.p.log.Debug("piv: card opened", "card", c.serial, "reader", reader, "version", versionString(yk.Version()))
 }
 
 // dropLocked closes the card's handle; the next call opens it again.
