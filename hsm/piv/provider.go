@@ -150,6 +150,12 @@ func (p *Provider) card(serial uint32) (*card, error) {
 // do runs f on the card's connection, holding the card's lock. It is the
 // one place that makes sure the card is connected, turns panics and
 // transport errors into errors naming the card, and drops a dead handle.
+//
+// The health check is the operation itself: a status probe (GET SERIAL)
+// before every call would add a third APDU to the two of a signature. A
+// handle that turns out stale (card removed and re-inserted, or reset) is
+// replaced and f runs once more on the new one; f must be safe to repeat
+// (it may ask for a touch again, never for a PIN again: see pinAttempt).
 func (c *card) do(ctx context.Context, f func(yk *piv.YubiKey) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
