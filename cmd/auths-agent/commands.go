@@ -8,6 +8,7 @@ func commands(env *cliEnv) []*cli.Command {
 		registryCommand(env),
 		kelCommand(env),
 		keyCommand(env),
+		pivCommand(env),
 		idCommand(env),
 		anchorCommand(env),
 		pendingCommand(env),

@@ -53,11 +53,11 @@ type openKeyBackend func(ctx context.Context, env *cliEnv, uri string) (keyBacke
 // keyBackends maps key URI schemes to their backends. Backends are wired
 // here, explicitly, not by init side effects.
 //
-// PIV: the hsm/piv engineer adds `"piv": openPIVKey,` with openPIVKey (a
-// function of type openKeyBackend) in his own file, e.g. key_piv.go.
+// Each backend lives in its own file (pkcs11: here, piv: in piv.go).
 func keyBackends() map[string]openKeyBackend {
 	return map[string]openKeyBackend{
 		"pkcs11": openPKCS11Key,
+		"piv":    openPIVKey,
 	}
 }
 
@@ -70,9 +70,9 @@ func keyCommand(env *cliEnv) *cli.Command {
 				Name:      "generate",
 				Usage:     "generate a key on the token; print its URI and, last, its CESR public key",
 				ArgsUsage: "URI",
-				Flags: []cli.Flag{&cli.StringFlag{
+				Flags: append([]cli.Flag{&cli.StringFlag{
 					Name: "algorithm", Value: "ed25519", Usage: "ed25519 or p256",
-				}},
+				}}, pivGenerateFlags()...),
 				Action: func(c *cli.Context) error { return keyGenerate(c, env) },
 			},
 			{
@@ -140,6 +140,9 @@ func keyGenerate(c *cli.Context, env *cliEnv) error {
 		return err
 	}
 	defer kb.Close()
+	if err := applyGenerateFlags(c, kb); err != nil {
+		return err
+	}
 	k, err := kb.Generate(c.Context, alg)
 	if err != nil {
 		return keyErr(c, err)
@@ -259,3 +262,23 @@ func (k *pkcs11Key) List(ctx context.Context) ([]keyListing, error) {
 func (k *pkcs11Key) Signer(ctx context.Context) (hsm.Signer, error) { return k.p.Signer(ctx, k.u) }
 
 func (k *pkcs11Key) Close() error { return k.p.Close() }
+
+// generateFlagger is a backend with `key generate` flags of its own (the
+// PIV policies and management key).
+type generateFlagger interface {
+	ApplyGenerateFlags(*cli.Context) error
+}
+
+// applyGenerateFlags hands the backend its own flags, and refuses them for
+// a backend that has none.
+func applyGenerateFlags(c *cli.Context, kb keyBackend) error {
+	if f, ok := kb.(generateFlagger); ok {
+		return f.ApplyGenerateFlags(c)
+	}
+	for _, fl := range pivGenerateFlags() {
+		if name := fl.Names()[0]; c.IsSet(name) {
+			return usageErr("%s: --%s applies to piv: keys only", commandPath(c), name)
+		}
+	}
+	return nil
+}
