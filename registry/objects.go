@@ -70,6 +70,12 @@ var (
 func (r *Registry) writeObjects(b *objectBatch) error {
 	objDir := filepath.Join(r.gitDir, "objects")
 	var written []string
+	// One compressor for the whole commit: a new zlib writer allocates
+	// about a megabyte of tables.
+	zw, err := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed)
+	if err != nil {
+		return err
+	}
 	for _, h := range b.order {
 		hex := h.String()
 		dir := filepath.Join(objDir, hex[:2])
@@ -81,7 +87,7 @@ func (r *Registry) writeObjects(b *objectBatch) error {
 			return fmt.Errorf("write object %s: %w", hex, err)
 		}
 		o := b.objs[h]
-		if err := writeLoose(dir, path, o); err != nil {
+		if err := writeLoose(zw, dir, path, o); err != nil {
 			return fmt.Errorf("write object %s: %w", hex, err)
 		}
 		written = append(written, path)
@@ -97,7 +103,8 @@ func (r *Registry) writeObjects(b *objectBatch) error {
 	return nil
 }
 
-func writeLoose(dir, path string, o pendingObject) (err error) {
+// writeLoose writes one loose object through zw (reset onto the new file).
+func writeLoose(zw *zlib.Writer, dir, path string, o pendingObject) (err error) {
 	f, err := os.CreateTemp(dir, "tmp_obj_")
 	if err != nil {
 		return err
@@ -112,10 +119,8 @@ func writeLoose(dir, path string, o pendingObject) (err error) {
 	// The loose object format: zlib of "<type> <size>\x00<content>". Git
 	// reads any compression level; the fastest keeps the rewrite of a large
 	// events/ tree cheap.
-	w, err := zlib.NewWriterLevel(f, zlib.BestSpeed)
-	if err != nil {
-		return err
-	}
+	zw.Reset(f)
+	w := zw
 	if _, err = fmt.Fprintf(w, "%s %d\x00", o.typ, len(o.data)); err != nil {
 		return err
 	}
