@@ -9,7 +9,12 @@ COUNT=${BENCH_COUNT:-3}
 BENCH=${BENCH:-.}
 out=$(mktemp /tmp/bench.XXXXXX)
 
-"$GO" test -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" ./... | tee "$out" >/dev/null
+# Build every test binary first and let the file system settle, so the
+# benchmarks do not pay for the build's write-back; then run the packages one
+# at a time (-p 1) so no two benchmarks share the two cores.
+"$GO" test -run '^$' -bench '^$' ./... >/dev/null
+sync
+"$GO" test -p 1 -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" ./... | tee "$out" >/dev/null
 
 # Packages with benchmarks that use the virtual cards (build tag vpiv).
 card_pkgs=$(grep -l '^//go:build.*vpiv' $(git ls-files '*_test.go') | xargs -r grep -l '^func Benchmark' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
@@ -20,6 +25,7 @@ if [ -n "$card_pkgs" ]; then
 	softhsm-test/vpiv-up 4 >"$VPIV_DIR/cards.tsv"
 	VPIV_SERIALS=$(cut -f1 "$VPIV_DIR/cards.tsv" | paste -sd, -)
 	export VPIV_SERIALS
+	sync
 	for pkg in $card_pkgs; do
 		softhsm-test/vpiv-exec "$GO" test -tags vpiv -run '^$' -bench "$BENCH" -benchmem -count "$COUNT" "$pkg" | tee -a "$out" >/dev/null
 	done
