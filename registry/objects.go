@@ -1,10 +1,14 @@
 package registry
 
 import (
+	"bytes"
 	"compress/zlib"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -70,25 +74,34 @@ var (
 func (r *Registry) writeObjects(b *objectBatch) error {
 	objDir := filepath.Join(r.gitDir, "objects")
 	var written []string
-	// One compressor for the whole commit: a new zlib writer allocates
-	// about a megabyte of tables.
-	zw, err := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed)
+	// One compressor and one buffer for the whole commit: a new zlib writer
+	// allocates about a megabyte of tables, and each object then reaches
+	// its file in one write.
+	var buf bytes.Buffer
+	zw, err := zlib.NewWriterLevel(&buf, zlib.BestSpeed)
 	if err != nil {
 		return err
 	}
 	for _, h := range b.order {
-		hex := h.String()
-		dir := filepath.Join(objDir, hex[:2])
-		path := filepath.Join(dir, hex[2:])
+		id := h.String()
+		dir := filepath.Join(objDir, id[:2])
+		path := filepath.Join(dir, id[2:])
 		if _, err := os.Stat(path); err == nil {
 			continue
 		}
-		if err := os.MkdirAll(dir, 0o777); err != nil {
-			return fmt.Errorf("write object %s: %w", hex, err)
-		}
 		o := b.objs[h]
-		if err := writeLoose(zw, dir, path, o); err != nil {
-			return fmt.Errorf("write object %s: %w", hex, err)
+		// The loose object format: zlib of "<type> <size>\x00<content>". Git
+		// reads any compression level; the fastest keeps the rewrite of a
+		// large events/ tree cheap.
+		buf.Reset()
+		zw.Reset(&buf)
+		fmt.Fprintf(zw, "%s %d\x00", o.typ, len(o.data))
+		zw.Write(o.data)
+		if err := zw.Close(); err != nil {
+			return fmt.Errorf("write object %s: %w", id, err)
+		}
+		if err := writeLoose(dir, path, buf.Bytes()); err != nil {
+			return fmt.Errorf("write object %s: %w", id, err)
 		}
 		written = append(written, path)
 		r.written.objects++
@@ -103,43 +116,36 @@ func (r *Registry) writeObjects(b *objectBatch) error {
 	return nil
 }
 
-// writeLoose writes one loose object through zw (reset onto the new file).
-func writeLoose(zw *zlib.Writer, dir, path string, o pendingObject) (err error) {
-	f, err := os.CreateTemp(dir, "tmp_obj_")
+// writeLoose writes a compressed loose object to a new read-only temporary
+// file in dir (made when missing) and renames it to path.
+func writeLoose(dir, path string, compressed []byte) (err error) {
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "tmp_obj_"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(dir, 0o777); err == nil {
+			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		}
+	}
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
 			os.Remove(tmp)
 		}
 	}()
-	// The loose object format: zlib of "<type> <size>\x00<content>". Git
-	// reads any compression level; the fastest keeps the rewrite of a large
-	// events/ tree cheap.
-	zw.Reset(f)
-	w := zw
-	if _, err = fmt.Fprintf(w, "%s %d\x00", o.typ, len(o.data)); err != nil {
-		return err
-	}
-	if _, err = w.Write(o.data); err != nil {
-		return err
-	}
-	if err = w.Close(); err != nil {
+	if _, err = f.Write(compressed); err != nil {
 		return err
 	}
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Chmod(tmp, 0o444); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return nil
+	return os.Rename(tmp, path)
 }
 
 // readBlob returns the content of a blob.
