@@ -3,73 +3,24 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 )
 
 // runCommands runs args through the CLI's output rules with the given
 // commands (registry init and kel verify --registry are tested here until
 // they are wired into commands.go).
-func runCommands(t *testing.T, cmds []*cli.Command, args ...string) (int, string, string) {
+// runCommands runs the CLI in-process, as main does, and returns its exit
+// status, stdout and stderr.
+func runCommands(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	env := &cliEnv{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: os.Getenv}
-	app := newApp(env)
-	app.Commands = cmds
-	code := exitOK
-	if err := app.RunContext(context.Background(), append([]string{"auths-agent"}, args...)); err != nil {
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-			fmt.Fprintf(&errb, "auths-agent: %s\n", ee.msg)
-		} else {
-			code = exitUsage
-			fmt.Fprintf(&errb, "auths-agent: %s\n", oneLine(err.Error()))
-		}
-	}
+	code := run(context.Background(), env, append([]string{"auths-agent"}, args...))
 	return code, out.String(), errb.String()
-}
-
-func testCommands() []*cli.Command {
-	return []*cli.Command{
-		{
-			Name: "registry",
-			Subcommands: []*cli.Command{{
-				Name:  "init",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "bare"}},
-				Action: func(c *cli.Context) error {
-					return registryInitCommand(cliEnvFrom(c)).Action(c)
-				},
-			}},
-		},
-		{
-			Name:  "verify",
-			Flags: []cli.Flag{&cli.BoolFlag{Name: "json"}, registryFlag()},
-			Action: func(c *cli.Context) error {
-				if err := wantArgs(c, "prefix"); err != nil {
-					return err
-				}
-				return verifyRegistry(c, cliEnvFrom(c), c.String("registry"), c.Args().First(), c.Bool("json"))
-			},
-		},
-		{
-			Name:   "import",
-			Flags:  []cli.Flag{registryFlag()},
-			Action: func(c *cli.Context) error { return kelImportCommand(cliEnvFrom(c)).Action(c) },
-		},
-	}
-}
-
-// cliEnvFrom rebuilds the environment from the app's writers.
-func cliEnvFrom(c *cli.Context) *cliEnv {
-	return &cliEnv{stdin: c.App.Reader, stdout: c.App.Writer, stderr: c.App.ErrWriter, getenv: os.Getenv}
 }
 
 func git(t *testing.T, dir string, args ...string) string {
@@ -88,12 +39,12 @@ func TestRegistryInitCommand(t *testing.T) {
 		if bare {
 			args = append(args, "--bare")
 		}
-		code, out, errs := runCommands(t, testCommands(), append(args, dir)...)
+		code, out, errs := runCommands(t, append(args, dir)...)
 		if code != 0 || !strings.HasPrefix(out, "created refs/auths/registry in ") || errs != "" {
 			t.Fatalf("init: %d %q %q", code, out, errs)
 		}
 		head := strings.TrimSpace(git(t, dir, "rev-parse", "refs/auths/registry"))
-		code, out, _ = runCommands(t, testCommands(), append(args, dir)...)
+		code, out, _ = runCommands(t, append(args, dir)...)
 		if code != 0 || !strings.Contains(out, "already in") || !strings.Contains(out, head) {
 			t.Fatalf("second init: %d %q", code, out)
 		}
@@ -105,14 +56,14 @@ func TestRegistryInitCommand(t *testing.T) {
 		}
 		git(t, dir, "fsck", "--strict", "--no-dangling")
 	}
-	if code, _, errs := runCommands(t, testCommands(), "registry", "init"); code != 2 || !strings.Contains(errs, "missing argument DIR") {
+	if code, _, errs := runCommands(t, "registry", "init"); code != 2 || !strings.Contains(errs, "missing argument DIR") {
 		t.Errorf("no DIR: %d %q", code, errs)
 	}
 }
 
 func TestVerifyRegistry(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "reg")
-	if code, _, errs := runCommands(t, testCommands(), "registry", "init", dir); code != 0 {
+	if code, _, errs := runCommands(t, "registry", "init", dir); code != 0 {
 		t.Fatal(errs)
 	}
 	var stream []byte
@@ -125,19 +76,19 @@ func TestVerifyRegistry(t *testing.T) {
 	}
 	kelFile := filepath.Join(t.TempDir(), "kel.cesr")
 	os.WriteFile(kelFile, stream, 0o644)
-	if code, _, errs := runCommands(t, testCommands(), "import", "--registry", dir, kelFile); code != 0 {
+	if code, _, errs := runCommands(t, "kel", "import", "--registry", dir, kelFile); code != 0 {
 		t.Fatal(errs)
 	}
 	const prefix = "EMd282TNa216KX7fuXQyuic3SSv7J6dpv6YLqQFlT5_S"
-	code, out, errs := runCommands(t, testCommands(), "verify", "--registry", dir, prefix)
+	code, out, errs := runCommands(t, "kel", "verify", "--registry", dir, prefix)
 	if code != 0 || !strings.Contains(out, "sn         1\n") || errs != "" {
 		t.Errorf("verify: %d %q %q", code, out, errs)
 	}
-	code, out, _ = runCommands(t, testCommands(), "verify", "--json", "--registry", dir, prefix)
+	code, out, _ = runCommands(t, "kel", "verify", "--json", "--registry", dir, prefix)
 	if code != 0 || !strings.Contains(out, `"last_event_said": "ENb3ofWuID9qeLGISJKezex1h2HgG4EbIqI0BE5Uee1a"`) {
 		t.Errorf("verify --json: %d %q", code, out)
 	}
-	code, _, errs = runCommands(t, testCommands(), "verify", "--registry", dir, "EAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	code, _, errs = runCommands(t, "kel", "verify", "--registry", dir, "EAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 	if code != 1 || !strings.Contains(errs, "not found") {
 		t.Errorf("unknown prefix: %d %q", code, errs)
 	}
