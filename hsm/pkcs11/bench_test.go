@@ -157,6 +157,53 @@ func BenchmarkSignTwoTokens(b *testing.B) {
 	})
 }
 
+// BenchmarkSignTwoTokensInterleaved runs the two-token pair of
+// BenchmarkSignTwoTokens in one loop: each token's goroutine alternates a
+// signature through the backend and one through a bare loop, so both paths
+// see the same machine state and the same contention from the other token.
+// It reports the two-token throughput of each path.
+func BenchmarkSignTwoTokensInterleaved(b *testing.B) {
+	ctx := context.Background()
+	signers := []*Signer{benchSigner(b, "bench-1", kel.Ed25519), benchSigner(b, "bench-2", kel.Ed25519)}
+	loops := []*bareLoop{newBareLoop(b, signers[0]), newBareLoop(b, signers[1])}
+	var backend, bare [2]time.Duration
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range b.N {
+				for j := range 2 {
+					start := time.Now()
+					if (k+j)%2 == 0 {
+						if _, err := signers[i].SignKERI(ctx, benchMsg); err != nil {
+							b.Error(err)
+							return
+						}
+						backend[i] += time.Since(start)
+					} else {
+						if err := loops[i].sign(benchMsg); err != nil {
+							b.Error(err)
+							return
+						}
+						bare[i] += time.Since(start)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	rate := func(d [2]time.Duration) float64 {
+		// Each token made b.N signatures on its path in d[i]; the tokens ran
+		// side by side, so their rates add up.
+		return float64(b.N)/d[0].Seconds() + float64(b.N)/d[1].Seconds()
+	}
+	b.ReportMetric(rate(backend), "backend-sig/s")
+	b.ReportMetric(rate(bare), "bare-sig/s")
+}
+
 // BenchmarkPoolOverhead measures what the backend adds around C_SignInit +
 // C_Sign: taking a session from the token's pool and putting it back, and
 // the object handle check. Compare with BenchmarkSign's ns/op.
