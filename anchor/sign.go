@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/auths-dev/auths-agent/hsm"
@@ -49,6 +50,16 @@ func Assign(p *Proposal, signers []hsm.Signer) ([]int, error) {
 // (in index order) and the failures of individual signers joined
 // (each a *SignerError); the signatures of the others are kept either way.
 func Sign(ctx context.Context, p *Proposal, signers []hsm.Signer) ([]kel.Siger, error) {
+	return sign(ctx, p, signers, true)
+}
+
+// SignSerially is Sign with one signer after the other, for comparison and
+// for tokens that must not be used at the same time.
+func SignSerially(ctx context.Context, p *Proposal, signers []hsm.Signer) ([]kel.Siger, error) {
+	return sign(ctx, p, signers, false)
+}
+
+func sign(ctx context.Context, p *Proposal, signers []hsm.Signer, concurrent bool) ([]kel.Siger, error) {
 	idx, err := Assign(p, signers)
 	if err != nil {
 		return nil, err
@@ -60,69 +71,40 @@ func Sign(ctx context.Context, p *Proposal, signers []hsm.Signer) ([]kel.Siger, 
 		added []int
 		errs  = make([]error, len(signers))
 	)
+	one := func(i int, s hsm.Signer) {
+		raw, err := s.SignKERI(ctx, msg)
+		var ok bool
+		if err == nil {
+			ok, err = p.AddRaw(idx[i], raw)
+		}
+		if err != nil {
+			errs[i] = &SignerError{Signer: hsm.Describe(s), Index: idx[i], Err: err}
+			return
+		}
+		if ok {
+			mu.Lock()
+			added = append(added, idx[i])
+			mu.Unlock()
+		}
+	}
 	for i, s := range signers {
 		if p.Has(idx[i]) {
+			continue
+		}
+		if !concurrent {
+			one(i, s)
 			continue
 		}
 		wg.Add(1)
-		go func(i int, s hsm.Signer) {
+		go func() {
 			defer wg.Done()
-			fail := func(err error) { errs[i] = &SignerError{Signer: hsm.Describe(s), Index: idx[i], Err: err} }
-			raw, err := s.SignKERI(ctx, msg)
-			if err != nil {
-				fail(err)
-				return
-			}
-			ok, err := p.AddRaw(idx[i], raw)
-			if err != nil {
-				fail(err)
-				return
-			}
-			if ok {
-				mu.Lock()
-				added = append(added, idx[i])
-				mu.Unlock()
-			}
-		}(i, s)
+			one(i, s)
+		}()
 	}
 	wg.Wait()
-	sortInts(added)
 	var out []kel.Siger
 	for _, s := range p.Signatures() {
-		if contains(added, s.Index) {
-			out = append(out, s)
-		}
-	}
-	return out, errors.Join(errs...)
-}
-
-// SignSerially is Sign with one signer after the other, for comparison and
-// for tokens that must not be used at the same time.
-func SignSerially(ctx context.Context, p *Proposal, signers []hsm.Signer) ([]kel.Siger, error) {
-	idx, err := Assign(p, signers)
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	var added []int
-	for i, s := range signers {
-		if p.Has(idx[i]) {
-			continue
-		}
-		raw, err := s.SignKERI(ctx, p.Bytes())
-		if err == nil {
-			var ok bool
-			if ok, err = p.AddRaw(idx[i], raw); ok {
-				added = append(added, idx[i])
-			}
-		}
-		if err != nil {
-			errs = append(errs, &SignerError{Signer: hsm.Describe(s), Index: idx[i], Err: err})
-		}
-	}
-	var out []kel.Siger
-	for _, s := range p.Signatures() {
-		if contains(added, s.Index) {
+		if slices.Contains(added, s.Index) {
 			out = append(out, s)
 		}
 	}

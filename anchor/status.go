@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 
 	"github.com/auths-dev/auths-agent/kel"
@@ -46,19 +47,11 @@ func (p *Proposal) Status() Status {
 	st.Complete = st.ThresholdMet
 	if st.Rotation {
 		st.PriorNext, st.PriorNextDigests = p.priorNT, len(p.priorNext)
-		sortInts(st.Ondexes)
+		slices.Sort(st.Ondexes)
 		st.PriorNextMet = p.priorNT.Satisfied(st.Ondexes)
 		st.Complete = st.Complete && st.PriorNextMet
 	}
 	return st
-}
-
-func sortInts(l []int) {
-	for i := 1; i < len(l); i++ {
-		for j := i; j > 0 && l[j] < l[j-1]; j-- {
-			l[j], l[j-1] = l[j-1], l[j]
-		}
-	}
 }
 
 // Needs says in one line what the proposal has and still needs, e.g.
@@ -86,7 +79,7 @@ func thresholdProgress(t kel.Threshold, n int, have []int, what string) string {
 		sum := new(big.Rat)
 		var idx []int
 		for j, w := range c {
-			if contains(have, off+j) {
+			if slices.Contains(have, off+j) {
 				sum.Add(sum, w)
 				idx = append(idx, off+j)
 			}
@@ -124,15 +117,6 @@ func hasList(l []int, what string) string {
 		plural = "positions"
 	}
 	return plural + " " + strings.Join(s, ", ")
-}
-
-func contains(l []int, v int) bool {
-	for _, x := range l {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // weights returns the clauses of a weighted threshold from its JSON form

@@ -3,6 +3,7 @@ package kel
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // SignedEvent is an event with its controller signatures.
@@ -312,18 +313,7 @@ func verifyIndexed(keys []string, msg []byte, s Siger) bool {
 }
 
 func uniqueSorted(l []int) []int {
-	seen := map[int]bool{}
-	var out []int
-	for _, i := range l {
-		if !seen[i] {
-			seen[i] = true
-			out = append(out, i)
-		}
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
+	out := slices.Clone(l)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
