@@ -107,9 +107,10 @@ func BenchmarkAppendIdentities(b *testing.B) {
 }
 
 // BenchmarkAppendDurable is BenchmarkAppend/kel=10 with the objects
-// flushed to disk as Commit does by default (one syncfs per commit on
-// Linux): the difference is the cost of durability, independent of the
-// registry's size but shared with whatever else writes to the file system.
+// flushed to disk as Commit does by default (one syncfs and one directory
+// fsync per commit's pack on Linux): the difference is the cost of
+// durability, independent of the registry's size but shared with whatever
+// else writes to the file system.
 func BenchmarkAppendDurable(b *testing.B) {
 	_, r := benchRegistry(b)
 	r.opts.noSync = false

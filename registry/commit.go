@@ -112,5 +112,6 @@ func (r *Registry) commitLocked(ctx context.Context, parent plumbing.Hash, b *Ba
 	if err := r.casRef(ctx, RegistryRef, parent, id); err != nil {
 		return plumbing.ZeroHash, err
 	}
+	r.afterWrite()
 	return id, nil
 }

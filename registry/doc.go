@@ -23,6 +23,36 @@
 // writer is a [*ConflictError] ([ErrConflict]); [Registry.CommitRetry]
 // retries batches that are still valid on the new tip.
 //
+// # Objects
+//
+// The new objects of a commit (or of a pending proposal's update) are
+// written as one pack with its index in objects/pack/, whole objects
+// without deltas: both under temporary names, flushed to disk (one
+// syncfs(2) on Linux, an fsync of each file elsewhere), renamed into place
+// pack first and index last as git does, the directory flushed; only then
+// does the ref move. A crash leaves the old or the new commit; what it may
+// leave behind is tmp_auths_* files or a pack without its index, both
+// ignored by git and removed by a later merge.
+//
+// One pack per commit would slow reads down as they pile up: when a commit
+// finds more than 32 packs ([WithMaxPacks]) it merges, still under the
+// flock, the packs `git repack --geometric=2` would pick (the small ones,
+// and larger ones as long as the packs left would not at least double from
+// one to the next), so each object is rewritten a logarithmic number of
+// times and never the whole registry per merge. Whole objects are copied
+// byte for byte (CRC-32 checked), deltas of packs git wrote are resolved.
+// The merged pack is in place before the packs it replaces are removed,
+// index first. Packs with a .keep, .promisor or .mtimes file are not
+// merged; loose objects (written by git, or by this package before it
+// wrote packs) are left alone.
+//
+// Reads list packs by their index, as git does, and keep each listed pack
+// open, so a pack another process removes stays readable until the next
+// listing. An object found neither in a listed pack nor loose makes the
+// reader list the packs again and retry before it reports the object
+// missing: that is how packs written or merged by other processes are
+// seen.
+//
 // # Reading
 //
 // [Registry.Snapshot] pins one commit; [Snapshot.Tip], [Snapshot.KeyState]

@@ -2,15 +2,9 @@ package registry
 
 import (
 	"bytes"
-	"compress/zlib"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -33,8 +27,14 @@ func newObjectBatch() *objectBatch {
 	return &objectBatch{objs: map[plumbing.Hash]pendingObject{}}
 }
 
-// add queues an object and returns its id.
+// add queues a copy of an object (data may belong to the caller, and the
+// written objects are kept in the object cache) and returns its id.
 func (b *objectBatch) add(t plumbing.ObjectType, data []byte) plumbing.Hash {
+	return b.put(t, bytes.Clone(data))
+}
+
+// put queues an object whose data nobody else holds.
+func (b *objectBatch) put(t plumbing.ObjectType, data []byte) plumbing.Hash {
 	h := plumbing.ComputeHash(t, data)
 	if _, ok := b.objs[h]; !ok {
 		b.objs[h] = pendingObject{t, data}
@@ -59,7 +59,7 @@ func (b *objectBatch) addEncoded(enc interface {
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return b.add(mo.Type(), data), nil
+	return b.put(mo.Type(), data), nil
 }
 
 var (
@@ -67,92 +67,71 @@ var (
 	_ = (*object.Commit)(nil).Encode
 )
 
-// writeObjects writes the queued objects as loose objects, each to a
-// temporary file in its fan-out directory renamed into place, then makes
-// them durable (syncObjects) before returning: the caller moves the ref
-// only afterwards. Objects already present as loose objects are skipped.
+// writeObjects writes the queued objects as one pack with its index in
+// objects/pack/ and makes them durable before returning (see packWriter):
+// the caller moves the ref only afterwards. The caller holds the flock.
 func (r *Registry) writeObjects(b *objectBatch) error {
-	objDir := filepath.Join(r.gitDir, "objects")
-	var written []string
-	// One compressor and one buffer for the whole commit: a new zlib writer
-	// allocates about a megabyte of tables, and each object then reaches
-	// its file in one write.
-	var buf bytes.Buffer
-	zw, err := zlib.NewWriterLevel(&buf, zlib.BestSpeed)
+	if len(b.order) == 0 {
+		return nil
+	}
+	pw, err := newPackWriter(r.objects.packDir(), len(b.order))
+	if err != nil {
+		return fmt.Errorf("write objects: %w", err)
+	}
+	for _, h := range b.order {
+		o := b.objs[h]
+		if err := pw.add(h, o.typ, o.data); err != nil {
+			pw.abort()
+			return fmt.Errorf("write object %s: %w", h, err)
+		}
+	}
+	id, idx, err := pw.finish(!r.opts.noSync)
 	if err != nil {
 		return err
 	}
+	r.written.objects += int64(len(b.order))
+	r.written.bytes += pw.written
+	r.written.packs++
+	if err := r.objects.added(id, idx); err != nil {
+		return fmt.Errorf("write objects: %w", err)
+	}
+	// The next commit reads these first (its parent's trees): keep them
+	// at hand, as written, without reading the pack back.
 	for _, h := range b.order {
-		id := h.String()
-		dir := filepath.Join(objDir, id[:2])
-		path := filepath.Join(dir, id[2:])
-		if _, err := os.Stat(path); err == nil {
-			continue
-		}
 		o := b.objs[h]
-		// The loose object format: zlib of "<type> <size>\x00<content>". Git
-		// reads any compression level; the fastest keeps the rewrite of a
-		// large events/ tree cheap.
-		buf.Reset()
-		zw.Reset(&buf)
-		fmt.Fprintf(zw, "%s %d\x00", o.typ, len(o.data))
-		zw.Write(o.data)
-		if err := zw.Close(); err != nil {
-			return fmt.Errorf("write object %s: %w", id, err)
-		}
-		if err := writeLoose(dir, path, buf.Bytes()); err != nil {
-			return fmt.Errorf("write object %s: %w", id, err)
-		}
-		written = append(written, path)
-		r.written.objects++
-		r.written.bytes += int64(len(o.data))
-	}
-	if len(written) == 0 || r.opts.noSync {
-		return nil
-	}
-	if err := syncObjects(objDir, written); err != nil {
-		return fmt.Errorf("sync objects: %w", err)
+		r.objects.cache.Put(&knownObject{h: h, t: o.typ, data: o.data})
 	}
 	return nil
 }
 
-// writeLoose writes a compressed loose object to a new read-only temporary
-// file in dir (made when missing) and renames it to path.
-func writeLoose(dir, path string, compressed []byte) (err error) {
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, "tmp_obj_"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(dir, 0o777); err == nil {
-			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(compressed); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+// knownObject is an object whose id is known: put in the object cache
+// without hashing it again. Read-only.
+type knownObject struct {
+	h    plumbing.Hash
+	t    plumbing.ObjectType
+	data []byte
+}
+
+var errReadOnly = errors.New("read-only object")
+
+func (o *knownObject) Hash() plumbing.Hash             { return o.h }
+func (o *knownObject) Type() plumbing.ObjectType       { return o.t }
+func (o *knownObject) SetType(plumbing.ObjectType)     {}
+func (o *knownObject) Size() int64                     { return int64(len(o.data)) }
+func (o *knownObject) SetSize(int64)                   {}
+func (o *knownObject) Writer() (io.WriteCloser, error) { return nil, errReadOnly }
+func (o *knownObject) Reader() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(o.data)), nil
 }
 
 // readBlob returns the content of a blob.
 func (r *Registry) readBlob(h plumbing.Hash) ([]byte, error) {
-	o, err := r.store.EncodedObject(plumbing.BlobObject, h)
+	o, err := r.objects.object(h)
 	if err != nil {
 		return nil, err
+	}
+	if o.Type() != plumbing.BlobObject {
+		return nil, fmt.Errorf("object %s is a %s, want a blob", h, o.Type())
 	}
 	rd, err := o.Reader()
 	if err != nil {
@@ -164,9 +143,26 @@ func (r *Registry) readBlob(h plumbing.Hash) ([]byte, error) {
 
 // readTree decodes a tree object.
 func (r *Registry) readTree(h plumbing.Hash) (*object.Tree, error) {
-	t, err := object.GetTree(r.store, h)
-	if errors.Is(err, plumbing.ErrObjectNotFound) {
+	o, err := r.objects.object(h)
+	if err != nil {
 		return nil, fmt.Errorf("tree %s: %w", h, err)
 	}
-	return t, err
+	var t object.Tree
+	if err := t.Decode(o); err != nil {
+		return nil, fmt.Errorf("tree %s: %w", h, err)
+	}
+	return &t, nil
+}
+
+// readCommit decodes a commit object.
+func (r *Registry) readCommit(h plumbing.Hash) (*object.Commit, error) {
+	o, err := r.objects.object(h)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", h, err)
+	}
+	var c object.Commit
+	if err := c.Decode(o); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", h, err)
+	}
+	return &c, nil
 }

@@ -113,7 +113,7 @@ func (r *Registry) putPendingLocked(ctx context.Context, id PendingID, files Pen
 	old := map[string]plumbing.Hash{}
 	var root plumbing.Hash
 	if !cur.IsZero() {
-		c, err := object.GetCommit(r.store, cur)
+		c, err := r.readCommit(cur)
 		if err != nil {
 			return nil, corrupt(ref, "commit %s unreadable: %v", cur, err)
 		}
@@ -166,6 +166,7 @@ func (r *Registry) putPendingLocked(ctx context.Context, id PendingID, files Pen
 	if err := r.casRef(ctx, ref, cur, cid); err != nil {
 		return nil, err
 	}
+	r.afterWrite()
 	res.Commit = cid.String()
 	return res, nil
 }
@@ -245,7 +246,7 @@ func (r *Registry) readPending(id PendingID) (PendingFiles, plumbing.Hash, error
 	if cur.IsZero() {
 		return nil, plumbing.ZeroHash, fmt.Errorf("pending %s: %w", id, ErrNotFound)
 	}
-	c, err := object.GetCommit(r.store, cur)
+	c, err := r.readCommit(cur)
 	if err != nil {
 		return nil, plumbing.ZeroHash, corrupt(ref, "commit %s unreadable: %v", cur, err)
 	}

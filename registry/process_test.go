@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,8 +42,12 @@ func helperMain(role string) int {
 		n++
 		return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Millisecond)
 	}
-	r, err := Open(dir, WithClock(clock), WithStaleLockAge(stale),
-		WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
+	opts := []Option{WithClock(clock), WithStaleLockAge(stale),
+		WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))}
+	if n, err := strconv.Atoi(os.Getenv("REGISTRY_MAXPACKS")); err == nil {
+		opts = append(opts, WithMaxPacks(n))
+	}
+	r, err := Open(dir, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -293,17 +298,26 @@ func TestWithGitUpdateRef(t *testing.T) {
 // TestCrash kills a writer at random moments until it has made 200
 // commits, checking the registry after each kill.
 func TestCrash(t *testing.T) {
-	const total = 200
 	dir := newGitRepo(t, false)
+	crashWriter(t, dir, 200, func(rng *rand.Rand) time.Duration {
+		return time.Duration(10+rng.Intn(300)) * time.Millisecond
+	})
+}
+
+// crashWriter runs a writer of mode kel on dir, killing it a random
+// delay after each start, until it has made total commits; after each
+// kill the registry must be intact. The next batch commits at the end.
+func crashWriter(t *testing.T, dir string, total int, delay func(*rand.Rand) time.Duration, env ...string) {
+	t.Helper()
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	var acked []int
-	kills, leftovers := 0, 0
+	kills, leftovers, tmpLeft := 0, 0, 0
 	for round := 0; ; round++ {
 		if round > 400 {
 			t.Fatalf("writer did not finish after %d rounds", round)
 		}
-		c := startHelper(t, "kel", dir, "crash", total, "REGISTRY_STALE=300ms")
-		timer := time.AfterFunc(time.Duration(10+rng.Intn(300))*time.Millisecond, func() {
+		c := startHelper(t, "kel", dir, "crash", total, append([]string{"REGISTRY_STALE=300ms"}, env...)...)
+		timer := time.AfterFunc(delay(rng), func() {
 			c.cmd.Process.Signal(syscall.SIGKILL)
 		})
 		err := c.wait()
@@ -326,6 +340,11 @@ func TestCrash(t *testing.T) {
 		if _, err := os.Stat(dir + "/.git/" + RegistryRef + ".lock"); err == nil {
 			leftovers++
 		}
+		if _, other := packFiles(t, dir+"/.git"); slices.ContainsFunc(other, func(name string) bool {
+			return strings.HasPrefix(name, tmpPrefix)
+		}) {
+			tmpLeft++
+		}
 		fsck(t, dir)
 		r := openTest(t, dir)
 		s, err := r.Snapshot()
@@ -336,11 +355,11 @@ func TestCrash(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		if finished || tip == total-1 {
+		if finished || tip == uint64(total-1) {
 			break
 		}
 	}
-	t.Logf("%d kills, %d leftover ref locks seen, %d acknowledged batches", kills, leftovers, len(acked))
+	t.Logf("%d kills, %d leftover ref locks seen, %d times temporary pack files left, %d acknowledged batches", kills, leftovers, tmpLeft, len(acked))
 	if n := len(commitLog(t, dir)); n != total {
 		t.Errorf("%d commits, want %d", n, total)
 	}

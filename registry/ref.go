@@ -158,12 +158,17 @@ func hashString(h plumbing.Hash) string {
 	return h.String()
 }
 
-// syncDir flushes a directory's entries (renames) to disk; best effort.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+// syncDir flushes a directory's entries (creations, renames) to disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func clip(s string) string {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	git "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/storage"
 )
 
 // RegistryRef is the ref that holds the auths v1 registry.
@@ -26,13 +25,14 @@ const flockName = "registry.lock"
 // advisory flock on registry.lock and moves the ref with git's lock-file
 // protocol.
 type Registry struct {
-	gitDir string // the repository directory (.git, or the bare repository)
-	topDir string // the work tree of a non-bare repository, else gitDir
-	store  storage.Storer
-	opts   options
-	// written counts the objects and bytes (uncompressed) written, for
-	// benchmarks; updated under the flock only.
-	written struct{ objects, bytes int64 }
+	gitDir  string // the repository directory (.git, or the bare repository)
+	topDir  string // the work tree of a non-bare repository, else gitDir
+	objects *objectStore
+	opts    options
+	// written counts the objects and bytes (uncompressed) written and the
+	// packs written and merged, for benchmarks and tests; updated under the
+	// flock only.
+	written struct{ objects, bytes, packs, merges int64 }
 }
 
 type options struct {
@@ -40,6 +40,7 @@ type options struct {
 	log       *slog.Logger
 	staleLock time.Duration
 	refWait   time.Duration
+	maxPacks  int
 	// noSync skips the flush of new objects; only benchmarks set it, to
 	// measure the work that depends on the registry's size apart from the
 	// file system's flush (BenchmarkAppendDurable measures that).
@@ -67,8 +68,13 @@ func WithStaleLockAge(d time.Duration) Option { return func(o *options) { o.stal
 // lock to go away (default 10s; the context may end it sooner).
 func WithRefLockWait(d time.Duration) Option { return func(o *options) { o.refWait = d } }
 
+// WithMaxPacks sets how many packs a commit may leave in objects/pack/
+// before it merges them (default 32; see the package documentation). Each
+// commit writes its objects as one pack.
+func WithMaxPacks(n int) Option { return func(o *options) { o.maxPacks = max(n, 1) } }
+
 func newOptions(opts []Option) options {
-	o := options{clock: time.Now, staleLock: 5 * time.Second, refWait: 10 * time.Second}
+	o := options{clock: time.Now, staleLock: 5 * time.Second, refWait: 10 * time.Second, maxPacks: 32}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -93,11 +99,10 @@ func Open(dir string, opts ...Option) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry %s: %w", dir, err)
 	}
-	repo, err := git.PlainOpenWithOptions(topDir, &git.PlainOpenOptions{})
-	if err != nil {
+	if _, err := git.PlainOpenWithOptions(topDir, &git.PlainOpenOptions{}); err != nil {
 		return nil, fmt.Errorf("open registry %s: %w", dir, err)
 	}
-	r := &Registry{gitDir: gitDir, topDir: topDir, store: repo.Storer, opts: newOptions(opts)}
+	r := &Registry{gitDir: gitDir, topDir: topDir, objects: newObjectStore(filepath.Join(gitDir, "objects")), opts: newOptions(opts)}
 	return r, nil
 }
 

@@ -6,14 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncObjects makes the objects just written durable with one syncfs(2) of
-// the file system holding dir: one cache flush for the whole commit instead
-// of one fsync per object and directory.
-func syncObjects(dir string, _ []string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return unix.Syncfs(int(d.Fd()))
+// syncFiles makes the files just written durable with one syncfs(2) of the
+// file system holding them: measured cheaper here than an fsync of each
+// (one cache flush for the pack and its index).
+func syncFiles(files ...*os.File) error {
+	return unix.Syncfs(int(files[0].Fd()))
 }

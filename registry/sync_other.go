@@ -2,28 +2,14 @@
 
 package registry
 
-import (
-	"os"
-	"path/filepath"
-)
+import "os"
 
-// syncObjects fsyncs each file written and the directories holding them.
-func syncObjects(dir string, files []string) error {
-	dirs := map[string]bool{}
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
+// syncFiles fsyncs each file just written.
+func syncFiles(files ...*os.File) error {
+	for _, f := range files {
+		if err := f.Sync(); err != nil {
 			return err
 		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return err
-		}
-		dirs[filepath.Dir(name)] = true
-	}
-	for d := range dirs {
-		syncDir(d)
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func (r *Registry) snapshotAt(commit plumbing.Hash) (*Snapshot, error) {
 	if commit.IsZero() {
 		return s, nil
 	}
-	c, err := object.GetCommit(r.store, commit)
+	c, err := r.readCommit(commit)
 	if err != nil {
 		return nil, corrupt(RegistryRef, "commit %s unreadable: %v", commit, err)
 	}
