@@ -53,6 +53,14 @@
 // missing: that is how packs written or merged by other processes are
 // seen.
 //
+// Hand-written here, and why: the pack writer (go-git's packfile encoder
+// compresses at the default level, needs the objects in a storer and does
+// not hand back the offsets and CRCs the index needs; go-git's idxfile
+// writes the index) and the object reader (go-git's filesystem object
+// storage lists packs by their .pack file, fails every lookup while a pack
+// has no index yet, reopens merged-away packs by name and is not safe for
+// concurrent use). go-git still encodes and decodes trees and commits.
+//
 // # Reading
 //
 // [Registry.Snapshot] pins one commit; [Snapshot.Tip], [Snapshot.KeyState]
