@@ -300,7 +300,7 @@ func TestWithGitUpdateRef(t *testing.T) {
 func TestCrash(t *testing.T) {
 	dir := newGitRepo(t, false)
 	crashWriter(t, dir, 200, func(rng *rand.Rand) time.Duration {
-		return time.Duration(10+rng.Intn(300)) * time.Millisecond
+		return time.Duration(5+rng.Intn(60)) * time.Millisecond
 	})
 }
 
