@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-COUNT=${BENCH_COUNT:-3}
+COUNT=${BENCH_COUNT:-5}
 BENCH=${BENCH:-.}
 out=$(mktemp /tmp/bench.XXXXXX)
 
