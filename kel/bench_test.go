@@ -83,8 +83,8 @@ func reportEventsPerSecond(b *testing.B, cpuStart time.Duration) {
 //   - bare-verify: only the 2,000 ed25519.Verify calls the KEL needs;
 //   - replay-1core: ParseStream of the encoded KEL, then Replay (parsing,
 //     SAID hashing, state transitions and the same signature checks);
-//   - replay-parallel: ParseStream, then ReplayParallel with GOMAXPROCS
-//     workers (state transitions stay in order).
+//   - replay-parallel: ParseStreamParallel, then ReplayParallel, both with
+//     GOMAXPROCS workers (state transitions stay in order).
 //
 // Goals (issue 2): replay-1core costs at most 15% more than bare-verify on
 // one core; with -cpu 2, replay-parallel reaches 1.7× replay-1core at -cpu 1.
@@ -108,7 +108,11 @@ func BenchmarkVerifyKEL(b *testing.B) {
 		b.ResetTimer()
 		cpu := processCPU()
 		for i := 0; i < b.N; i++ {
-			events, err := ParseStream(bk.stream)
+			workers := 1
+			if parallel {
+				workers = runtime.GOMAXPROCS(0)
+			}
+			events, err := ParseStreamParallel(bk.stream, workers)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package kel
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -90,6 +91,16 @@ func FuzzParseStream(f *testing.F) {
 	f.Add(append(readVector(f, "rot_remove.icp.json"), readVector(f, "rot_remove.icp.att")...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		events, err := ParseStream(data)
+		// The parallel parser must give the same events and the same error.
+		pevents, perr := ParseStreamParallel(data, 3)
+		if fmt.Sprint(err) != fmt.Sprint(perr) || len(events) != len(pevents) {
+			t.Fatalf("ParseStream: %d events, %v; ParseStreamParallel: %d events, %v", len(events), err, len(pevents), perr)
+		}
+		for i := range pevents {
+			if !bytes.Equal(events[i].Event.Raw(), pevents[i].Event.Raw()) || len(events[i].Sigs) != len(pevents[i].Sigs) {
+				t.Fatalf("event %d differs between the serial and parallel parsers", i)
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -16,39 +16,99 @@ const MaxStreamSize = 64 << 20
 // into signed events. Other attachment groups are refused with their offset
 // and code.
 func ParseStream(data []byte) ([]SignedEvent, error) {
+	return ParseStreamParallel(data, 1)
+}
+
+// ParseStreamParallel is ParseStream with the events' JSON parsed by up to
+// workers goroutines (GOMAXPROCS when workers < 1). Framing the stream
+// (event sizes from their version strings, signature groups) stays
+// sequential and cheap; the result and any error are those ParseStream
+// gives: the error of the first bad event or group in stream order.
+func ParseStreamParallel(data []byte, workers int) ([]SignedEvent, error) {
 	if len(data) > MaxStreamSize {
 		return nil, fmt.Errorf("stream: %d bytes, larger than %d", len(data), MaxStreamSize)
 	}
-	var out []SignedEvent
+	if workers < 1 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var (
+		out    []SignedEvent
+		starts []int // offset of each event in data
+		ferr   error // the framing error that ended the scan, if any
+	)
 	off := 0
-	for off < len(data) {
+	for off < len(data) && ferr == nil {
 		if data[off] != '{' {
-			return nil, fmt.Errorf("stream at offset %d: want an event ('{'), found %q", off, clip(string(data[off:min(len(data), off+8)])))
+			ferr = fmt.Errorf("stream at offset %d: want an event ('{'), found %q", off, clip(string(data[off:min(len(data), off+8)])))
+			break
 		}
 		size, err := eventSize(data[off:])
 		if err != nil {
-			return nil, fmt.Errorf("stream at offset %d: %w", off, err)
+			ferr = fmt.Errorf("stream at offset %d: %w", off, err)
+			break
 		}
-		e, err := ParseEvent(data[off : off+size])
-		if err != nil {
-			return nil, fmt.Errorf("stream at offset %d: %w", off, err)
+		var se SignedEvent
+		if workers == 1 {
+			// Parse in order: the first error is the one to report.
+			if se.Event, err = ParseEvent(data[off : off+size]); err != nil {
+				return nil, fmt.Errorf("stream at offset %d: %w", off, err)
+			}
 		}
+		starts = append(starts, off)
 		off += size
-		se := SignedEvent{Event: e}
 		for off < len(data) && data[off] == '-' {
 			if !bytes.HasPrefix(data[off:], []byte(codeSigGroup)) {
-				return nil, fmt.Errorf("stream at offset %d: attachment group %q unsupported (only -A controller signatures)", off, clip(string(data[off:min(len(data), off+4)])))
+				ferr = fmt.Errorf("stream at offset %d: attachment group %q unsupported (only -A controller signatures)", off, clip(string(data[off:min(len(data), off+4)])))
+				break
 			}
 			sigs, n, err := ParseSigGroup(data[off:])
 			if err != nil {
-				return nil, fmt.Errorf("stream at offset %d: %w", off, err)
+				ferr = fmt.Errorf("stream at offset %d: %w", off, err)
+				break
 			}
 			se.Sigs = append(se.Sigs, sigs...)
 			off += n
 		}
 		out = append(out, se)
 	}
+	if workers > 1 {
+		// An event before the framing error that does not parse comes first
+		// in the stream, so its error is the one to report.
+		if err := parseEvents(data, starts, out, workers); err != nil {
+			return nil, err
+		}
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
 	return out, nil
+}
+
+// parseEvents parses the events starting at starts into out[i].Event with
+// up to workers goroutines, and returns the error of the first event (in
+// stream order) that does not parse.
+func parseEvents(data []byte, starts []int, out []SignedEvent, workers int) error {
+	errs := make([]error, len(starts))
+	var wg sync.WaitGroup
+	chunk := (len(starts) + workers - 1) / workers
+	for lo := 0; lo < len(starts); lo += chunk {
+		hi := min(lo+chunk, len(starts))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				size, _ := eventSize(data[starts[i]:]) // checked while framing
+				out[i].Event, errs[i] = ParseEvent(data[starts[i] : starts[i]+size])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("stream at offset %d: %w", starts[i], err)
+		}
+	}
+	return nil
 }
 
 // eventSize reads the size from the version string at the start of an

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -274,6 +275,36 @@ func TestKeripyVectorTamper(t *testing.T) {
 		}
 		if err == nil {
 			t.Errorf("stream cut at %d accepted", cut)
+		}
+	}
+}
+
+// TestParseStreamParallel checks that parsing with several workers gives
+// the events and the errors of the serial parser, on the vector stream, on
+// a long generated one, and on each tampered vector stream.
+func TestParseStreamParallel(t *testing.T) {
+	stream := vectorStream(t)
+	streams := [][]byte{stream, bytes.Repeat(stream, 50)}
+	for _, pos := range []int{0, 7, 30, 200, 486, 487, 500, 600, 700, len(stream) - 1} {
+		bad := bytes.Clone(stream)
+		bad[pos] ^= 0x01
+		streams = append(streams, bad, append(bytes.Repeat(stream, 20), bad...))
+	}
+	for i, s := range streams {
+		want, wantErr := ParseStream(s)
+		for _, workers := range []int{2, 3, 8} {
+			got, err := ParseStreamParallel(s, workers)
+			if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+				t.Fatalf("stream %d, %d workers: error %v, want %v", i, workers, err, wantErr)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("stream %d, %d workers: %d events, want %d", i, workers, len(got), len(want))
+			}
+			for j := range got {
+				if !bytes.Equal(got[j].Event.Raw(), want[j].Event.Raw()) || len(got[j].Sigs) != len(want[j].Sigs) {
+					t.Fatalf("stream %d, %d workers: event %d differs", i, workers, j)
+				}
+			}
 		}
 	}
 }

@@ -133,7 +133,7 @@ func kelVerifyCommand(env *cliEnv) *cli.Command {
 
 // verifyStream parses and validates a KEL stream.
 func verifyStream(data []byte) (*kel.KeyState, error) {
-	events, err := kel.ParseStream(data)
+	events, err := kel.ParseStreamParallel(data, 0)
 	if err != nil {
 		return nil, err
 	}
