@@ -64,11 +64,7 @@ func (c *Card) mgmtAuthenticate(cmd command) response {
 	if cmd.p1 != c.st.MgmtAlg {
 		return status(swWrongP1P2)
 	}
-	inner, err := parseOne(cmd.data, tagDynAuth)
-	if err != nil {
-		return status(swWrongData)
-	}
-	items, err := parseTLVs(inner)
+	items, err := parseDynAuth(cmd.data)
 	if err != nil {
 		return status(swWrongData)
 	}

@@ -21,11 +21,7 @@ func (c *Card) keyAuthenticate(cmd command) response {
 	if cmd.p1 != k.Alg {
 		return status(swWrongP1P2)
 	}
-	inner, err := parseOne(cmd.data, tagDynAuth)
-	if err != nil {
-		return status(swWrongData)
-	}
-	items, err := parseTLVs(inner)
+	items, err := parseDynAuth(cmd.data)
 	if err != nil {
 		return status(swWrongData)
 	}

@@ -80,6 +80,16 @@ func parseOne(b []byte, tag uint32) ([]byte, error) {
 	return t.value, nil
 }
 
+// parseDynAuth reads a GENERAL AUTHENTICATE body: one dynamic
+// authentication template (7c) and the elements inside it.
+func parseDynAuth(b []byte) ([]tlv, error) {
+	inner, err := parseOne(b, tagDynAuth)
+	if err != nil {
+		return nil, err
+	}
+	return parseTLVs(inner)
+}
+
 // find returns the value of the first element with tag.
 func find(list []tlv, tag uint32) ([]byte, bool) {
 	for _, t := range list {
