@@ -48,23 +48,27 @@ func ParsePIVURI(s string) (PIVURI, error) {
 	var u PIVURI
 	hasSlot := false
 	seen := map[string]bool{}
-	attrs := func(part, sep string, set func(name, v string) error) error {
+	// Errors name attributes by position or by a name this parser knows,
+	// never by what was typed: a bare word or an unknown name may be a PIN.
+	attrs := func(part, sep, where string, known func(string) bool, set func(name, v string) error) error {
 		if part == "" {
 			return nil
 		}
-		for _, a := range strings.Split(part, sep) {
+		for i, a := range strings.Split(part, sep) {
 			name, raw, ok := strings.Cut(a, "=")
 			if !ok {
-				// Not quoted: a bare word here may be a PIN typed without pin-value=.
-				return bad("an attribute has no '=' (want name=value)")
+				return bad("%s attribute %d has no '=' (want name=value)", where, i+1)
+			}
+			if !known(name) {
+				return bad("%s attribute %d is unknown (want %s)", where, i+1, wantAttrs[where])
 			}
 			if seen[name] {
-				return bad("attribute %s given twice", clipAttr(name))
+				return bad("%s attribute %d repeats an earlier one", where, i+1)
 			}
 			seen[name] = true
 			v, err := url.PathUnescape(raw)
 			if err != nil {
-				return bad("attribute %s: bad %%-encoding", clipAttr(name))
+				return bad("attribute %s: bad %%-encoding", name)
 			}
 			if err := set(name, v); err != nil {
 				return err
@@ -72,42 +76,46 @@ func ParsePIVURI(s string) (PIVURI, error) {
 		}
 		return nil
 	}
-	err := attrs(path, ";", func(name, v string) error {
+	inPath := func(name string) bool {
+		switch name {
+		case "serial", "slot", "pin-value", "pin-source":
+			return true
+		}
+		return false
+	}
+	inQuery := func(name string) bool {
+		return name == "pin-value" || name == "pin-source" || strings.HasPrefix(name, "x-")
+	}
+	err := attrs(path, ";", "path", inPath, func(name, v string) error {
 		switch name {
 		case "serial":
 			n, err := strconv.ParseUint(v, 10, 32)
 			if err != nil {
-				return bad("serial=%q: want a decimal number below 2^32", v)
+				return bad("serial: want a decimal number below 2^32")
 			}
 			u.Serial, u.HasSerial = uint32(n), true
 		case "slot":
 			n, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(v), "0x"), 16, 8)
 			if err != nil || !ValidPIVSlot(uint8(n)) {
-				return bad("slot=%q: want 9a, 9c, 9d, 9e or 82–95 (hex)", v)
+				return bad("slot: want 9a, 9c, 9d, 9e or 82–95 (hex)")
 			}
 			u.Slot, hasSlot = uint8(n), true
-		case "pin-value", "pin-source":
+		default: // pin-value, pin-source
 			return bad("%s belongs in the query (after ?)", name)
-		default:
-			return bad("unknown attribute %s (want serial, slot)", clipAttr(name))
 		}
 		return nil
 	})
 	if err != nil {
 		return PIVURI{}, err
 	}
-	err = attrs(query, "&", func(name, v string) error {
+	err = attrs(query, "&", "query", inQuery, func(name, v string) error {
 		switch name {
 		case "pin-value":
 			u.PIN.Value = v
 		case "pin-source":
 			u.PIN.Source = v
-		default:
-			if !strings.HasPrefix(name, "x-") {
-				return bad("unknown query attribute %s (want pin-value, pin-source)", clipAttr(name))
-			}
 		}
-		if v == "" {
+		if v == "" && !strings.HasPrefix(name, "x-") {
 			return bad("empty %s", name)
 		}
 		return nil
@@ -145,9 +153,5 @@ func (u PIVURI) String() string {
 	return s
 }
 
-func clipAttr(s string) string {
-	if len(s) > 40 {
-		return s[:37] + "..."
-	}
-	return s
-}
+// wantAttrs says which attributes each part of a piv: URI takes.
+var wantAttrs = map[string]string{"path": "serial, slot", "query": "pin-value, pin-source or x-…"}

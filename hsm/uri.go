@@ -41,12 +41,36 @@ func ParsePKCS11URI(s string) (*PKCS11URI, error) {
 	}
 	p := pkcs11uri.New()
 	if err := p.Parse(s); err != nil {
-		msg := err.Error()
-		if strings.Contains(msg, "escape") {
-			// url.PathUnescape quotes the bad escape, which may be part of a PIN.
-			msg = "bad %-encoding in an attribute value"
+		return nil, bad("%s", libraryErrText(err))
+	}
+	// RFC 7512 keeps '&' out of path values and ';' out of query values;
+	// go-pkcs11uri does not, so module-path=/m.so;pin-value=1234 would be
+	// a module path holding a PIN, printed by every error about the module.
+	path, query, hasQuery := strings.Cut(s, "?")
+	for i, a := range strings.Split(path, ";") {
+		if strings.Contains(a, "&") {
+			return nil, bad("path attribute %d holds '&' (separate path attributes with ';', or %%-encode it as %%26)", i+1)
 		}
-		return nil, bad("%s", msg)
+	}
+	if hasQuery {
+		for i, a := range strings.Split(query, "&") {
+			if strings.Contains(a, ";") {
+				return nil, bad("query attribute %d holds ';' (separate query attributes with '&', or %%-encode it as %%3B)", i+1)
+			}
+		}
+	}
+	// Unknown query attributes are refused rather than ignored: pin=1234
+	// would otherwise be dropped silently and the PIN asked for elsewhere.
+	if hasQuery {
+		for i, a := range strings.Split(query, "&") {
+			name, _, _ := strings.Cut(a, "=")
+			switch {
+			case name == "module-path", name == "module-name", name == "pin-value", name == "pin-source",
+				strings.HasPrefix(name, "x-"):
+			default:
+				return nil, bad("query attribute %d is unknown (want module-path, pin-value, pin-source or x-…)", i+1)
+			}
+		}
 	}
 	u := &PKCS11URI{}
 	for _, a := range []struct {
@@ -72,7 +96,7 @@ func ParsePKCS11URI(s string) (*PKCS11URI, error) {
 		}
 	}
 	if u.Type != "" && u.Type != "private" {
-		return nil, bad("type=%s: signing keys are private keys (type=private or no type)", u.Type)
+		return nil, bad("type: signing keys are private keys (type=private or no type)")
 	}
 	if _, ok := p.GetQueryAttribute("module-name", false); ok {
 		return nil, bad("module-name is not supported: give module-path")
@@ -88,6 +112,30 @@ func ParsePKCS11URI(s string) (*PKCS11URI, error) {
 	}
 	u.PIN.For = u.tokenName()
 	return u, nil
+}
+
+// libraryErrText words an error of go-pkcs11uri without quoting the URI:
+// its messages quote attribute values, and a value may hold a PIN (a
+// module-path=/x;pin-value=1234 typed with ';' for '&' is one value).
+func libraryErrText(err error) string {
+	msg := err.Error()
+	for _, m := range []struct{ in, out string }{
+		{"escape", "bad %-encoding in an attribute value"},
+		{"duplicate path attribute", "a path attribute is given twice"},
+		{"duplicate query attribute", "a query attribute is given twice"},
+		{"malformed path attribute", "a path attribute has no '=' (want name=value)"},
+		{"malformed query attribute", "a query attribute has no '=' (want name=value)"},
+		{"slot-id", "attribute slot-id: name the token by token= (label) or serial=, never by slot"},
+		{"library-version", "attribute library-version is not supported (use module-path)"},
+		{"Invalid type", "type: signing keys are private keys (type=private or no type)"},
+		{"pin-source and pin-value", "pin-value and pin-source both given"},
+		{"must be absolute", "module-path: want an absolute path"},
+	} {
+		if strings.Contains(msg, m.in) {
+			return m.out
+		}
+	}
+	return "malformed URI"
 }
 
 // tokenName names the token for people: label, serial, or both.
@@ -169,32 +217,76 @@ func escapeAttr(v string, query bool) string {
 	return b.String()
 }
 
-// RedactURI returns s with every pin-value attribute removed, whether or
-// not s parses. pin-source is kept: it names a file or variable, not the
-// PIN, and helps people see where the PIN was looked for.
+// RedactURI returns s for people: only the attributes known to be safe to
+// show keep their values (token, object, id, serial, slot, module-path,
+// module-name, pin-source: labels and places, never secrets), the other
+// attributes this package knows keep their name (pin-value=…), and
+// everything else becomes "…", whether or not s parses. An allow-list,
+// because a PIN turns up where nobody looks for it: typed without a name
+// (piv:slot=9c?123456), under a made-up name (pin=123456), or split by the
+// '&' or ';' inside it. The scheme is kept when it is a plain word.
 func RedactURI(s string) string {
-	scheme := ""
-	if i := strings.IndexAny(s, ":;?&="); i > 0 && s[i] == ':' {
-		scheme, s = s[:i+1], s[i+1:]
-	}
-	path, query, hasQuery := strings.Cut(s, "?")
-	path = dropPINValue(path, ";")
-	if hasQuery {
-		if query = dropPINValue(query, "&"); query != "" {
-			path += "?" + query
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || !isScheme(scheme) {
+		if s == "" {
+			return ""
 		}
+		return redacted
 	}
-	return scheme + path
+	var b strings.Builder
+	b.WriteString(scheme + ":")
+	for rest != "" {
+		i := strings.IndexAny(rest, ";&?")
+		attr, sep := rest, ""
+		if i >= 0 {
+			attr, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		b.WriteString(redactAttr(attr))
+		b.WriteString(sep)
+	}
+	return b.String()
 }
 
-func dropPINValue(s, sep string) string {
-	parts := strings.Split(s, sep)
-	kept := parts[:0]
-	for _, part := range parts {
-		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(part)), "pin-value") {
-			continue
-		}
-		kept = append(kept, part)
+// redacted stands for what RedactURI does not show.
+const redacted = "…"
+
+// shownAttrs are the attributes whose values RedactURI shows; namedAttrs
+// those it shows by name only.
+var (
+	shownAttrs = map[string]bool{"token": true, "object": true, "id": true, "serial": true,
+		"slot": true, "module-path": true, "module-name": true, "pin-source": true}
+	namedAttrs = map[string]bool{"pin-value": true, "manufacturer": true, "model": true,
+		"type": true, "slot-id": true, "slot-description": true, "slot-manufacturer": true,
+		"library-manufacturer": true, "library-description": true, "library-version": true}
+)
+
+func redactAttr(a string) string {
+	if a == "" {
+		return ""
 	}
-	return strings.Join(kept, sep)
+	name, _, ok := strings.Cut(a, "=")
+	switch {
+	case ok && shownAttrs[name]:
+		return a
+	case ok && namedAttrs[name]:
+		return name + "=" + redacted
+	}
+	return redacted
+}
+
+// isScheme reports whether s is a plain URI scheme word (pkcs11, piv):
+// a letter, then at most 15 letters, digits, '+', '-' or '.'.
+func isScheme(s string) bool {
+	if s == "" || len(s) > 16 || !('a' <= s[0] && s[0] <= 'z' || 'A' <= s[0] && s[0] <= 'Z') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

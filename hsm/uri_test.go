@@ -41,12 +41,13 @@ func TestParsePKCS11URI(t *testing.T) {
 func TestParsePKCS11URIErrors(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"pkcs12:token=a", "pkcs12:token=a: bad key URI: does not start with pkcs11:"},
-		{"pkcs11:slot-id=3;object=k?pin-value=9999", "pkcs11:slot-id=3;object=k: bad key URI: attribute slot-id: name the token by token= (label) or serial=, never by slot"},
-		{"pkcs11:token=a?pin-value=12%zz", "pkcs11:token=a: bad key URI: bad %-encoding in an attribute value"},
-		{"pkcs11:token=a?pin-value=1&pin-source=file:/x", "pkcs11:token=a?pin-source=file:/x: bad key URI: URI must not contain pin-source and pin-value"},
-		{"pkcs11:token=a;type=public", "pkcs11:token=a;type=public: bad key URI: type=public: signing keys are private keys (type=private or no type)"},
-		{"pkcs11:token=a?module-path=lib.so", "pkcs11:token=a?module-path=lib.so: bad key URI: path lib.so of module-name attribute must be absolute"},
-		{"pkcs11:token=a;token=b", "pkcs11:token=a;token=b: bad key URI: Malformed pkcs11 URI: duplicate path attribute"},
+		{"pkcs11:slot-id=3;object=k?pin-value=9999", "pkcs11:slot-id=…;object=k?pin-value=…: bad key URI: attribute slot-id: name the token by token= (label) or serial=, never by slot"},
+		{"pkcs11:token=a?pin-value=12%zz", "pkcs11:token=a?pin-value=…: bad key URI: bad %-encoding in an attribute value"},
+		{"pkcs11:token=a?pin-value=1&pin-source=file:/x", "pkcs11:token=a?pin-value=…&pin-source=file:/x: bad key URI: pin-value and pin-source both given"},
+		{"pkcs11:token=a;type=public", "pkcs11:token=a;type=…: bad key URI: type: signing keys are private keys (type=private or no type)"},
+		{"pkcs11:token=a?module-path=lib.so", "pkcs11:token=a?module-path=lib.so: bad key URI: module-path: want an absolute path"},
+		{"pkcs11:token=a;token=b", "pkcs11:token=a;token=b: bad key URI: a path attribute is given twice"},
+		{"pkcs11:token=a?pin=1234", "pkcs11:token=a?…: bad key URI: query attribute 1 is unknown (want module-path, pin-value, pin-source or x-…)"},
 	} {
 		_, err := ParsePKCS11URI(tc.in)
 		if err == nil || err.Error() != tc.want || !errors.Is(err, ErrBadURI) {
@@ -78,13 +79,13 @@ func TestParsePIVURI(t *testing.T) {
 	}
 	for _, tc := range []struct{ in, want string }{
 		{"piv:serial=1", "piv:serial=1: bad key URI: missing slot= (9a, 9c, 9d, 9e or 82–95)"},
-		{"piv:slot=9b", `piv:slot=9b: bad key URI: slot="9b": want 9a, 9c, 9d, 9e or 82–95 (hex)`},
-		{"piv:slot=96", `piv:slot=96: bad key URI: slot="96": want 9a, 9c, 9d, 9e or 82–95 (hex)`},
-		{"piv:slot=9a;serial=x1", `piv:slot=9a;serial=x1: bad key URI: serial="x1": want a decimal number below 2^32`},
-		{"piv:slot=9a;slot=9c", "piv:slot=9a;slot=9c: bad key URI: attribute slot given twice"},
-		{"piv:slot=9a?4321", "piv:slot=9a?4321: bad key URI: an attribute has no '=' (want name=value)"},
-		{"piv:slot=9a?pin-value=1&pin-source=env:X", "piv:slot=9a?pin-source=env:X: bad key URI: pin-value and pin-source both given"},
-		{"piv:slot=9a;pin=1", "piv:slot=9a;pin=1: bad key URI: unknown attribute pin (want serial, slot)"},
+		{"piv:slot=9b", `piv:slot=9b: bad key URI: slot: want 9a, 9c, 9d, 9e or 82–95 (hex)`},
+		{"piv:slot=96", `piv:slot=96: bad key URI: slot: want 9a, 9c, 9d, 9e or 82–95 (hex)`},
+		{"piv:slot=9a;serial=x1", `piv:slot=9a;serial=x1: bad key URI: serial: want a decimal number below 2^32`},
+		{"piv:slot=9a;slot=9c", "piv:slot=9a;slot=9c: bad key URI: path attribute 2 repeats an earlier one"},
+		{"piv:slot=9a?4321", "piv:slot=9a?…: bad key URI: query attribute 1 has no '=' (want name=value)"},
+		{"piv:slot=9a?pin-value=1&pin-source=env:X", "piv:slot=9a?pin-value=…&pin-source=env:X: bad key URI: pin-value and pin-source both given"},
+		{"piv:slot=9a;pin=1", "piv:slot=9a;…: bad key URI: path attribute 2 is unknown (want serial, slot)"},
 		{"pkcs11:slot=9a", "pkcs11:slot=9a: bad key URI: does not start with piv:"},
 	} {
 		_, err := ParsePIVURI(tc.in)
@@ -96,16 +97,92 @@ func TestParsePIVURI(t *testing.T) {
 
 func TestRedactURI(t *testing.T) {
 	for in, want := range map[string]string{
-		"pkcs11:token=a?pin-value=1234":                       "pkcs11:token=a",
-		"pkcs11:token=a?module-path=/m.so&pin-value=1234":     "pkcs11:token=a?module-path=/m.so",
-		"pkcs11:pin-value=1234;token=a":                       "pkcs11:token=a",
-		"piv:slot=9c?pin-source=file:/p":                      "piv:slot=9c?pin-source=file:/p",
-		"piv:slot=9c?PIN-VALUE=1&pin-value=2&x-a=b":           "piv:slot=9c?x-a=b",
-		"not a uri pin-value=5":                               "not a uri pin-value=5",
-		"pkcs11:token=a?pin-value=12&pin-value=34&pin-value=": "pkcs11:token=a",
+		"pkcs11:token=a?pin-value=1234":                      "pkcs11:token=a?pin-value=…",
+		"pkcs11:token=a?module-path=/m.so&pin-value=1234":    "pkcs11:token=a?module-path=/m.so&pin-value=…",
+		"pkcs11:pin-value=1234;token=a":                      "pkcs11:pin-value=…;token=a",
+		"piv:slot=9c?pin-source=file:/p":                     "piv:slot=9c?pin-source=file:/p",
+		"piv:serial=7;slot=9c?PIN-VALUE=1&pin-value=2&x-a=b": "piv:serial=7;slot=9c?…&pin-value=…&…",
+		"not a uri pin-value=5":                              "…",
+		"1234":                                               "…",
+		"":                                                   "",
+		"pkcs11:token=a?pin-value=12&pin-value=34&pin-value=": "pkcs11:token=a?pin-value=…&pin-value=…&pin-value=…",
+		"piv:slot=9c?1234":     "piv:slot=9c?…",
+		"piv:slot=9c?pin=1234": "piv:slot=9c?…",
+		"pkcs11:token=a;object=k;id=%01?module-name=m&pin-value=ab&cd;ef": "pkcs11:token=a;object=k;id=%01?module-name=m&pin-value=…&…;…",
+		"pkcs11:token=a?module-path=/m.so;pin-value=1234":                 "pkcs11:token=a?module-path=/m.so;pin-value=…",
+		"piv:slot=9c&pin-value=1234":                                      "piv:slot=9c&pin-value=…",
+		"pkcs11:manufacturer=SoftHSM;model=x;type=private":                "pkcs11:manufacturer=…;model=…;type=…",
 	} {
 		if got := RedactURI(in); got != want {
 			t.Errorf("RedactURI(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// plantedPIN is a PIN no URI, path or message of these tests contains by
+// chance; pinParts are the pieces a PIN with '&' or ';' splits into.
+const plantedPIN = "Zq7&Wk3;Pm"
+
+var pinParts = []string{"Zq7", "Wk3", "Pm"}
+
+// pinShapes are URIs in which a PIN hides where nobody looks for it: typed
+// without a name, under a made-up name, with '&' or ';' inside, in the
+// wrong part of the URI, with the wrong separator. (A PIN typed as the
+// value of serial= or slot= is shown: nothing tells it from a serial.)
+func pinShapes(pin string) []string {
+	var out []string
+	for _, scheme := range []string{"piv:serial=7;slot=9c", "pkcs11:token=a;object=k"} {
+		out = append(out,
+			scheme+"?"+pin,
+			scheme+"?pin="+pin,
+			scheme+"?pin-value="+pin,
+			scheme+"?pin-value="+pin+"&pin-source=file:/p",
+			scheme+"?pin-value="+pin+"&pin-value="+pin,
+			scheme+"&pin-value="+pin,
+			scheme+";pin-value="+pin,
+			scheme+";"+pin,
+			scheme+"?x-a=1&"+pin+"=",
+			scheme+"?pin-value="+pin+"%zz",
+			scheme+"?module-path=rel;pin-value="+pin,
+			scheme+";type="+pin,
+			scheme+";slot-id="+pin,
+			scheme+";library-version="+pin,
+			pin+scheme,
+		)
+	}
+	return append(out, pin, "pkcs12:token=a?pin-value="+pin, "piv:"+pin)
+}
+
+func showsPIN(s string) bool {
+	for _, p := range pinParts {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestURIErrorsHidePIN: a PIN planted in every malformed shape never
+// reaches the parsers' errors or RedactURI, for both schemes.
+func TestURIErrorsHidePIN(t *testing.T) {
+	for _, in := range pinShapes(plantedPIN) {
+		if got := RedactURI(in); showsPIN(got) {
+			t.Errorf("RedactURI(%q) = %q shows the PIN", in, got)
+		}
+		for name, parse := range map[string]func(string) error{
+			"ParsePIVURI":    func(s string) error { _, err := ParsePIVURI(s); return err },
+			"ParsePKCS11URI": func(s string) error { _, err := ParsePKCS11URI(s); return err },
+		} {
+			err := parse(in)
+			if err == nil {
+				continue // well-formed for this parser: the PIN is a PIN
+			}
+			if showsPIN(err.Error()) {
+				t.Errorf("%s(%q): %q shows the PIN", name, in, err)
+			}
+			if !errors.Is(err, ErrBadURI) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s(%q): %v; want a one-line ErrBadURI", name, in, err)
+			}
 		}
 	}
 }

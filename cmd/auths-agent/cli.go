@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/auths-dev/auths-agent/hsm"
 )
 
 // Exit statuses shared by every command.
@@ -59,9 +62,38 @@ func wantArgs(c *cli.Context, names ...string) error {
 		return usageErr("%s: missing argument %s", commandPath(c), strings.ToUpper(names[n]))
 	}
 	if n > len(names) {
-		return usageErr("%s: unexpected argument %q (flags go before arguments)", commandPath(c), c.Args().Get(len(names)))
+		return usageErr("%s: unexpected argument %d%s (flags go before arguments)", commandPath(c), len(names)+1, argKind(c, c.Args().Get(len(names))))
 	}
 	return nil
+}
+
+// argKind says what kind of argument s is without showing what was typed:
+// a stray argument is often a key URI whose PIN would be shown (a
+// forgotten --key before pkcs11:…&pin-value=…). Only a flag of the command
+// itself is named, as the command defines it.
+func argKind(c *cli.Context, s string) string {
+	if scheme, _, ok := strings.Cut(s, ":"); ok && slices.Contains([]string{"pkcs11", "piv"}, scheme) {
+		return ", a " + scheme + ": URI"
+	}
+	name, _, _ := strings.Cut(strings.TrimLeft(s, "-"), "=")
+	if strings.HasPrefix(s, "-") && c.Command != nil {
+		for _, f := range c.Command.Flags {
+			if slices.Contains(f.Names(), name) {
+				return ", the flag --" + f.Names()[0]
+			}
+		}
+	}
+	return ""
+}
+
+// shownName is a file name as messages show it: a URI given where a file
+// belongs (a key URI, arguments swapped) is shown redacted.
+func shownName(s string) string {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if ok && (slices.Contains([]string{"pkcs11", "piv"}, scheme) || !strings.ContainsAny(scheme, "/.") && strings.ContainsAny(rest, "=?;&")) {
+		return hsm.RedactURI(s)
+	}
+	return s
 }
 
 // readInput reads FILE, or stdin when the name is "-". limit caps the size.
@@ -72,17 +104,17 @@ func readInput(env *cliEnv, name string, limit int64) ([]byte, error) {
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
-			return nil, usageErr("cannot read %s: %v", name, unwrapPathErr(err))
+			return nil, usageErr("cannot read %s: %v", shownName(name), unwrapPathErr(err))
 		}
 		defer f.Close()
 		r = f
 	}
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
-		return nil, usageErr("cannot read %s: %v", name, unwrapPathErr(err))
+		return nil, usageErr("cannot read %s: %v", shownName(name), unwrapPathErr(err))
 	}
 	if int64(len(data)) > limit {
-		return nil, usageErr("%s: input larger than %d bytes", name, limit)
+		return nil, usageErr("%s: input larger than %d bytes", shownName(name), limit)
 	}
 	return data, nil
 }

@@ -146,7 +146,7 @@ func idRotate(c *cli.Context, env *cliEnv) error {
 	}
 	for i, k := range keys {
 		if st.KeyIndex(k) >= 0 {
-			return negativeErr("%s: --key %s is a current key of %s; rotate to its pre-committed next keys", cmd, hsm.RedactURI(uris[i]), prefix)
+			return negativeErr("%s: --key %s is a current key of %s; rotate to its pre-committed next keys", cmd, uris[i], prefix)
 		}
 	}
 	nextKeys, err := nextKeys(c, ts, uris, signers)
@@ -194,21 +194,56 @@ func listValues(c *cli.Context, name string) []string {
 	return nil
 }
 
-// keyURIs returns the URIs of a repeated flag, refusing a URI given twice.
-func keyURIs(c *cli.Context, flag string, required bool) ([]string, error) {
-	uris := listValues(c, flag)
-	if required && len(uris) == 0 {
+// keyRef is a key URI parsed where the command line gives it. Providers
+// receive it parsed, never as a string: a PIN glued back into a string is
+// a PIN that can end up in a message. Exactly one field is set.
+type keyRef struct {
+	pkcs11 *hsm.PKCS11URI
+	piv    *hsm.PIVURI
+}
+
+// parseKeyRef parses a pkcs11: or piv: URI; errors show it redacted.
+func parseKeyRef(s string) (keyRef, error) {
+	scheme, _, _ := strings.Cut(s, ":")
+	switch scheme {
+	case "pkcs11":
+		u, err := hsm.ParsePKCS11URI(s)
+		return keyRef{pkcs11: u}, err
+	case "piv":
+		u, err := hsm.ParsePIVURI(s)
+		return keyRef{piv: &u}, err
+	}
+	return keyRef{}, hsm.NewURIError(s, fmt.Errorf("%w: not a key URI (want pkcs11: or piv:)", hsm.ErrBadURI))
+}
+
+// String shows the URI without its PIN.
+func (r keyRef) String() string {
+	if r.pkcs11 != nil {
+		return r.pkcs11.String()
+	}
+	return r.piv.String()
+}
+
+// keyURIs parses the URIs of a repeated flag, refusing a URI given twice.
+func keyURIs(c *cli.Context, flag string, required bool) ([]keyRef, error) {
+	values := listValues(c, flag)
+	if required && len(values) == 0 {
 		return nil, usageErr("%s: give at least one --%s URI", commandPath(c), flag)
 	}
 	seen := map[string]bool{}
-	for _, u := range uris {
-		r := hsm.RedactURI(u)
-		if seen[r] {
+	var refs []keyRef
+	for i, v := range values {
+		r, err := parseKeyRef(v)
+		if err != nil {
+			return nil, usageErr("%s: --%s %d: %s", commandPath(c), flag, i+1, oneLine(err.Error()))
+		}
+		if seen[r.String()] {
 			return nil, usageErr("%s: --%s %s listed twice", commandPath(c), flag, r)
 		}
-		seen[r] = true
+		seen[r.String()] = true
+		refs = append(refs, r)
 	}
-	return uris, nil
+	return refs, nil
 }
 
 func thresholdFlag(c *cli.Context, flag string, keys int) (kel.Threshold, error) {
@@ -234,7 +269,7 @@ func nextThreshold(c *cli.Context, kt kel.Threshold, n int) (kel.Threshold, erro
 
 // nextKeys returns the next keys' public keys: those of --next-key, or new
 // keys generated beside each current key.
-func nextKeys(c *cli.Context, ts *tokenSet, uris []string, signers []hsm.Signer) ([]string, error) {
+func nextKeys(c *cli.Context, ts *tokenSet, uris []keyRef, signers []hsm.Signer) ([]string, error) {
 	cmd := commandPath(c)
 	nextURIs, err := keyURIs(c, "next-key", false)
 	if err != nil {
@@ -251,7 +286,7 @@ func nextKeys(c *cli.Context, ts *tokenSet, uris []string, signers []hsm.Signer)
 		if err != nil {
 			return nil, keyErrMsg(cmd, err)
 		}
-		fmt.Fprintf(ts.env.stderr, "auths-agent: next key for key %d: %s\n", i, hsm.RedactURI(nu))
+		fmt.Fprintf(ts.env.stderr, "auths-agent: next key for key %d: %s\n", i, nu)
 		keys = append(keys, key)
 	}
 	return keys, nil
@@ -309,28 +344,21 @@ func (ts *tokenSet) pivProvider() *piv.Provider {
 	return ts.piv
 }
 
-// signer opens the key uri names.
-func (ts *tokenSet) signer(ctx context.Context, uri string) (hsm.Signer, error) {
-	switch {
-	case strings.HasPrefix(uri, "pkcs11:"):
-		u, err := hsm.ParsePKCS11URI(uri)
-		if err != nil {
-			return nil, err
-		}
-		p, err := ts.module(u)
-		if err != nil {
-			return nil, err
-		}
-		return p.Signer(ctx, u)
-	case strings.HasPrefix(uri, "piv:"):
-		return ts.pivProvider().Signer(ctx, uri)
+// signer opens the key r names.
+func (ts *tokenSet) signer(ctx context.Context, r keyRef) (hsm.Signer, error) {
+	if r.piv != nil {
+		return ts.pivProvider().SignerURI(ctx, *r.piv)
 	}
-	return nil, hsm.NewURIError(uri, fmt.Errorf("%w: not a key URI (want pkcs11: or piv:)", hsm.ErrBadURI))
+	p, err := ts.module(r.pkcs11)
+	if err != nil {
+		return nil, err
+	}
+	return p.Signer(ctx, r.pkcs11)
 }
 
 // open opens every URI and returns the signers and their CESR keys,
 // refusing two URIs that name the same key.
-func (ts *tokenSet) open(ctx context.Context, cmd string, uris []string) ([]hsm.Signer, []string, error) {
+func (ts *tokenSet) open(ctx context.Context, cmd string, uris []keyRef) ([]hsm.Signer, []string, error) {
 	var signers []hsm.Signer
 	var keys []string
 	for _, u := range uris {
@@ -340,11 +368,11 @@ func (ts *tokenSet) open(ctx context.Context, cmd string, uris []string) ([]hsm.
 		}
 		v, err := hsm.Verfer(s)
 		if err != nil {
-			return nil, nil, usageErr("%s: %s: %v", cmd, hsm.RedactURI(u), err)
+			return nil, nil, usageErr("%s: %s: %v", cmd, u, err)
 		}
 		for j, k := range keys {
 			if k == v.QB64() {
-				return nil, nil, usageErr("%s: key listed twice: %s and %s are the same key %s", cmd, hsm.RedactURI(uris[j]), hsm.RedactURI(u), k)
+				return nil, nil, usageErr("%s: key listed twice: %s and %s are the same key %s", cmd, uris[j], u, k)
 			}
 		}
 		signers, keys = append(signers, s), append(keys, v.QB64())
@@ -354,46 +382,38 @@ func (ts *tokenSet) open(ctx context.Context, cmd string, uris []string) ([]hsm.
 
 var nextSuffix = regexp.MustCompile(`-next([0-9]+)$`)
 
-// generateNext makes a next key beside the key uri names: on a PKCS#11
+// generateNext makes a next key beside the key r names: on a PKCS#11
 // token the same label with "-nextN" (N one more than the label's own
 // suffix, or 1), on a PIV card the first free retired slot 82–95. It
-// returns the new key's URI and CESR public key.
-func (ts *tokenSet) generateNext(ctx context.Context, uri string, alg kel.Algorithm) (string, string, error) {
-	switch {
-	case strings.HasPrefix(uri, "pkcs11:"):
-		u, err := hsm.ParsePKCS11URI(uri)
-		if err != nil {
-			return "", "", err
-		}
-		if u.Object == "" {
-			return "", "", hsm.NewURIError(uri, fmt.Errorf("%w: no object= label to derive the next key's label from (give --next-key)", hsm.ErrBadURI))
-		}
-		p, err := ts.module(u)
-		if err != nil {
-			return "", "", err
-		}
-		base, n := u.Object, 1
-		if m := nextSuffix.FindStringSubmatch(base); m != nil {
-			k, _ := strconv.Atoi(m[1])
-			base, n = strings.TrimSuffix(base, m[0]), k+1
-		}
-		nu := u.WithKey(fmt.Sprintf("%s-next%d", base, n), nil)
-		info, err := p.Generate(ctx, nu, alg)
-		if err != nil {
-			return "", "", err
-		}
-		return info.URI.String(), info.Verfer.QB64(), nil
-	case strings.HasPrefix(uri, "piv:"):
-		return ts.generateNextPIV(ctx, uri, alg)
+// returns the new key's URI (without PIN) and CESR public key.
+func (ts *tokenSet) generateNext(ctx context.Context, r keyRef, alg kel.Algorithm) (string, string, error) {
+	if r.piv != nil {
+		return ts.generateNextPIV(ctx, *r.piv, alg)
 	}
-	return "", "", hsm.NewURIError(uri, fmt.Errorf("%w: not a key URI (want pkcs11: or piv:)", hsm.ErrBadURI))
-}
-
-func (ts *tokenSet) generateNextPIV(ctx context.Context, uri string, alg kel.Algorithm) (string, string, error) {
-	u, err := hsm.ParsePIVURI(uri)
+	u := r.pkcs11
+	if u.Object == "" {
+		return "", "", hsm.NewURIError(u.String(), fmt.Errorf("%w: no object= label to derive the next key's label from (give --next-key)", hsm.ErrBadURI))
+	}
+	p, err := ts.module(u)
 	if err != nil {
 		return "", "", err
 	}
+	base, n := u.Object, 1
+	if m := nextSuffix.FindStringSubmatch(base); m != nil {
+		k, _ := strconv.Atoi(m[1])
+		base, n = strings.TrimSuffix(base, m[0]), k+1
+	}
+	nu := u.WithKey(fmt.Sprintf("%s-next%d", base, n), nil)
+	info, err := p.Generate(ctx, nu, alg)
+	if err != nil {
+		return "", "", err
+	}
+	return info.URI.String(), info.Verfer.QB64(), nil
+}
+
+// generateNextPIV generates in the first empty retired slot of u's card;
+// the new slot's URI keeps u's PIN source (or value) as parsed.
+func (ts *tokenSet) generateNextPIV(ctx context.Context, u hsm.PIVURI, alg kel.Algorithm) (string, string, error) {
 	p := ts.pivProvider()
 	galg := gopiv.AlgorithmEC256
 	if alg == kel.Ed25519 {
@@ -402,16 +422,12 @@ func (ts *tokenSet) generateNextPIV(ctx context.Context, uri string, alg kel.Alg
 	for slot := uint8(0x82); slot <= 0x95; slot++ {
 		nu := u
 		nu.Slot = slot
-		full := nu.String()
-		if u.PIN.Value != "" {
-			full = withPINValue(full, u.PIN.Value)
-		}
-		if _, err := p.Key(ctx, full, false); err == nil {
+		if _, err := p.KeyURI(ctx, nu, false); err == nil {
 			continue
 		} else if !errors.Is(err, hsm.ErrNotFound) {
 			return "", "", err
 		}
-		s, err := p.Generate(ctx, full, piv.GenerateOptions{Algorithm: galg})
+		s, err := p.GenerateURI(ctx, nu, piv.GenerateOptions{Algorithm: galg})
 		if err != nil {
 			return "", "", err
 		}
@@ -421,14 +437,5 @@ func (ts *tokenSet) generateNextPIV(ctx context.Context, uri string, alg kel.Alg
 		}
 		return nu.String(), v.QB64(), nil
 	}
-	return "", "", hsm.NewURIError(uri, fmt.Errorf("%w: no free retired slot (82-95) on the card: give --next-key", hsm.ErrExists))
-}
-
-// withPINValue adds pin-value to a URI printed without it.
-func withPINValue(uri, pin string) string {
-	sep := "?"
-	if strings.Contains(uri, "?") {
-		sep = "&"
-	}
-	return uri + sep + "pin-value=" + pin
+	return "", "", hsm.NewURIError(u.String(), fmt.Errorf("%w: no free retired slot (82-95) on the card: give --next-key", hsm.ErrExists))
 }

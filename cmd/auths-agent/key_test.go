@@ -172,13 +172,13 @@ func TestKeyRefusals(t *testing.T) {
 		{[]string{"key", "list", "pkcs11:token=ci-1?pin-value=1234"}, 2,
 			`key list: pkcs11:token=ci-1: bad key URI: no module-path (add ?module-path=/path/to/module.so)`},
 		{[]string{"key", "list", "ssh:ci-1?pin-value=1234"}, 2,
-			`key list: "ssh:ci-1": not a key URI (want piv: or pkcs11:)`},
+			`key list: "ssh:…?pin-value=…": not a key URI (want piv: or pkcs11:)`},
 		{[]string{"key", "list", "pkcs11:slot-id=1?pin-value=1234"}, 2,
-			`key list: pkcs11:slot-id=1: bad key URI: attribute slot-id: name the token by token= (label) or serial=, never by slot`},
+			`key list: pkcs11:slot-id=…?pin-value=…: bad key URI: attribute slot-id: name the token by token= (label) or serial=, never by slot`},
 		{[]string{"key", "generate", "--algorithm", "rsa", rig.URI("ci-1", "k2")}, 2,
 			`key generate: --algorithm "rsa": want ed25519 or p256`},
 		{[]string{"key", "generate", rig.URI("ci-1", "k2"), "--algorithm", "p256"}, 2,
-			`key generate: unexpected argument "--algorithm" (flags go before arguments)`},
+			`key generate: unexpected argument 2, the flag --algorithm (flags go before arguments)`},
 		{[]string{"key", "sign", rig.URI("ci-1", "k0")}, 2, `key sign: missing argument FILE`},
 		{[]string{"key", "sign", rig.URI("ci-1", "k0"), event + ".missing"}, 2,
 			`cannot read ` + event + `.missing: no such file or directory`},
@@ -191,7 +191,7 @@ func TestKeyRefusals(t *testing.T) {
 		if r.code != tc.code || r.stderr != want || r.stdout != "" {
 			t.Errorf("%s:\n  exit %d, stderr %q\n  want exit %d, stderr %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.code, want)
 		}
-		if strings.Contains(r.stderr, "pin-value") || strings.Contains(r.stderr, "9999") {
+		if regexp.MustCompile(`pin-value=[^…]|9999`).MatchString(r.stderr) {
 			t.Errorf("%s: stderr shows a PIN: %s", strings.Join(tc.args, " "), r.stderr)
 		}
 	}

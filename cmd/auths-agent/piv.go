@@ -33,8 +33,8 @@ func pivCommand(env *cliEnv) *cli.Command {
 }
 
 func pivList(c *cli.Context, env *cliEnv) error {
-	if c.Args().Len() > 0 {
-		return usageErr("%s: unexpected argument %q (flags go before arguments)", commandPath(c), c.Args().First())
+	if err := wantArgs(c); err != nil {
+		return err
 	}
 	p := newPIVProvider(env)
 	defer p.Close()

@@ -201,7 +201,16 @@ func attestedPolicies(cert *x509.Certificate) (piv.PINPolicy, piv.TouchPolicy) {
 // policies, public key, and the slot's certificate. With attest, it also
 // asks the card for an attestation certificate of the slot.
 func (p *Provider) Key(ctx context.Context, uri string, attest bool) (KeyInfo, error) {
-	u, c, err := p.resolve(ctx, uri)
+	u, err := hsm.ParsePIVURI(uri)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return p.KeyURI(ctx, u, attest)
+}
+
+// KeyURI is Key for a parsed URI.
+func (p *Provider) KeyURI(ctx context.Context, u hsm.PIVURI, attest bool) (KeyInfo, error) {
+	u, c, err := p.resolveURI(ctx, u)
 	if err != nil {
 		return KeyInfo{}, err
 	}
@@ -224,16 +233,8 @@ func slotErr(slot uint8, err error) error {
 	return err
 }
 
-// resolve parses uri and finds its card (the only one present when the URI
+// resolveURI finds the card of u (the only one present when the URI
 // names no serial). The returned URI has its serial filled in.
-func (p *Provider) resolve(ctx context.Context, uri string) (hsm.PIVURI, *card, error) {
-	u, err := hsm.ParsePIVURI(uri)
-	if err != nil {
-		return hsm.PIVURI{}, nil, err
-	}
-	return p.resolveURI(ctx, u)
-}
-
 func (p *Provider) resolveURI(ctx context.Context, u hsm.PIVURI) (hsm.PIVURI, *card, error) {
 	if !hsm.ValidPIVSlot(u.Slot) {
 		return hsm.PIVURI{}, nil, hsm.NewURIError(u.String(), fmt.Errorf("%w: slot %02x: want 9a, 9c, 9d, 9e or 82–95", hsm.ErrBadURI, u.Slot))

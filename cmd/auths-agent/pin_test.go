@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
+)
+
+// plantedPIN and splitPIN are PINs no path, key or message of this test
+// holds by chance; splitPIN has '&' and ';' inside, so a URI parser cuts it
+// into pieces. pinPieces are what must never be printed.
+const (
+	plantedPIN = "Zq7Wk3Xj5"
+	splitPIN   = "Zq7&Wk3;Xj5"
+)
+
+var pinPieces = regexp.MustCompile(`Zq7|Wk3|Xj5`)
+
+// pinShapes are the ways a PIN ends up in a key URI, well-formed (a wrong
+// PIN) or not: typed without a name, under a made-up name, with '&' or ';'
+// inside, in the path, twice, with a bad %-escape, beside pin-source, or
+// as the whole argument. base names a real key (pkcs11:) or card (piv:).
+func pinShapes(base string) []string {
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return []string{
+		base + sep + "pin-value=" + plantedPIN,
+		base + sep + plantedPIN,
+		base + sep + "pin=" + plantedPIN,
+		base + sep + "pin-value=" + splitPIN,
+		base + sep + "pin-value=" + plantedPIN + "&pin-value=" + plantedPIN,
+		base + sep + "pin-value=" + plantedPIN + "%zz",
+		base + sep + "pin-value=" + plantedPIN + "&pin-source=file:/nonexistent",
+		base + ";pin-value=" + plantedPIN,
+		base + ";" + plantedPIN,
+		base + "&pin-value=" + plantedPIN,
+		plantedPIN,
+		"pkcs12:token=t1?pin-value=" + plantedPIN,
+	}
+}
+
+// TestPINNeverShown runs every command that takes a key URI, with a PIN
+// planted in every shape of pinShapes, each in its own process of the real
+// CLI: the PIN is in no output, the error is one line, and the exit status
+// follows the CLI's rules (2 for a URI that does not parse, 1 for a PIN the
+// token refused).
+func TestPINNeverShown(t *testing.T) {
+	rig := newRig(t, softhsm.Token{Label: "t1", PIN: "1234"}, softhsm.Token{Label: "t2", PIN: "1234"})
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "reg")
+	event := filepath.Join(dir, "event.json")
+	if err := os.WriteFile(event, []byte(`{"v":"KERI10JSON000000_","t":"ixn"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k1, k2 := rig.URI("t1", "k1"), rig.URI("t2", "k2")
+	must := func(args ...string) string {
+		t.Helper()
+		r := keyCLI(t, rig, "", args...)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	must("key", "generate", k1)
+	must("key", "generate", k2)
+	prefix := strings.TrimSpace(must("id", "create", "--registry", reg, "--threshold", "2", "--key", k1, "--key", k2))
+	m := regexp.MustCompile(`^pending \S+ (\S+):`).FindStringSubmatch(must("anchor", "--registry", reg, "--id", prefix,
+		"--seal", "d=EF_M_u7ASVHXfI8QzdWLq3V9ocSKqxkbujXGbi9QMtP9", "--key", k1))
+	if m == nil {
+		t.Fatal("anchor with one of two keys did not leave a pending proposal")
+	}
+	said := m[1]
+
+	// The key URI without a PIN: k1's token, and a PIV card (no card is
+	// needed: what parses fails on reaching it, still without the PIN).
+	pk := strings.TrimSuffix(k1, "&pin-value=1234")
+	var uris []string
+	uris = append(uris, pinShapes(pk)...)
+	uris = append(uris, pinShapes("piv:serial=7;slot=9c")...)
+
+	commands := []struct {
+		name string
+		args func(uri string) []string
+	}{
+		{"key generate", func(u string) []string { return []string{"key", "generate", u} }},
+		{"key list", func(u string) []string { return []string{"key", "list", u} }},
+		{"key sign", func(u string) []string { return []string{"key", "sign", u, event} }},
+		// A file name is shown as given; a URI in its place is not.
+		{"key sign, arguments swapped", func(u string) []string {
+			if u == plantedPIN {
+				u = "pkcs11:" + u
+			}
+			return []string{"key", "sign", event, u}
+		}},
+		{"key list, stray argument", func(u string) []string { return []string{"key", "list", k1, u} }},
+		{"piv list, stray argument", func(u string) []string { return []string{"piv", "list", u} }},
+		{"id create", func(u string) []string {
+			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", u}
+		}},
+		{"id create --next-key", func(u string) []string {
+			// k2's token: a login on t1 for the --key would let any PIN
+			// through for a next key on t1.
+			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", k2, "--next-key", u}
+		}},
+		{"id create, forgotten --key", func(u string) []string {
+			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", k1, u}
+		}},
+		{"id rotate", func(u string) []string {
+			return []string{"id", "rotate", "--registry", reg, "--id", prefix, "--key", u}
+		}},
+		{"id rotate --next-key", func(u string) []string {
+			return []string{"id", "rotate", "--registry", reg, "--id", prefix, "--key", rig.URI("t1", "k1-next1"), "--next-key", u}
+		}},
+		{"anchor", func(u string) []string {
+			return []string{"anchor", "--registry", reg, "--id", prefix, "--seal", "d=EF_M_u7ASVHXfI8QzdWLq3V9ocSKqxkbujXGbi9QMtP9", "--key", u}
+		}},
+		{"pending sign", func(u string) []string {
+			return []string{"pending", "sign", "--registry", reg, "--key", u, prefix, said}
+		}},
+	}
+	runs := 0
+	for _, c := range commands {
+		for _, u := range uris {
+			args := c.args(u)
+			r := keyCLI(t, rig, "", args...)
+			runs++
+			what := fmt.Sprintf("%s %q", c.name, u)
+			if pinPieces.MatchString(r.stdout + r.stderr) {
+				t.Errorf("%s: the PIN is shown:\nstdout %q\nstderr %q", what, r.stdout, r.stderr)
+			}
+			if r.code != 1 && r.code != 2 {
+				t.Errorf("%s: exit %d, want 1 or 2 (stdout %q, stderr %q)", what, r.code, r.stdout, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "auths-agent: ") || strings.Count(r.stderr, "\n") != 1 {
+				t.Errorf("%s: stderr %q, want one line", what, r.stderr)
+			}
+			// A PIN the token refused is a negative answer; anything else
+			// here is bad usage.
+			wrongPIN := strings.Contains(r.stderr, "wrong PIN")
+			if wrongPIN && r.code != 1 || !wrongPIN && r.code != 2 {
+				t.Errorf("%s: exit %d for %q", what, r.code, r.stderr)
+			}
+		}
+	}
+	t.Logf("%d commands run", runs)
+}
