@@ -2,8 +2,6 @@ package piv
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -23,15 +21,8 @@ type pinAttempt struct {
 	always bool  // PIN policy "always": no VERIFY status probe
 }
 
-// fingerprint keys a refused PIN so it is not sent again; the PIN itself is
-// not kept.
-func (c *card) fingerprint(pin string) [32]byte {
-	m := hmac.New(sha256.New, c.p.pinKey[:])
-	m.Write([]byte(pin))
-	var f [32]byte
-	copy(f[:], m.Sum(nil))
-	return f
-}
+// pinID names the card in the Provider's memory of refused PINs.
+func (c *card) pinID() string { return fmt.Sprintf("piv:serial=%d", c.serial) }
 
 func (c *card) blockedErr() error {
 	return cardErr(c.serial, fmt.Errorf("%w after too many wrong PINs: unblock it with the PUK (ykman piv access unblock-pin)", hsm.ErrPINBlocked))
@@ -60,7 +51,7 @@ func (c *card) pinLocked(ctx context.Context, yk *piv.YubiKey, a *pinAttempt) (s
 	if n := len(a.pin); n < 1 || n > 8 {
 		return fail(cardErr(c.serial, fmt.Errorf("%w: a PIV PIN has 1 to 8 characters (6 to 8 on a YubiKey); not sent", hsm.ErrWrongPIN)))
 	}
-	if c.refused[c.fingerprint(a.pin)] {
+	if c.p.refused.Refused(c.pinID(), a.pin) {
 		return fail(&hsm.WrongPINError{Token: cardName(c.serial), TriesLeft: -1, Repeated: true})
 	}
 	if !a.always {
@@ -90,7 +81,7 @@ func (c *card) pinResultLocked(err error, a *pinAttempt) error {
 		c.blocked = true
 		return c.blockedErr()
 	}
-	c.refused[c.fingerprint(a.pin)] = true
+	c.p.refused.Refuse(c.pinID(), a.pin)
 	return &hsm.WrongPINError{Token: cardName(c.serial), TriesLeft: ae.Retries}
 }
 
@@ -124,7 +115,7 @@ func (p *Provider) Unblock(ctx context.Context, serial uint32, puk, newPIN strin
 		switch {
 		case err == nil:
 			c.blocked = false
-			c.refused = map[[32]byte]bool{}
+			c.p.refused.Forget(c.pinID())
 			return nil
 		case errors.As(err, &ae) && ae.Retries == 0:
 			return cardErr(serial, fmt.Errorf("%w: the PUK is blocked too; only a reset of the PIV application (which erases its keys) helps", hsm.ErrPINBlocked))

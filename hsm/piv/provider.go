@@ -2,10 +2,8 @@ package piv
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -36,6 +34,10 @@ type Options struct {
 	Touch TouchNotifier
 	// Getenv reads env: PIN and management-key sources; nil means os.Getenv.
 	Getenv func(string) string
+	// RefusedPINs remembers the PINs cards refused, by card serial, for
+	// as long as it lives (across reconnects and Providers); nil means one
+	// of the Provider's own.
+	RefusedPINs *hsm.RefusedPINs
 }
 
 // Provider owns the PIV cards this process uses. Build one in main (or
@@ -54,9 +56,9 @@ type Options struct {
 // piv-go calls cannot be cancelled: a context is checked before a card is
 // locked, while waiting for the lock, and after the card answered.
 type Provider struct {
-	opts   Options
-	log    *slog.Logger
-	pinKey [32]byte // keys the fingerprints of refused PINs
+	opts    Options
+	log     *slog.Logger
+	refused *hsm.RefusedPINs // outlives every connection to a card
 
 	mu     sync.Mutex // guards the fields below; taken after a card lock, never before
 	cards  map[uint32]*card
@@ -84,8 +86,8 @@ func NewProvider(opts Options) *Provider {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	if _, err := io.ReadFull(rand.Reader, p.pinKey[:]); err != nil {
-		panic("crypto/rand failed: " + err.Error())
+	if p.refused = opts.RefusedPINs; p.refused == nil {
+		p.refused = hsm.NewRefusedPINs()
 	}
 	return p
 }
@@ -126,7 +128,6 @@ type card struct {
 	yk        *piv.YubiKey
 	reader    string
 	conn      uint64 // counts opens, so signers notice a reopened card
-	refused   map[[32]byte]bool
 	blocked   bool
 	lastTouch time.Time
 	slotEpoch map[uint8]uint64 // bumped when this process regenerates a slot
@@ -140,8 +141,7 @@ func (p *Provider) card(serial uint32) (*card, error) {
 	}
 	c := p.cards[serial]
 	if c == nil {
-		c = &card{p: p, serial: serial, lock: make(chan struct{}, 1),
-			refused: map[[32]byte]bool{}, slotEpoch: map[uint8]uint64{}}
+		c = &card{p: p, serial: serial, lock: make(chan struct{}, 1), slotEpoch: map[uint8]uint64{}}
 		p.cards[serial] = c
 	}
 	return c, nil
@@ -251,7 +251,9 @@ func (c *card) connectLocked() error {
 func (c *card) adoptLocked(yk *piv.YubiKey, reader string) {
 	c.yk, c.reader = yk, reader
 	c.conn++
-	c.refused = map[[32]byte]bool{}
+	// A reopened card is the same card (same serial): the PINs it refused
+	// stay refused (c.p.refused). Whether the PIN is blocked is asked anew:
+	// it may have been unblocked elsewhere meanwhile.
 	c.blocked = false
 	c.p.held[reader] = c.serial
 	c.p.log.Debug("piv: card opened", "card", c.serial, "reader", reader, "version", versionString(yk.Version()))

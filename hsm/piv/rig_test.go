@@ -9,6 +9,7 @@ package piv
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,4 +120,24 @@ func restartCard(t testing.TB, serial uint32, flags ...string) {
 	t.Helper()
 	t.Cleanup(func() { cardCtl(t, "restart", serial) })
 	cardCtl(t, "restart", serial, flags...)
+}
+
+// pinTries reads the PIN retry counter of a card from the state file the
+// rig's card writes after every command that changes it (the card's own
+// answer to an empty VERIFY cannot be had while the PIN is verified).
+func pinTries(t testing.TB, serial uint32) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(rigDir(t), "card-"+strconv.FormatUint(uint64(serial), 10)+".json"))
+	if err != nil {
+		t.Fatalf("state of card %d: %v", serial, err)
+	}
+	var st struct {
+		PIN struct {
+			Tries *int `json:"tries"`
+		} `json:"pin"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil || st.PIN.Tries == nil {
+		t.Fatalf("state of card %d: no pin.tries (%v)", serial, err)
+	}
+	return *st.PIN.Tries
 }

@@ -450,3 +450,78 @@ func TestNotAYubiKey(t *testing.T) {
 		t.Errorf("Cards with a select-only card: notes %q, %v", notes, err)
 	}
 }
+
+// TestRefusedPINSurvivesReconnect: a PIN read from a file that the card
+// refused is not sent again after the card went away and came back (the
+// card killed and restarted, as a USB hiccup or a pcscd restart does): the
+// card's retry counter stays where the refusal left it, and the error says
+// the PIN was refused before. A corrected file is a different PIN: tried.
+func TestRefusedPINSurvivesReconnect(t *testing.T) {
+	serial := rigSerials(t, 2)[1]
+	p := newTestProvider(t, Options{})
+	ctx := context.Background()
+	if _, err := p.Generate(ctx, uriOf(serial, "84", "pin-value="+testPIN),
+		GenerateOptions{PINPolicy: piv.PINPolicyAlways, Overwrite: true}); err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte("654321\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	uri := uriOf(serial, "84", "pin-source=file:"+pinFile)
+	const verifyPIN = "C-APDU 0020008008" // VERIFY with an 8-byte (padded) PIN
+	retries := func() int { return pinTries(t, serial) }
+	sign := func() error {
+		s, err := p.Signer(ctx, uri)
+		if err != nil {
+			return err
+		}
+		_, err = s.SignKERI(ctx, []byte("event"))
+		return err
+	}
+	full := retries()
+	var we *hsm.WrongPINError
+	if err := sign(); !errors.As(err, &we) || we.Repeated || we.TriesLeft != full-1 {
+		t.Fatalf("sign with the wrong PIN: %v; want a WrongPINError with %d tries left", err, full-1)
+	}
+	left, sent := retries(), apduCount(t, serial, verifyPIN)
+	if left != full-1 {
+		t.Fatalf("retry counter %d after one wrong PIN, want %d", left, full-1)
+	}
+
+	away := true
+	t.Cleanup(func() {
+		if away {
+			cardCtl(t, "start", serial)
+		}
+	})
+	cardCtl(t, "stop", serial)
+	if err := sign(); !errors.Is(err, hsm.ErrTokenAbsent) {
+		t.Fatalf("sign while the card is away: %v; want ErrTokenAbsent", err)
+	}
+	cardCtl(t, "start", serial)
+	away = false
+
+	for i := range 2 {
+		err := sign()
+		if !errors.As(err, &we) || !we.Repeated || !strings.Contains(err.Error(), "refused before") {
+			t.Fatalf("sign %d after the card came back: %v; want the PIN refused before, not sent", i+1, err)
+		}
+	}
+	if got := retries(); got != left {
+		t.Errorf("retry counter %d after the reconnect, want %d: the refused PIN was sent again", got, left)
+	}
+	if got := apduCount(t, serial, verifyPIN); got != sent {
+		t.Errorf("%d VERIFY commands with a PIN after the reconnect, want none", got-sent)
+	}
+
+	if err := os.WriteFile(pinFile, []byte(testPIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := sign(); err != nil {
+		t.Fatalf("sign with the corrected PIN file: %v", err)
+	}
+	if got := retries(); got != full {
+		t.Errorf("retry counter %d after the right PIN, want %d", got, full)
+	}
+}

@@ -15,7 +15,7 @@
 // slot number. Each token has a small pool of sessions and is logged in once
 // (CKR_USER_ALREADY_LOGGED_IN counts as success). A PIN the token refused is
 // never tried again automatically: the same PIN is refused without calling
-// C_Login until a different one is given. A token that disappears makes the
+// C_Login, for as long as the provider lives (see [hsm.RefusedPINs]). A token that disappears makes the
 // call fail with [hsm.ErrTokenAbsent] naming it; the next call finds it
 // again and logs in anew.
 //
@@ -57,15 +57,20 @@ type Options struct {
 	Logger *slog.Logger
 	// SessionsPerToken caps the sessions opened on one token (default 4).
 	SessionsPerToken int
+	// RefusedPINs remembers the PINs tokens refused, by token label and
+	// serial, for as long as it lives (across reconnects and Providers);
+	// nil means one of the Provider's own.
+	RefusedPINs *hsm.RefusedPINs
 }
 
 // Provider is one loaded PKCS#11 module.
 type Provider struct {
-	module string // cleaned absolute path, as given
-	key    string // module path with symlinks resolved: the registry key
-	ctx    *p11.Ctx
-	opts   Options
-	log    *slog.Logger
+	module  string // cleaned absolute path, as given
+	key     string // module path with symlinks resolved: the registry key
+	ctx     *p11.Ctx
+	opts    Options
+	log     *slog.Logger
+	refused *hsm.RefusedPINs
 
 	// life is read-locked by every operation that calls into the module and
 	// write-locked by Close, so the module is never finalized under a call.
@@ -123,7 +128,11 @@ func Open(modulePath string, opts Options) (*Provider, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Provider{module: abs, key: key, ctx: ctx, opts: opts, log: log, tokens: map[tokenID]*token{}}, nil
+	refused := opts.RefusedPINs
+	if refused == nil {
+		refused = hsm.NewRefusedPINs()
+	}
+	return &Provider{module: abs, key: key, ctx: ctx, opts: opts, log: log, refused: refused, tokens: map[tokenID]*token{}}, nil
 }
 
 // checkModuleFile says what is wrong with a module path before dlopen does:

@@ -336,3 +336,26 @@ func TestAlwaysAuthenticate(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedPINsAllRemembered: every PIN the token refused stays refused,
+// not just the last one (the memory held one PIN, so two wrong PINs typed
+// in turn were each sent again); the right PIN still logs in.
+func TestRefusedPINsAllRemembered(t *testing.T) {
+	ctx := context.Background()
+	withPIN := func(pin string) *hsm.PKCS11URI {
+		return mustURI(t, strings.Replace(uri("pin-test", ""), "pin-value="+testPIN, "pin-value="+pin, 1))
+	}
+	for i, step := range []struct {
+		pin      string
+		repeated bool
+	}{{"0001", false}, {"0002", false}, {"0001", true}, {"0002", true}} {
+		_, err := testProvider.List(ctx, withPIN(step.pin))
+		var we *hsm.WrongPINError
+		if !errors.As(err, &we) || we.Repeated != step.repeated {
+			t.Fatalf("step %d (PIN %s): %v; want a WrongPINError, repeated=%v", i, step.pin, err, step.repeated)
+		}
+	}
+	if _, err := testProvider.List(ctx, withPIN(testPIN)); err != nil {
+		t.Fatalf("the right PIN after two wrong ones: %v", err)
+	}
+}

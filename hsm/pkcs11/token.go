@@ -2,9 +2,6 @@ package pkcs11
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,13 +35,17 @@ type token struct {
 	slot      uint
 	connected bool // slot valid and logged in for the current generation
 	open      int  // sessions opened in the current generation
-	badPIN    []byte
-	pinKey    []byte // HMAC key for remembering a refused PIN without keeping it
 }
 
 type session struct {
 	h   p11.SessionHandle
 	gen uint64
+}
+
+// pinID names the token in the provider's memory of refused PINs: by label
+// and serial, which survive reconnects and slot changes.
+func (t *token) pinID() string {
+	return fmt.Sprintf("pkcs11:token=%q;serial=%q", t.id.label, t.id.serial)
 }
 
 func tokenName(id tokenID) string {
@@ -108,8 +109,6 @@ func (p *Provider) findToken(u *hsm.PKCS11URI) (*token, error) {
 	t := p.tokens[id]
 	if t == nil {
 		t = &token{p: p, id: id, name: tokenName(id), slot: found[0], idle: make(chan session, p.opts.SessionsPerToken)}
-		t.pinKey = make([]byte, 32)
-		rand.Read(t.pinKey)
 		p.tokens[id] = t
 	}
 	return t, nil
@@ -265,10 +264,7 @@ func (t *token) loginLocked(ctx context.Context, h p11.SessionHandle, userType u
 	if err != nil {
 		return err
 	}
-	mac := hmac.New(sha256.New, t.pinKey)
-	mac.Write([]byte(pin))
-	sum := mac.Sum(nil)
-	if t.badPIN != nil && hmac.Equal(sum, t.badPIN) {
+	if t.p.refused.Refused(t.pinID(), pin) {
 		return &hsm.WrongPINError{Token: t.name, TriesLeft: -1, Repeated: true}
 	}
 	err = t.p.ctx.Login(h, userType, pin)
@@ -276,10 +272,9 @@ func (t *token) loginLocked(ctx context.Context, h p11.SessionHandle, userType u
 	errors.As(err, &code)
 	switch {
 	case err == nil, code == p11.CKR_USER_ALREADY_LOGGED_IN:
-		t.badPIN = nil
 		return nil
 	case code == p11.CKR_PIN_INCORRECT, code == p11.CKR_PIN_LEN_RANGE, code == p11.CKR_PIN_INVALID:
-		t.badPIN = sum
+		t.p.refused.Refuse(t.pinID(), pin)
 		tries := -1
 		if ti, err := t.p.ctx.GetTokenInfo(t.slot); err == nil {
 			switch {
