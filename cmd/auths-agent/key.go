@@ -5,8 +5,10 @@ package main
 // URI's scheme through keyBackends.
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -83,9 +85,20 @@ func keyCommand(env *cliEnv) *cli.Command {
 			},
 			{
 				Name:      "sign",
-				Usage:     "sign FILE's bytes (- for stdin) as a controller signs an event; print the signature in base64url",
+				Usage:     "sign the KERI event in FILE (- for stdin) as its controller; print the signature in base64url",
 				ArgsUsage: "URI FILE",
-				Action:    func(c *cli.Context) error { return keySign(c, env) },
+				Description: "FILE holds one KERI event, compact or pretty-printed JSON (as registry blobs\n" +
+					"are). It is parsed and its SAID checked before the token is opened; the\n" +
+					"signature is over the event's compact serialization, the bytes a KEL holds.\n" +
+					"Anything else is refused: exit 2 when it is not an event, 1 when its SAID\n" +
+					"does not match. --raw signs FILE's bytes as they are, unchecked: an\n" +
+					"operator's escape hatch, since such a signature is the controller's all the\n" +
+					"same.",
+				Flags: []cli.Flag{&cli.BoolFlag{
+					Name:  "raw",
+					Usage: "sign FILE's bytes as they are, without parsing them as a KERI event (an operator's escape hatch)",
+				}},
+				Action: func(c *cli.Context) error { return keySign(c, env) },
 			},
 		},
 	}
@@ -174,9 +187,15 @@ func keySign(c *cli.Context, env *cliEnv) error {
 	if err := wantArgs(c, "uri", "file"); err != nil {
 		return err
 	}
-	msg, err := readInput(env, c.Args().Get(1), maxSignInput)
+	name := c.Args().Get(1)
+	msg, err := readInput(env, name, maxSignInput)
 	if err != nil {
 		return err
+	}
+	if !c.Bool("raw") {
+		if msg, err = eventToSign(c, name, msg); err != nil {
+			return err
+		}
 	}
 	kb, err := openKey(c, env, c.Args().Get(0))
 	if err != nil {
@@ -194,6 +213,26 @@ func keySign(c *cli.Context, env *cliEnv) error {
 	}
 	fmt.Fprintln(env.stdout, base64.RawURLEncoding.EncodeToString(sig))
 	return nil
+}
+
+// eventToSign returns the bytes a controller signs for the event in data:
+// its compact serialization, once it parsed and its SAID checked. Compacting
+// keeps every string as written, so a pretty-printed registry blob signs as
+// the event it holds.
+func eventToSign(c *cli.Context, name string, data []byte) ([]byte, error) {
+	cmd, shown := commandPath(c), shownName(name)
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, data); err != nil {
+		return nil, usageErr("%s: %s: not a KERI event: not JSON: %v (sign other bytes with --raw)", cmd, shown, err)
+	}
+	e, err := kel.ParseEvent(compact.Bytes())
+	if err != nil {
+		return nil, usageErr("%s: %s: not a KERI event: %s (sign other bytes with --raw)", cmd, shown, oneLine(err.Error()))
+	}
+	if err := e.CheckSAID(); err != nil {
+		return nil, negativeErr("%s: %s: %s event: %s; not signed", cmd, shown, e.Type, oneLine(err.Error()))
+	}
+	return e.Raw(), nil
 }
 
 // printable quotes a label with spaces, tabs or control characters so each

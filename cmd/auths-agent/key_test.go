@@ -113,15 +113,36 @@ func TestKeyGenerateListSign(t *testing.T) {
 		}
 	}
 
+	// A KERI event (keripy's exact bytes) signs as it is, from a file or
+	// stdin; pretty-printed, it signs as its compact serialization.
+	msg := readVector(t, "rot_remove.icp.json")
 	event := filepath.Join(t.TempDir(), "event.json")
-	msg := []byte(`{"v":"KERI10JSON000000_","t":"ixn"}`)
 	os.WriteFile(event, msg, 0o600)
+	var pretty bytes.Buffer
+	json.Indent(&pretty, msg, "", "  ")
+	prettyFile := filepath.Join(t.TempDir(), "pretty.json")
+	os.WriteFile(prettyFile, append(pretty.Bytes(), '\n'), 0o600)
+	raw := []byte("any bytes at all\n")
+	rawFile := filepath.Join(t.TempDir(), "raw")
+	os.WriteFile(rawFile, raw, 0o600)
 	for label, v := range keys {
-		for _, file := range []string{event, "-"} {
-			r := keyCLI(t, rig, string(msg), "key", "sign", rig.URI("ci-1", label), file)
+		for _, tc := range []struct {
+			args   []string
+			stdin  string
+			signed []byte
+		}{
+			{[]string{event}, "", msg},
+			{[]string{"-"}, string(msg), msg},
+			{[]string{prettyFile}, "", msg},
+			{[]string{"--raw", rawFile}, "", raw},
+			{[]string{"--raw", "-"}, string(raw), raw},
+		} {
+			args := append([]string{"key", "sign"}, tc.args[:len(tc.args)-1]...)
+			args = append(args, rig.URI("ci-1", label), tc.args[len(tc.args)-1])
+			r := keyCLI(t, rig, tc.stdin, args...)
 			sig, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(r.stdout))
-			if r.code != 0 || err != nil || len(sig) != 64 || !v.Verify(msg, sig) {
-				t.Errorf("sign %s %s: exit %d, stdout %q, stderr %q", label, file, r.code, r.stdout, r.stderr)
+			if r.code != 0 || err != nil || len(sig) != 64 || !v.Verify(tc.signed, sig) {
+				t.Errorf("sign %s %s: exit %d, stdout %q, stderr %q", label, tc.args, r.code, r.stdout, r.stderr)
 			}
 		}
 	}
@@ -143,6 +164,63 @@ func TestKeyGenerateListSign(t *testing.T) {
 	}
 }
 
+// readVector reads a keripy conformance vector, failing loudly when the
+// shared folder is missing.
+func readVector(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(vectorsDir, name))
+	if err != nil {
+		t.Fatalf("KERIPY CONFORMANCE VECTORS MISSING: %v (they must be at %s)", err, vectorsDir)
+	}
+	return data
+}
+
+// TestKeySignRefusesNonEvents: without --raw, `key sign` signs nothing it
+// could not parse as a KERI event with a matching SAID, and refuses before
+// it opens the token (the wrong PIN in the URI is never sent).
+func TestKeySignRefusesNonEvents(t *testing.T) {
+	rig := newRig(t, softhsm.Token{Label: "ci-1", PIN: "1234"})
+	if r := keyCLI(t, rig, "", "key", "generate", rig.URI("ci-1", "k0")); r.code != 0 {
+		t.Fatalf("generate: %d %s", r.code, r.stderr)
+	}
+	wrongPIN := strings.Replace(rig.URI("ci-1", "k0"), "pin-value=1234", "pin-value=9999", 1)
+	dir := t.TempDir()
+	event := readVector(t, "rot_remove.icp.json")
+	files := map[string][]byte{
+		"text":     []byte("please sign me\n"),
+		"json":     []byte(`{"hello":"world"}`),
+		"stub":     []byte(`{"v":"KERI10JSON000000_","t":"ixn"}`),
+		"qry":      []byte(`{"v":"KERI10JSON000000_","t":"qry","d":""}`),
+		"tampered": bytes.Replace(event, []byte(`"s":"0"`), []byte(`"s":"1"`), 1),
+	}
+	for name, data := range files {
+		os.WriteFile(filepath.Join(dir, name), data, 0o600)
+	}
+	for _, tc := range []struct {
+		file string
+		code int
+		want string
+	}{
+		{"text", 2, `^auths-agent: key sign: \S+/text: not a KERI event: not JSON: .* \(sign other bytes with --raw\)\n$`},
+		{"json", 2, `^auths-agent: key sign: \S+/json: not a KERI event: event: must start with fields "v" and "t" \(sign other bytes with --raw\)\n$`},
+		{"stub", 2, `^auths-agent: key sign: \S+/stub: not a KERI event: .* \(sign other bytes with --raw\)\n$`},
+		{"qry", 2, `^auths-agent: key sign: \S+/qry: not a KERI event: field "t": event type "qry" unsupported .*\n$`},
+		{"tampered", 1, `^auths-agent: key sign: \S+/tampered: icp event: field "d": SAID mismatch: .*; not signed\n$`},
+	} {
+		for _, uri := range []string{rig.URI("ci-1", "k0"), wrongPIN} {
+			r := keyCLI(t, rig, "", "key", "sign", uri, filepath.Join(dir, tc.file))
+			if r.code != tc.code || r.stdout != "" || !regexp.MustCompile(tc.want).MatchString(r.stderr) {
+				t.Errorf("key sign %s: exit %d, stdout %q, stderr %q; want exit %d, stderr matching %s", tc.file, r.code, r.stdout, r.stderr, tc.code, tc.want)
+			}
+		}
+		// The escape hatch signs the same bytes as they are.
+		r := keyCLI(t, rig, "", "key", "sign", "--raw", rig.URI("ci-1", "k0"), filepath.Join(dir, tc.file))
+		if r.code != 0 || len(strings.TrimSpace(r.stdout)) != 86 {
+			t.Errorf("key sign --raw %s: exit %d, stdout %q, stderr %q", tc.file, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
 func TestKeyRefusals(t *testing.T) {
 	rig := newRig(t, softhsm.Token{Label: "ci-1", PIN: "1234"})
 	mod := rig.Module
@@ -151,7 +229,7 @@ func TestKeyRefusals(t *testing.T) {
 	}
 	serial := tokenSerialFromList(t, rig)
 	event := filepath.Join(t.TempDir(), "event")
-	os.WriteFile(event, []byte("e"), 0o600)
+	os.WriteFile(event, readVector(t, "rot_remove.icp.json"), 0o600)
 	cases := []struct {
 		args []string
 		code int
@@ -200,7 +278,7 @@ func TestKeyRefusals(t *testing.T) {
 // tokenSerialFromList reads the token's serial from an error message that
 // names it (the CLI prints no serials otherwise).
 func tokenSerialFromList(t *testing.T, rig *softhsm.Rig) string {
-	r := keyCLI(t, rig, "", "key", "sign", rig.URI("ci-1", "serial-probe"), "-")
+	r := keyCLI(t, rig, "", "key", "sign", "--raw", rig.URI("ci-1", "serial-probe"), "-")
 	m := regexp.MustCompile(`\(serial ([0-9a-f]+)\)`).FindStringSubmatch(r.stderr)
 	if m == nil {
 		t.Fatalf("no serial in %q", r.stderr)

@@ -56,7 +56,7 @@ func TestPINNeverShown(t *testing.T) {
 	dir := t.TempDir()
 	reg := filepath.Join(dir, "reg")
 	event := filepath.Join(dir, "event.json")
-	if err := os.WriteFile(event, []byte(`{"v":"KERI10JSON000000_","t":"ixn"}`), 0o600); err != nil {
+	if err := os.WriteFile(event, readVector(t, "rot_remove.icp.json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	k1, k2 := rig.URI("t1", "k1"), rig.URI("t2", "k2")
