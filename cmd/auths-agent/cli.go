@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -160,11 +161,32 @@ func newApp(env *cliEnv) *cli.App {
 		Reader:          env.stdin,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run() decides the status
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return usageErr("%s: %v", commandPath(c), err)
-		},
-		Commands: commands(env),
+		OnUsageError:    onUsageError,
+		Commands:        withUsageErrors(commands(env)),
 	}
+}
+
+// onUsageError turns a flag that does not parse into a one-line usage
+// error. The flag package quotes the value it could not parse; that value
+// is left out, since it may be a key URI with its PIN given to the wrong
+// flag.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	msg := quotedValue.ReplaceAllString(oneLine(err.Error()), "value")
+	return usageErr("%s: %s", commandPath(c), msg)
+}
+
+var quotedValue = regexp.MustCompile(`value "(?:[^"\\]|\\.)*"`)
+
+// withUsageErrors gives every command onUsageError: urfave/cli does not
+// pass the App's down, and prints the bad value and help on stdout instead.
+func withUsageErrors(cmds []*cli.Command) []*cli.Command {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = onUsageError
+		}
+		withUsageErrors(c.Subcommands)
+	}
+	return cmds
 }
 
 // commandPath names the running command with its parents ("key sign"):

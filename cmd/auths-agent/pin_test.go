@@ -112,6 +112,9 @@ func TestPINNeverShown(t *testing.T) {
 		{"id create, forgotten --key", func(u string) []string {
 			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", k1, u}
 		}},
+		{"id create, URI given to another flag", func(u string) []string {
+			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--expires", u, "--key", k1}
+		}},
 		{"id rotate", func(u string) []string {
 			return []string{"id", "rotate", "--registry", reg, "--id", prefix, "--key", u}
 		}},
