@@ -223,15 +223,19 @@ func escapeAttr(v string, query bool) string {
 // attributes this package knows keep their name (pin-value=…), and
 // everything else becomes "…", whether or not s parses. An allow-list,
 // because a PIN turns up where nobody looks for it: typed without a name
-// (piv:slot=9c?123456), under a made-up name (pin=123456), or split by the
-// '&' or ';' inside it. The scheme is kept when it is a plain word.
+// (piv:slot=9c?123456), under a made-up name (pin=123456), split by the
+// '&' or ';' inside it, or glued to the scheme (123456pkcs11:…). Only the
+// schemes pkcs11 and piv are shown.
 func RedactURI(s string) string {
 	scheme, rest, ok := strings.Cut(s, ":")
-	if !ok || !isScheme(scheme) {
+	if !ok {
 		if s == "" {
 			return ""
 		}
 		return redacted
+	}
+	if scheme != "pkcs11" && scheme != "piv" {
+		scheme = redacted
 	}
 	var b strings.Builder
 	b.WriteString(scheme + ":")
@@ -274,19 +278,4 @@ func redactAttr(a string) string {
 		return name + "=" + redacted
 	}
 	return redacted
-}
-
-// isScheme reports whether s is a plain URI scheme word (pkcs11, piv):
-// a letter, then at most 15 letters, digits, '+', '-' or '.'.
-func isScheme(s string) bool {
-	if s == "" || len(s) > 16 || !('a' <= s[0] && s[0] <= 'z' || 'A' <= s[0] && s[0] <= 'Z') {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -40,7 +40,7 @@ func TestParsePKCS11URI(t *testing.T) {
 
 func TestParsePKCS11URIErrors(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{"pkcs12:token=a", "pkcs12:token=a: bad key URI: does not start with pkcs11:"},
+		{"pkcs12:token=a", "…:token=a: bad key URI: does not start with pkcs11:"},
 		{"pkcs11:slot-id=3;object=k?pin-value=9999", "pkcs11:slot-id=…;object=k?pin-value=…: bad key URI: attribute slot-id: name the token by token= (label) or serial=, never by slot"},
 		{"pkcs11:token=a?pin-value=12%zz", "pkcs11:token=a?pin-value=…: bad key URI: bad %-encoding in an attribute value"},
 		{"pkcs11:token=a?pin-value=1&pin-source=file:/x", "pkcs11:token=a?pin-value=…&pin-source=file:/x: bad key URI: pin-value and pin-source both given"},
@@ -241,4 +241,37 @@ func TestWrongPINError(t *testing.T) {
 	if !errors.Is(err, ErrWrongPIN) || err.Error() != `wrap: wrong PIN for token "a" (2 tries left)` {
 		t.Errorf("got %v", err)
 	}
+}
+
+// FuzzPINHidden: whatever a PIN is (but see the first lines), in whatever shape of pinShapes it is typed,
+// neither RedactURI nor the parsers' errors show it, and nothing panics.
+func FuzzPINHidden(f *testing.F) {
+	for _, pin := range []string{"123456", plantedPIN, "ab;cd&ef", "12%zz", "?1234", "slot;9c", "x-1234"} {
+		f.Add(pin)
+	}
+	f.Fuzz(func(t *testing.T, pin string) {
+		// A PIN that is an attribute's name is shown as one, and the
+		// separators and "…" that RedactURI keeps are shown anyway.
+		if len(pin) < 4 || strings.Contains(pin, "=") || shownAttrs[pin] || namedAttrs[pin] ||
+			strings.Contains(pin, redacted) || strings.Trim(pin, ";&?:") == "" {
+			return
+		}
+		for _, in := range pinShapes(pin) {
+			if strings.Contains(strings.Replace(in, pin, "", 1), pin) {
+				continue // the PIN is also a piece of the URI itself
+			}
+			check := func(what, out string) {
+				if strings.Contains(out, pin) && !strings.Contains(RedactURI(strings.Replace(in, pin, "", 1)), pin) {
+					t.Errorf("%s(%q) = %q shows the PIN %q", what, in, out, pin)
+				}
+			}
+			check("RedactURI", RedactURI(in))
+			if _, err := ParsePIVURI(in); err != nil {
+				check("ParsePIVURI", err.Error())
+			}
+			if _, err := ParsePKCS11URI(in); err != nil {
+				check("ParsePKCS11URI", err.Error())
+			}
+		}
+	})
 }
