@@ -138,14 +138,29 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintf(env.stderr, "auths-agent: %s\n", ee.msg)
+			fmt.Fprintf(env.stderr, "auths-agent: %s\n", redactURIsIn(ee.msg))
 		}
 		return ee.code
 	}
 	// Errors from urfave/cli itself (unknown flag, bad flag value) are usage
 	// errors; anything else is a failed operation.
-	fmt.Fprintf(env.stderr, "auths-agent: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(env.stderr, "auths-agent: %s\n", redactURIsIn(oneLine(err.Error())))
 	return exitUsage
+}
+
+// keyURIText is a key URI inside a message, up to a space or a quote.
+var keyURIText = regexp.MustCompile(`(?:pkcs11|piv):[^\s"]*`)
+
+// redactURIsIn redacts every key URI a message holds, whatever put it
+// there: a key URI given to a flag that expects something else (--seal,
+// --threshold) is echoed by that flag's error. Redacting twice changes
+// nothing, so messages built with hsm.RedactURI pass unchanged.
+func redactURIsIn(msg string) string {
+	return keyURIText.ReplaceAllStringFunc(msg, func(u string) string {
+		// The punctuation of the message that follows a URI stays.
+		trimmed := strings.TrimRight(u, ":,).")
+		return hsm.RedactURI(trimmed) + u[len(trimmed):]
+	})
 }
 
 func oneLine(s string) string {

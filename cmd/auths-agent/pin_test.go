@@ -46,6 +46,14 @@ func pinShapes(base string) []string {
 	}
 }
 
+// keyScheme makes u a key URI if it is not one already.
+func keyScheme(u string) string {
+	if strings.HasPrefix(u, "pkcs11:") || strings.HasPrefix(u, "piv:") {
+		return u
+	}
+	return "piv:" + u
+}
+
 // TestPINNeverShown runs every command that takes a key URI, with a PIN
 // planted in every shape of pinShapes, each in its own process of the real
 // CLI: the PIN is in no output, the error is one line, and the exit status
@@ -114,6 +122,14 @@ func TestPINNeverShown(t *testing.T) {
 		}},
 		{"id create, URI given to another flag", func(u string) []string {
 			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--expires", u, "--key", k1}
+		}},
+		// A flag's own value is echoed by its error, unless it is a key
+		// URI (pkcs11:, piv:): a bare word given as a seal is a seal.
+		{"id create, URI given as the threshold", func(u string) []string {
+			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", keyScheme(u), "--key", k1}
+		}},
+		{"anchor, URI given as a seal", func(u string) []string {
+			return []string{"anchor", "--registry", reg, "--id", prefix, "--seal", keyScheme(u), "--key", k1}
 		}},
 		{"id rotate", func(u string) []string {
 			return []string{"id", "rotate", "--registry", reg, "--id", prefix, "--key", u}
