@@ -159,6 +159,9 @@ func redactURIsIn(msg string) string {
 	return keyURIText.ReplaceAllStringFunc(msg, func(u string) string {
 		// The punctuation of the message that follows a URI stays.
 		trimmed := strings.TrimRight(u, ":,).")
+		if !strings.Contains(trimmed, ":") {
+			return u // a scheme named in prose: "want piv: or pkcs11:"
+		}
 		return hsm.RedactURI(trimmed) + u[len(trimmed):]
 	})
 }

@@ -250,7 +250,7 @@ func TestKeyRefusals(t *testing.T) {
 		{[]string{"key", "list", "pkcs11:token=ci-1?pin-value=1234"}, 2,
 			`key list: pkcs11:token=ci-1: bad key URI: no module-path (add ?module-path=/path/to/module.so)`},
 		{[]string{"key", "list", "ssh:ci-1?pin-value=1234"}, 2,
-			`key list: "ssh:…?pin-value=…": not a key URI (want piv: or pkcs11:)`},
+			`key list: "…:…?pin-value=…": not a key URI (want piv: or pkcs11:)`},
 		{[]string{"key", "list", "pkcs11:slot-id=1?pin-value=1234"}, 2,
 			`key list: pkcs11:slot-id=…?pin-value=…: bad key URI: attribute slot-id: name the token by token= (label) or serial=, never by slot`},
 		{[]string{"key", "generate", "--algorithm", "rsa", rig.URI("ci-1", "k2")}, 2,

@@ -170,3 +170,17 @@ func TestPINNeverShown(t *testing.T) {
 	}
 	t.Logf("%d commands run", runs)
 }
+
+func TestRedactURIsIn(t *testing.T) {
+	for in, want := range map[string]string{
+		`not a key URI (want piv: or pkcs11:)`:                 `not a key URI (want piv: or pkcs11:)`,
+		`--seal piv:slot=9c?pin-value=1: malformed seal`:       `--seal piv:slot=9c?pin-value=…: malformed seal`,
+		`threshold "pkcs11:token=a?pin=1": want N`:             `threshold "pkcs11:token=a?…": want N`,
+		`pkcs11:token=a;object=k?module-path=/m.so: not found`: `pkcs11:token=a;object=k?module-path=/m.so: not found`,
+		`(pkcs11:token=a;1234).`:                               `(pkcs11:token=a;…).`,
+	} {
+		if got := redactURIsIn(in); got != want {
+			t.Errorf("redactURIsIn(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
