@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -69,6 +70,17 @@ func TestCorruptRegistry(t *testing.T) {
 		{"garbage event", func(string) map[string]*string {
 			return map[string]*string{idDir + "/events/00000001.json": str(`{"v": garbage`)}
 		}, idDir + "/events/00000001.json"},
+		// A sequence past the events held: the last value of uint64 used
+		// to wrap the slot count to zero and panic, 1e11 to exhaust memory.
+		{"tip sequence 2^64-1", func(dir string) map[string]*string {
+			return map[string]*string{idDir + "/tip.json": str(tipWithSequence(t, dir, idDir, "18446744073709551615"))}
+		}, idDir + "/tip.json"},
+		{"tip sequence 1e11", func(dir string) map[string]*string {
+			return map[string]*string{idDir + "/tip.json": str(tipWithSequence(t, dir, idDir, "100000000000"))}
+		}, idDir + "/tip.json"},
+		{"tip sequence past the files", func(dir string) map[string]*string {
+			return map[string]*string{idDir + "/tip.json": str(tipWithSequence(t, dir, idDir, "4"))}
+		}, idDir + "/tip.json"},
 		{"file where a directory belongs", func(string) map[string]*string {
 			return map[string]*string{idDir + "/events/00000000.json": nil, idDir + "/events/00000001.json": nil,
 				idDir + "/events/00000000.attachments.cesr": nil, idDir + "/events/00000001.attachments.cesr": nil,
@@ -125,6 +137,18 @@ func mustIxnAfterVectors(t *testing.T) *kel.Event {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// tipWithSequence returns the identity's tip.json with its sequence
+// replaced by seq (a JSON number), keeping its SAID.
+func tipWithSequence(t *testing.T, dir, idDir, seq string) string {
+	t.Helper()
+	tip := runGitShow(t, dir, idDir+"/tip.json")
+	out := regexp.MustCompile(`"sequence": *[0-9]+`).ReplaceAllString(tip, `"sequence": `+seq)
+	if out == tip {
+		t.Fatalf("no sequence in %s", tip)
+	}
+	return out
 }
 
 func runGitShow(t *testing.T, dir, path string) string {

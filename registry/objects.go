@@ -126,6 +126,12 @@ func (o *knownObject) Reader() (io.ReadCloser, error) {
 
 // readBlob returns the content of a blob.
 func (r *Registry) readBlob(h plumbing.Hash) ([]byte, error) {
+	return r.readBlobMax(h, maxObjectSize)
+}
+
+// readBlobMax returns the content of a blob of at most limit bytes; a
+// larger one is errTooLarge, found before its content is copied.
+func (r *Registry) readBlobMax(h plumbing.Hash, limit int64) ([]byte, error) {
 	o, err := r.objects.object(h)
 	if err != nil {
 		return nil, err
@@ -133,12 +139,22 @@ func (r *Registry) readBlob(h plumbing.Hash) ([]byte, error) {
 	if o.Type() != plumbing.BlobObject {
 		return nil, fmt.Errorf("object %s is a %s, want a blob", h, o.Type())
 	}
+	if o.Size() > limit {
+		return nil, fmt.Errorf("blob %s: %w (%d bytes)", h, errTooLarge, o.Size())
+	}
 	rd, err := o.Reader()
 	if err != nil {
 		return nil, err
 	}
 	defer rd.Close()
-	return io.ReadAll(rd)
+	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("blob %s: %w", h, errTooLarge)
+	}
+	return data, nil
 }
 
 // readTree decodes a tree object.

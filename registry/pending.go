@@ -32,6 +32,9 @@ const PendingRefPrefix = "refs/auths/pending/"
 const (
 	maxPendingFiles    = 4096
 	maxPendingFileSize = 4 << 20
+	// maxPendingDepth bounds the nesting of a pending tree: paths are at
+	// most 512 bytes (checkPendingPath), and the walk recurses per level.
+	maxPendingDepth    = 16
 	pendingPutAttempts = 8
 )
 
@@ -118,7 +121,7 @@ func (r *Registry) putPendingLocked(ctx context.Context, id PendingID, files Pen
 			return nil, corrupt(ref, "commit %s unreadable: %v", cur, err)
 		}
 		root = c.TreeHash
-		if err := r.walkPending(ref, "", root, old, func(string, plumbing.Hash) error { return nil }); err != nil {
+		if err := r.walkPending(ref, root, old, func(string, plumbing.Hash) error { return nil }); err != nil {
 			return nil, err
 		}
 	}
@@ -199,17 +202,33 @@ func checkPendingPath(p string) error {
 }
 
 // walkPending lists the blobs under tree h into out (path → blob id) and
-// calls f for each.
-func (r *Registry) walkPending(ref, dir string, h plumbing.Hash, out map[string]plumbing.Hash, f func(string, plumbing.Hash) error) error {
+// calls f for each. The tree may come from another process or a remote:
+// its depth, the number of entries visited and every path are checked
+// against the limits PutPending enforces before anything is read further.
+func (r *Registry) walkPending(ref string, h plumbing.Hash, out map[string]plumbing.Hash, f func(string, plumbing.Hash) error) error {
+	visited := 0
+	return r.walkPendingDir(ref, "", 0, h, &visited, out, f)
+}
+
+func (r *Registry) walkPendingDir(ref, dir string, depth int, h plumbing.Hash, visited *int, out map[string]plumbing.Hash, f func(string, plumbing.Hash) error) error {
+	if depth > maxPendingDepth {
+		return corrupt(ref+":"+dir, "nested more than %d directories deep", maxPendingDepth)
+	}
 	t, err := r.readTree(h)
 	if err != nil {
 		return corrupt(ref+":"+pathOrRoot(dir), "tree unreadable: %v", err)
 	}
 	for _, e := range t.Entries {
+		if *visited++; *visited > 2*maxPendingFiles {
+			return corrupt(ref, "more than %d entries", 2*maxPendingFiles)
+		}
 		p := joinPath(dir, e.Name)
+		if err := checkPendingPath(p); err != nil {
+			return &CorruptError{Path: ref, Reason: "bad entry", Err: err}
+		}
 		switch e.Mode {
 		case filemode.Dir:
-			if err := r.walkPending(ref, p, e.Hash, out, f); err != nil {
+			if err := r.walkPendingDir(ref, p, depth+1, e.Hash, visited, out, f); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
@@ -252,13 +271,13 @@ func (r *Registry) readPending(id PendingID) (PendingFiles, plumbing.Hash, error
 	}
 	files := PendingFiles{}
 	ids := map[string]plumbing.Hash{}
-	err = r.walkPending(ref, "", c.TreeHash, ids, func(p string, h plumbing.Hash) error {
-		data, err := r.readBlob(h)
+	err = r.walkPending(ref, c.TreeHash, ids, func(p string, h plumbing.Hash) error {
+		data, err := r.readBlobMax(h, maxPendingFileSize)
+		if errors.Is(err, errTooLarge) {
+			return corrupt(ref+":"+p, "more than %d bytes", maxPendingFileSize)
+		}
 		if err != nil {
 			return corrupt(ref+":"+p, "blob unreadable: %v", err)
-		}
-		if len(data) > maxPendingFileSize {
-			return corrupt(ref+":"+p, "%d bytes, more than %d", len(data), maxPendingFileSize)
 		}
 		files[p] = data
 		return nil

@@ -222,6 +222,13 @@ func (s *Snapshot) KEL(prefix string) ([]kel.SignedEvent, error) {
 	if !ok {
 		return nil, corrupt(evDir, "missing")
 	}
+	// Every event is a file of its own: a tip beyond the number of files
+	// cannot be right, and the slots are sized by what the tree holds, never
+	// by the number tip.json claims (18446744073709551615 would wrap to zero
+	// slots, 100000000000 would exhaust memory).
+	if tip.Sequence >= uint64(len(entries)) {
+		return nil, corrupt(dir+"/tip.json", "sequence %d, but %s holds %d files", tip.Sequence, evDir, len(entries))
+	}
 	type slot struct{ ev, att []byte }
 	slots := make([]slot, tip.Sequence+1)
 	for _, e := range entries {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +18,10 @@ import (
 // readRef returns the value of a ref, loose or in packed-refs; the zero hash
 // when it does not exist. A symbolic or malformed ref is ErrCorrupt.
 func (r *Registry) readRef(name string) (plumbing.Hash, error) {
-	data, err := os.ReadFile(filepath.Join(r.gitDir, filepath.FromSlash(name)))
+	data, err := readSmallFile(filepath.Join(r.gitDir, filepath.FromSlash(name)), maxRefFileSize)
 	switch {
+	case errors.Is(err, errTooLarge):
+		return plumbing.ZeroHash, corrupt(name, "ref file longer than %d bytes", maxRefFileSize)
 	case err == nil:
 		s := strings.TrimSpace(string(data))
 		if strings.HasPrefix(s, "ref:") {
@@ -149,6 +152,30 @@ func (r *Registry) createRefLock(ctx context.Context, name, lockPath string) (*o
 			delay *= 2
 		}
 	}
+}
+
+// maxRefFileSize bounds what is read of a loose ref file: a commit id and
+// a newline, or a symbolic ref.
+const maxRefFileSize = 4096
+
+var errTooLarge = errors.New("file too large")
+
+// readSmallFile reads a file of at most limit bytes; a longer one is
+// errTooLarge, found without reading it all.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, errTooLarge
+	}
+	return data, nil
 }
 
 func hashString(h plumbing.Hash) string {

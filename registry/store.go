@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,10 @@ type packHandle struct {
 	size int64
 	pf   *packfile.Packfile
 }
+
+// maxObjectSize bounds the size a loose object's header may claim; the
+// registry's objects are small JSON files, trees and commits.
+const maxObjectSize = 1 << 30
 
 // rescanAttempts bounds how often one lookup lists the packs again: a
 // listing that races with a consolidation can miss both the old packs
@@ -154,12 +159,18 @@ func readLoose(r io.Reader) (plumbing.ObjectType, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if size < 0 || size > 1<<31 {
-		return 0, nil, fmt.Errorf("size %d", size)
+	if size < 0 || size > maxObjectSize {
+		return 0, nil, fmt.Errorf("header claims %d bytes, more than %d", size, int64(maxObjectSize))
 	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(or, data); err != nil {
+	// The header's size is a claim: read what the stream holds (growing
+	// the buffer as data arrives) and compare, instead of allocating the
+	// claimed size up front.
+	data, err := io.ReadAll(io.LimitReader(or, size+1))
+	if err != nil {
 		return 0, nil, err
+	}
+	if int64(len(data)) != size {
+		return 0, nil, fmt.Errorf("header claims %d bytes, the object holds %d", size, len(data))
 	}
 	return t, data, nil
 }
@@ -295,6 +306,9 @@ func (p *packHandle) load(idxPath string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkIdxSize(data); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Base(idxPath), err)
+	}
 	idx := idxfile.NewMemoryIndex()
 	if err := idxfile.NewDecoder(bytes.NewReader(data)).Decode(idx); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Base(idxPath), err)
@@ -303,6 +317,39 @@ func (p *packHandle) load(idxPath string) error {
 		return fmt.Errorf("%s: names pack %x", filepath.Base(idxPath), idx.PackfileChecksum[:])
 	}
 	p.idx = idx
+	return nil
+}
+
+// Sizes of a version 2 pack index: header, fan-out table, and per object
+// its id, CRC-32 and 32-bit offset; the trailer holds two SHA-1s.
+const (
+	idxHeaderLen  = 8 + 256*4
+	idxEntryLen   = 20 + 4 + 4
+	idxTrailerLen = 2 * 20
+)
+
+// checkIdxSize checks that an index holds the entries its fan-out table
+// announces before go-git's decoder allocates them: the decoder sizes its
+// tables by the fan-out counts alone, so a corrupt count would have it
+// allocate gigabytes for a file of a few bytes.
+func checkIdxSize(data []byte) error {
+	if len(data) < idxHeaderLen+idxTrailerLen {
+		return fmt.Errorf("%d bytes, too short for a pack index", len(data))
+	}
+	if !bytes.Equal(data[:8], []byte{0xff, 't', 'O', 'c', 0, 0, 0, 2}) {
+		return fmt.Errorf("not a version 2 pack index")
+	}
+	var prev uint32
+	for k := 0; k < 256; k++ {
+		n := binary.BigEndian.Uint32(data[8+4*k:])
+		if n < prev {
+			return fmt.Errorf("fan-out table decreases at entry %d", k)
+		}
+		prev = n
+	}
+	if want := int64(idxHeaderLen) + int64(prev)*idxEntryLen + idxTrailerLen; int64(len(data)) < want {
+		return fmt.Errorf("announces %d objects (%d bytes) in %d bytes", prev, want, len(data))
+	}
 	return nil
 }
 
