@@ -106,10 +106,13 @@ func (r *Registry) commitLocked(ctx context.Context, parent plumbing.Hash, b *Ba
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("commit object: %w", err)
 	}
-	if err := r.writeObjects(p.ob); err != nil {
+	release, err := r.writeObjects(p.ob)
+	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	if err := r.casRef(ctx, RegistryRef, parent, id); err != nil {
+	err = r.casRef(ctx, RegistryRef, parent, id)
+	release()
+	if err != nil {
 		return plumbing.ZeroHash, err
 	}
 	r.afterWrite()

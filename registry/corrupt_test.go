@@ -172,48 +172,98 @@ func TestForeignPathsKept(t *testing.T) {
 	fsck(t, dir)
 }
 
-// TestLeftoverRefLock: a stale ref lock is removed with a log line; a fresh
-// one is waited for.
+// TestLeftoverRefLock: a ref lock is never broken, however old: a commit
+// waits for it, then fails naming the lock file and how to remove it, and
+// leaves it (and the ref) alone. Unlock removes it, but only while no
+// process holds registry.lock. A lock a live writer lets go of is waited
+// for.
 func TestLeftoverRefLock(t *testing.T) {
 	dir, _ := importVectors(t, false)
 	lock := filepath.Join(dir, ".git", RegistryRef+".lock")
-	var logged strings.Builder
-	r, err := Open(dir, WithClock(fixedClock()), WithStaleLockAge(time100ms), WithRefLockWait(time2s),
-		WithLogger(newTestLogger(&logged)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openTest(t, dir, WithRefLockWait(time100ms))
+	head, _ := r.Head()
 	os.WriteFile(lock, []byte("junk\n"), 0o644)
-	old := nowMinus(10)
+	old := nowMinus(3600)
 	os.Chtimes(lock, old, old)
 	var b Batch
 	b.StoreAttestation("did:key:z6MkLock1", attestationDoc("did:key:z6MkLock1", "rid", ""))
+	_, err := r.Commit(bg(), &b)
+	var le *LockError
+	if !errors.As(err, &le) || le.Path != lock || !strings.Contains(err.Error(), "remove it (auths-agent registry unlock)") {
+		t.Fatalf("Commit beside an hour-old ref lock = %v, want a *LockError naming %s and the way out", err, lock)
+	}
+	t.Logf("reported: %v", err)
+	if _, err := os.Stat(lock); err != nil {
+		t.Fatalf("the lock file was removed: %v", err)
+	}
+	if h, _ := r.Head(); h != head {
+		t.Fatalf("ref moved")
+	}
+
+	// Unlock refuses while a process holds registry.lock (another open
+	// file description stands in for it).
+	held := openTest(t, dir)
+	unlockHeld, err := held.lock(bg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := r.Unlock(); !errors.Is(err, ErrLockHeld) || removed != nil {
+		t.Errorf("Unlock while registry.lock is held = %v, %v; want ErrLockHeld", removed, err)
+	}
+	unlockHeld()
+	if _, err := os.Stat(lock); err != nil {
+		t.Fatalf("the lock file was removed while registry.lock was held")
+	}
+	removed, err := r.Unlock()
+	if err != nil || len(removed) != 1 || removed[0] != lock {
+		t.Fatalf("Unlock = %v, %v; want [%s]", removed, err, lock)
+	}
 	if _, err := r.Commit(bg(), &b); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logged.String(), "dead writer") {
-		t.Errorf("no log line for the removed lock: %q", logged.String())
-	}
+
 	// A fresh lock held by a "foreign writer" that lets go after 50ms.
 	os.WriteFile(lock, []byte("junk\n"), 0o644)
 	go func() { sleepMs(50); os.Remove(lock) }()
-	r2, _ := Open(dir, WithStaleLockAge(time2s), WithRefLockWait(time2s), WithLogger(discardLogger()))
+	r2 := openTest(t, dir, WithRefLockWait(time2s))
 	b = Batch{}
 	b.StoreAttestation("did:key:z6MkLock2", attestationDoc("did:key:z6MkLock2", "rid", ""))
 	if _, err := r2.Commit(bg(), &b); err != nil {
 		t.Fatal(err)
 	}
-	// A fresh lock that stays: the commit gives up without removing it.
-	os.WriteFile(lock, []byte("junk\n"), 0o644)
-	r3, _ := Open(dir, WithStaleLockAge(time2s), WithRefLockWait(time100ms), WithLogger(discardLogger()))
-	b = Batch{}
-	b.StoreAttestation("did:key:z6MkLock3", attestationDoc("did:key:z6MkLock3", "rid", ""))
-	if _, err := r3.Commit(bg(), &b); err == nil {
-		t.Fatal("commit went through a live foreign lock")
+	fsck(t, dir)
+}
+
+// TestLeftoverPackedRefsLock: deleting a packed pending ref waits for
+// packed-refs.lock and fails naming it, however old it is.
+func TestLeftoverPackedRefsLock(t *testing.T) {
+	dir := newGitRepo(t, true)
+	r := openTest(t, dir, WithRefLockWait(time100ms))
+	id := pendingTestID(7)
+	if _, err := r.PutPending(bg(), id, PendingFiles{"event.json": []byte("e")}); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(lock); err != nil {
-		t.Errorf("the live foreign lock was removed")
+	runGit(t, dir, "pack-refs", "--all")
+	lock := filepath.Join(dir, "packed-refs.lock")
+	os.WriteFile(lock, nil, 0o644)
+	old := nowMinus(3600)
+	os.Chtimes(lock, old, old)
+	err := r.DeletePending(bg(), id)
+	var le *LockError
+	if !errors.As(err, &le) || le.Path != lock {
+		t.Fatalf("DeletePending beside an hour-old packed-refs.lock = %v, want a *LockError naming it", err)
 	}
-	os.Remove(lock)
+	if _, err := r.ReadPending(id); err != nil {
+		t.Errorf("the proposal is gone after a failed delete: %v", err)
+	}
+	if removed, err := r.Unlock(); err != nil || len(removed) != 1 || removed[0] != lock {
+		t.Fatalf("Unlock = %v, %v; want [%s]", removed, err, lock)
+	}
+	if err := r.DeletePending(bg(), id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadPending(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ReadPending after delete = %v", err)
+	}
 	fsck(t, dir)
 }

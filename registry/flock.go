@@ -45,3 +45,62 @@ func (r *Registry) lock(ctx context.Context) (func(), error) {
 		}
 	}
 }
+
+// ErrLockHeld means another process holds the registry flock.
+var ErrLockHeld = errors.New("held by a running process")
+
+// tryLock takes the flock on registry.lock without waiting; ErrLockHeld
+// when another process holds it.
+func (r *Registry) tryLock() (func(), error) {
+	path := filepath.Join(r.topDir, flockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("registry lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("registry lock %s: %w", path, ErrLockHeld)
+		}
+		return nil, fmt.Errorf("registry lock %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
+
+// Unlock removes the git lock files a crashed writer left on the refs this
+// package writes: refs/auths/registry.lock, the locks of pending refs and
+// packed-refs.lock. It is the explicit recovery a *LockError points to; a
+// commit never does it. It refuses (ErrLockHeld) while any process holds
+// registry.lock, as every writer of this package and of auths does while
+// it writes. Git commands do not take that lock: run it only when no git
+// command is running in the repository. It returns the files removed.
+func (r *Registry) Unlock() ([]string, error) {
+	unlock, err := r.tryLock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	locks := []string{
+		filepath.Join(r.gitDir, filepath.FromSlash(RegistryRef)+".lock"),
+		filepath.Join(r.gitDir, "packed-refs.lock"),
+	}
+	pending, err := filepath.Glob(filepath.Join(r.gitDir, filepath.FromSlash(PendingRefPrefix), "*", "*.lock"))
+	if err != nil {
+		return nil, err
+	}
+	locks = append(locks, pending...)
+	var removed []string
+	for _, p := range locks {
+		err := os.Remove(p)
+		switch {
+		case err == nil:
+			removed = append(removed, p)
+		case !errors.Is(err, os.ErrNotExist):
+			return removed, fmt.Errorf("unlock: %w", err)
+		}
+	}
+	return removed, nil
+}

@@ -69,31 +69,34 @@ var (
 
 // writeObjects writes the queued objects as one pack with its index in
 // objects/pack/ and makes them durable before returning (see packWriter):
-// the caller moves the ref only afterwards. The caller holds the flock.
-func (r *Registry) writeObjects(b *objectBatch) error {
+// the caller moves the ref only afterwards, then calls release, whatever
+// the outcome of the move, to drop the pack's .keep. The caller holds the
+// flock.
+func (r *Registry) writeObjects(b *objectBatch) (release func(), err error) {
 	if len(b.order) == 0 {
-		return nil
+		return func() {}, nil
 	}
 	pw, err := newPackWriter(r.objects.packDir(), len(b.order))
 	if err != nil {
-		return fmt.Errorf("write objects: %w", err)
+		return nil, fmt.Errorf("write objects: %w", err)
 	}
 	for _, h := range b.order {
 		o := b.objs[h]
 		if err := pw.add(h, o.typ, o.data); err != nil {
 			pw.abort()
-			return fmt.Errorf("write object %s: %w", h, err)
+			return nil, fmt.Errorf("write object %s: %w", h, err)
 		}
 	}
-	id, idx, err := pw.finish(!r.opts.noSync)
+	id, idx, release, err := pw.finish(!r.opts.noSync, true, r.ours)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.written.objects += int64(len(b.order))
 	r.written.bytes += pw.written
 	r.written.packs++
 	if err := r.objects.added(id, idx); err != nil {
-		return fmt.Errorf("write objects: %w", err)
+		release()
+		return nil, fmt.Errorf("write objects: %w", err)
 	}
 	// The next commit reads these first (its parent's trees): keep them
 	// at hand, as written, without reading the pack back.
@@ -101,7 +104,7 @@ func (r *Registry) writeObjects(b *objectBatch) error {
 		o := b.objs[h]
 		r.objects.cache.Put(&knownObject{h: h, t: o.typ, data: o.data})
 	}
-	return nil
+	return release, nil
 }
 
 // knownObject is an object whose id is known: put in the object cache

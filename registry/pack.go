@@ -8,6 +8,7 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -148,20 +149,31 @@ func appendEntryHeader(b []byte, t plumbing.ObjectType, size int64) []byte {
 // both files to disk (syncFiles) before renaming them into place, pack
 // then index, and flushes the directory after, so that a ref moved next
 // cannot name an object a crash could lose. It returns the pack's id and
-// index.
-func (p *packWriter) finish(durable bool) (plumbing.Hash, *idxfile.MemoryIndex, error) {
-	tmpIdx := ""
-	fail := func(err error) (plumbing.Hash, *idxfile.MemoryIndex, error) {
+// index, and releases the pack's .keep file with release.
+//
+// The pack is recorded as this package's (ours.add) before it is renamed,
+// so that only packs this package wrote are ever merged. A pack written
+// with keep set gets a pack-<id>.keep file before its rename, as git's
+// receive-pack does: its objects are unreachable until the caller moves
+// the ref, and a concurrent `git repack -a -d` or `git gc --prune=now`
+// would delete them; git leaves a kept pack alone. The caller calls
+// release once the ref has moved or the compare-and-swap failed.
+func (p *packWriter) finish(durable, keep bool, ours *ourPacks) (id plumbing.Hash, idx *idxfile.MemoryIndex, release func(), err error) {
+	tmpIdx, keepPath := "", ""
+	release = func() {}
+	fail := func(err error) (plumbing.Hash, *idxfile.MemoryIndex, func(), error) {
 		p.abort()
 		if tmpIdx != "" {
 			os.Remove(tmpIdx)
 		}
-		return plumbing.ZeroHash, nil, fmt.Errorf("write pack: %w", err)
+		if keepPath != "" {
+			os.Remove(keepPath)
+		}
+		return plumbing.ZeroHash, nil, nil, fmt.Errorf("write pack: %w", err)
 	}
 	if p.n != p.want {
 		return fail(fmt.Errorf("%d objects written, %d announced", p.n, p.want))
 	}
-	var id plumbing.Hash
 	copy(id[:], p.sum.Sum(nil))
 	if _, err := p.w.Write(id[:]); err != nil {
 		return fail(err)
@@ -172,7 +184,7 @@ func (p *packWriter) finish(durable bool) (plumbing.Hash, *idxfile.MemoryIndex, 
 	if err := p.idx.OnFooter(id); err != nil {
 		return fail(err)
 	}
-	idx, err := p.idx.Index()
+	idx, err = p.idx.Index()
 	if err != nil {
 		return fail(err)
 	}
@@ -200,6 +212,25 @@ func (p *packWriter) finish(durable bool) (plumbing.Hash, *idxfile.MemoryIndex, 
 		return fail(err)
 	}
 	base := filepath.Join(p.dir, "pack-"+id.String())
+	ours.add(id)
+	if keep {
+		// A .keep that is already there (the same pack written before
+		// and kept by someone else) is not ours to remove.
+		kf, err := os.OpenFile(base+".keep", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		switch {
+		case err == nil:
+			keepPath = base + ".keep"
+			_, err = fmt.Fprintf(kf, "%s%d\n", keepMarker, os.Getpid())
+			if cerr := kf.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fail(err)
+			}
+		case !errors.Is(err, os.ErrExist):
+			return fail(err)
+		}
+	}
 	if err := os.Rename(p.tmpPack, base+".pack"); err != nil {
 		return fail(err)
 	}
@@ -209,13 +240,22 @@ func (p *packWriter) finish(durable bool) (plumbing.Hash, *idxfile.MemoryIndex, 
 		// package's reader, removed by the next consolidation.
 		return fail(err)
 	}
+	tmpIdx = ""
 	if durable {
 		if err := syncDir(p.dir); err != nil {
-			return plumbing.ZeroHash, nil, fmt.Errorf("write pack: %w", err)
+			return fail(err)
 		}
 	}
-	return id, idx, nil
+	if keepPath != "" {
+		release = func() { os.Remove(keepPath) }
+	}
+	return id, idx, release, nil
 }
+
+// keepMarker starts the content of the .keep files this package writes:
+// one found by a process that holds the registry flock is a dead writer's
+// (see consolidate).
+const keepMarker = "auths-agent pid "
 
 // abort removes what the writer left.
 func (p *packWriter) abort() {

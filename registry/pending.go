@@ -163,10 +163,13 @@ func (r *Registry) putPendingLocked(ctx context.Context, id PendingID, files Pen
 	if err != nil {
 		return nil, fmt.Errorf("pending %s: commit object: %w", id, err)
 	}
-	if err := r.writeObjects(ob); err != nil {
+	release, err := r.writeObjects(ob)
+	if err != nil {
 		return nil, err
 	}
-	if err := r.casRef(ctx, ref, cur, cid); err != nil {
+	err = r.casRef(ctx, ref, cur, cid)
+	release()
+	if err != nil {
 		return nil, err
 	}
 	r.afterWrite()

@@ -69,15 +69,15 @@ func (r *Registry) readPackedRef(name string) (plumbing.Hash, error) {
 
 // casRef moves ref name from old (zero: must not exist) to new with git's
 // lock-file protocol: create <ref>.lock exclusively, write the new id, fsync,
-// check the old value, rename the lock over the ref. A lost
-// compare-and-swap is a *ConflictError. A lock file left by another writer
-// is waited for (bounded by WithRefLockWait and ctx) unless it is older than
-// the stale age: the caller holds the flock, so no cooperating writer can
-// own it, and it is a dead writer's.
+// check the old value, rename the lock over the ref, fsync the ref's
+// directory so that the rename is on disk before the move is reported. A
+// lost compare-and-swap is a *ConflictError. A lock file left by another
+// writer is waited for (bounded by WithRefLockWait and ctx), never removed:
+// see createRefLock.
 func (r *Registry) casRef(ctx context.Context, name string, old, new plumbing.Hash) error {
 	refPath := filepath.Join(r.gitDir, filepath.FromSlash(name))
 	lockPath := refPath + ".lock"
-	if err := os.MkdirAll(filepath.Dir(refPath), 0o777); err != nil {
+	if err := r.mkdirSynced(filepath.Dir(refPath)); err != nil {
 		return fmt.Errorf("update %s: %w", name, err)
 	}
 	f, err := r.createRefLock(ctx, name, lockPath)
@@ -111,11 +111,64 @@ func (r *Registry) casRef(ctx context.Context, name string, old, new plumbing.Ha
 		return fmt.Errorf("update %s: %w", name, err)
 	}
 	locked = false
+	if err := syncDir(filepath.Dir(refPath)); err != nil {
+		return fmt.Errorf("update %s: moved, but not flushed to disk: %w", name, err)
+	}
 	return nil
 }
 
-// createRefLock creates lockPath exclusively, waiting out a live foreign
-// writer and removing a dead one's.
+// mkdirSynced creates dir and its missing parents inside the repository,
+// flushing each parent that gained an entry, so that a ref created in a new
+// directory survives a crash with it.
+func (r *Registry) mkdirSynced(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	var created []string
+	for d := dir; len(d) > len(r.gitDir); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LockError is a git lock file (<ref>.lock, packed-refs.lock) that stayed
+// in place longer than a commit waits. Git never removes another process's
+// lock file, and neither does this package: it may belong to a running git
+// command. One left by a crashed process is removed by hand or with
+// Registry.Unlock.
+type LockError struct {
+	Path   string        // the lock file
+	Waited time.Duration // how long the writer waited
+	Err    error         // the context's error when it ended the wait
+}
+
+func (e *LockError) Error() string {
+	msg := fmt.Sprintf("%s exists (waited %s): another git process may be running in this repository; if none is, a crashed one left it: remove it (auths-agent registry unlock)", e.Path, e.Waited.Round(time.Millisecond))
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *LockError) Unwrap() error { return e.Err }
+
+// createRefLock creates lockPath exclusively, waiting, as git does, for a
+// lock held by another process to go away, and failing with a *LockError
+// naming it when it does not. An old lock is not taken for a dead writer's:
+// git does not take the registry flock, so holding the flock says nothing
+// about git writers, and a lock git holds while it waits on something slow
+// (a hook, a network file system) must not be broken.
 func (r *Registry) createRefLock(ctx context.Context, name, lockPath string) (*os.File, error) {
 	start := time.Now()
 	delay := time.Millisecond
@@ -127,25 +180,14 @@ func (r *Registry) createRefLock(ctx context.Context, name, lockPath string) (*o
 		if !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("update %s: %w", name, err)
 		}
-		// Lock ages compare file times with the real clock, not the
-		// injected one.
-		fi, err := os.Stat(lockPath)
-		if err == nil {
-			if age := time.Since(fi.ModTime()); age > r.opts.staleLock {
-				if err := os.Remove(lockPath); err == nil {
-					r.opts.log.Warn("removed a dead writer's ref lock", "path", lockPath, "age", age.Round(time.Millisecond).String())
-				}
-				continue
-			}
-		}
 		if time.Since(start) > r.opts.refWait {
-			return nil, fmt.Errorf("update %s: %s held by another writer for over %s", name, lockPath, r.opts.refWait)
+			return nil, fmt.Errorf("update %s: %w", name, &LockError{Path: lockPath, Waited: time.Since(start)})
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("update %s: waiting for %s: %w", name, lockPath, ctx.Err())
+			return nil, fmt.Errorf("update %s: %w", name, &LockError{Path: lockPath, Waited: time.Since(start), Err: ctx.Err()})
 		case <-t.C:
 		}
 		if delay < 50*time.Millisecond {

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -13,9 +15,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
 // orphanAge is how old a pack without an index must be before a
@@ -25,10 +25,10 @@ const orphanAge = 10 * time.Minute
 
 // afterWrite runs after a commit (or pending write) moved its ref, under
 // the flock: when the pack directory holds more than the allowed number of
-// packs it merges them. The commit is already durable; a failed merge is
-// logged and leaves every pack in place.
+// packs this package wrote, it merges them. The commit is already
+// durable; a failed merge is logged and leaves every pack in place.
 func (r *Registry) afterWrite() {
-	n, err := countPacks(r.objects.packDir())
+	n, err := r.countOurPacks()
 	if err != nil || n <= r.opts.maxPacks {
 		return
 	}
@@ -37,39 +37,55 @@ func (r *Registry) afterWrite() {
 	}
 }
 
-func countPacks(dir string) (int, error) {
-	entries, err := os.ReadDir(dir)
+// countOurPacks counts the packs with an index that this package wrote.
+func (r *Registry) countOurPacks() (int, error) {
+	ours, err := r.ours.list()
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(r.objects.packDir())
 	n := 0
 	for _, e := range entries {
-		if _, ok := packName(e.Name(), ".idx"); ok {
+		if id, ok := packName(e.Name(), ".idx"); ok && ours[id] {
 			n++
 		}
 	}
 	return n, err
 }
 
-// mergeable is a pack a consolidation may merge: one with an index and no
-// .keep, .promisor or .mtimes (git's cruft packs) file beside it. A merged
-// pack's .rev and .bitmap files go with it.
+// mergeable is a pack a consolidation may merge: one this package wrote
+// (ourPacks), with an index, not listed in a multi-pack-index, and with no
+// .keep, .promisor, .mtimes (git's cruft packs) or .bitmap file beside it.
+// A merged pack's .rev file goes with it.
 type mergeable struct {
-	id   plumbing.Hash
-	size int64
+	id    plumbing.Hash
+	count int64 // objects, from the index's fan-out table
 }
 
-// consolidate merges packs into one, the way `git repack --geometric=2`
-// picks them: the small packs, and as many larger ones as needed for the
-// packs left to grow at least twofold from one to the next. Each object is
-// so rewritten a logarithmic number of times, never the whole registry on
-// every merge. The new pack is durable and in place before the packs it
-// replaces are removed (index first, as git does), so a crash at any
-// moment leaves every object in at least one listed pack; readers that
-// lose a pack find its objects again by listing the packs
-// (objectStore.object). Loose objects are left alone. The caller holds the
-// flock, so temporary files of this package found here are a dead
-// writer's and are removed.
+// consolidate merges packs this package wrote into one, the way
+// `git repack --geometric=2` picks them: by object count, the small packs,
+// and as many larger ones as needed for the packs left to grow at least
+// twofold from one to the next. Each object is so rewritten a logarithmic
+// number of times, never the whole registry on every merge. Packs git
+// wrote, or that git's metadata names, are never touched: compacting the
+// whole repository is git gc's job (see the README). The new pack is
+// durable and in place before the packs it replaces are removed (index
+// first, as git does), so a crash at any moment leaves every object in at
+// least one listed pack; readers that lose a pack find its objects again by
+// listing the packs (objectStore.object). Loose objects are left alone. The
+// caller holds the flock, so temporary files and .keep files of this
+// package found here are a dead writer's and are removed.
 func (r *Registry) consolidate() error {
 	dir := r.objects.packDir()
 	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	ours, err := r.ours.list()
+	if err != nil {
+		return err
+	}
+	referenced, err := gitReferenced(dir)
 	if err != nil {
 		return err
 	}
@@ -84,25 +100,35 @@ func (r *Registry) consolidate() error {
 			os.Remove(filepath.Join(dir, name))
 			continue
 		}
+		if id, ok := packName(name, ".keep"); ok && ours[id] {
+			if data, err := readSmallFile(filepath.Join(dir, name), 256); err == nil && bytes.HasPrefix(data, []byte(keepMarker)) {
+				os.Remove(filepath.Join(dir, name))
+				delete(names, name)
+			}
+			continue
+		}
+	}
+	for _, e := range entries {
+		name := e.Name()
 		id, ok := packName(name, ".pack")
-		if !ok {
+		if !ok || !ours[id] {
 			continue
 		}
 		base := "pack-" + id.String()
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
 		if !names[base+".idx"] {
-			if time.Since(fi.ModTime()) > orphanAge {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > orphanAge {
 				os.Remove(filepath.Join(dir, name))
 			}
 			continue
 		}
-		if names[base+".keep"] || names[base+".promisor"] || names[base+".mtimes"] {
+		if referenced[id] || names[base+".keep"] || names[base+".promisor"] || names[base+".mtimes"] || names[base+".bitmap"] {
 			continue
 		}
-		packs = append(packs, mergeable{id, fi.Size()})
+		n, err := idxCount(filepath.Join(dir, base+".idx"))
+		if err != nil {
+			continue
+		}
+		packs = append(packs, mergeable{id, n})
 	}
 	merge := geometricSplit(packs, 2)
 	if len(merge) < 2 {
@@ -121,36 +147,56 @@ func (r *Registry) consolidate() error {
 			continue
 		}
 		base := "pack-" + p.id.String()
-		for _, ext := range []string{".idx", ".pack", ".rev", ".bitmap"} {
-			if !names[base+ext] {
-				continue
-			}
+		for _, ext := range []string{".idx", ".pack", ".rev"} {
 			if err := os.Remove(filepath.Join(dir, base+ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 		}
+		delete(ours, p.id)
+	}
+	ours[id] = true
+	if err := r.ours.write(ours); err != nil {
+		return err
 	}
 	return r.objects.rescan()
 }
 
+// idxCount reads the number of objects of a pack from its index's fan-out
+// table.
+func idxCount(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var head [idxHeaderLen]byte
+	if _, err := io.ReadFull(f, head[:]); err != nil {
+		return 0, err
+	}
+	if !bytes.Equal(head[:8], []byte{0xff, 't', 'O', 'c', 0, 0, 0, 2}) {
+		return 0, fmt.Errorf("%s: not a version 2 pack index", filepath.Base(path))
+	}
+	return int64(binary.BigEndian.Uint32(head[idxHeaderLen-4:])), nil
+}
+
 // geometricSplit returns the packs to merge so that the packs left and the
-// merged one form a progression of the given factor by size (git's
+// merged one form a progression of the given factor by object count (git's
 // geometric repack).
 func geometricSplit(packs []mergeable, factor int64) []mergeable {
-	sort.Slice(packs, func(i, j int) bool { return packs[i].size < packs[j].size })
+	sort.Slice(packs, func(i, j int) bool { return packs[i].count < packs[j].count })
 	split := 0
 	for i := len(packs) - 1; i > 0; i-- {
-		if packs[i].size < factor*packs[i-1].size {
+		if packs[i].count < factor*packs[i-1].count {
 			split = i
 			break
 		}
 	}
 	var total int64
 	for _, p := range packs[:split] {
-		total += p.size
+		total += p.count
 	}
-	for split < len(packs) && packs[split].size < factor*total {
-		total += packs[split].size
+	for split < len(packs) && packs[split].count < factor*total {
+		total += packs[split].count
 		split++
 	}
 	return packs[:split]
@@ -203,12 +249,14 @@ func (r *Registry) writeMerged(dir string, merge []mergeable) (plumbing.Hash, *i
 			return plumbing.ZeroHash, nil, fmt.Errorf("pack %s: %w", p.id, err)
 		}
 	}
-	return pw.finish(!r.opts.noSync)
+	id, idx, _, err := pw.finish(!r.opts.noSync, false, r.ours)
+	return id, idx, err
 }
 
-// copyPack adds the objects of p not yet in done to pw: whole objects
-// byte for byte (their CRC-32 checked against the index), deltas (in packs
-// git wrote) resolved and compressed again.
+// copyPack adds the objects of p not yet in done to pw, byte for byte,
+// their CRC-32 checked against the index. The packs merged are this
+// package's, which hold whole objects only; a delta means the pack is not
+// what the list says, and the merge stops.
 func copyPack(pw *packWriter, p *packHandle, br *bufio.Reader, done map[plumbing.Hash]bool) error {
 	iter, err := p.idx.EntriesByOffset()
 	if err != nil {
@@ -229,7 +277,6 @@ func copyPack(pw *packWriter, p *packHandle, br *bufio.Reader, done map[plumbing
 	br.Reset(io.NewSectionReader(p.f, headerLen, p.size-headerLen-trailerLen))
 	pos := int64(headerLen)
 	var buf []byte
-	var pf *packfile.Packfile
 	for i, e := range entries {
 		end := p.size - trailerLen
 		if i+1 < len(entries) {
@@ -259,28 +306,8 @@ func copyPack(pw *packWriter, p *packHandle, br *bufio.Reader, done map[plumbing
 			if err := pw.addRaw(e.Hash, e.CRC32, buf); err != nil {
 				return err
 			}
-		case plumbing.OFSDeltaObject, plumbing.REFDeltaObject:
-			if pf == nil {
-				pf = packfile.NewPackfileWithCache(p.idx, nil, osFile{p.f}, cache.NewObjectLRU(32*cache.MiByte), 0)
-			}
-			o, err := pf.Get(e.Hash)
-			if err != nil {
-				return fmt.Errorf("object %s: %w", e.Hash, err)
-			}
-			rd, err := o.Reader()
-			if err != nil {
-				return err
-			}
-			data, err := io.ReadAll(rd)
-			rd.Close()
-			if err != nil {
-				return err
-			}
-			if err := pw.add(e.Hash, o.Type(), data); err != nil {
-				return err
-			}
 		default:
-			return fmt.Errorf("object %s: entry type %d", e.Hash, t)
+			return fmt.Errorf("object %s: entry type %d in a pack of whole objects", e.Hash, t)
 		}
 	}
 	return nil

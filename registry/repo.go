@@ -28,6 +28,7 @@ type Registry struct {
 	gitDir  string // the repository directory (.git, or the bare repository)
 	topDir  string // the work tree of a non-bare repository, else gitDir
 	objects *objectStore
+	ours    *ourPacks // the packs this package wrote, the only ones it merges
 	opts    options
 	// written counts the objects and bytes (uncompressed) written and the
 	// packs written and merged, for benchmarks and tests; updated under the
@@ -36,11 +37,10 @@ type Registry struct {
 }
 
 type options struct {
-	clock     func() time.Time
-	log       *slog.Logger
-	staleLock time.Duration
-	refWait   time.Duration
-	maxPacks  int
+	clock    func() time.Time
+	log      *slog.Logger
+	refWait  time.Duration
+	maxPacks int
 	// noSync skips the flush of new objects; only benchmarks set it, to
 	// measure the work that depends on the registry's size apart from the
 	// file system's flush (BenchmarkAppendDurable measures that).
@@ -54,18 +54,14 @@ type Option func(*options)
 // attestation history names (default time.Now).
 func WithClock(clock func() time.Time) Option { return func(o *options) { o.clock = clock } }
 
-// WithLogger sets where diagnostics go, such as the removal of a dead
-// writer's ref lock (default: text lines on stderr).
+// WithLogger sets where diagnostics go, such as a failed pack merge
+// (default: text lines on stderr).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithStaleLockAge sets how old a leftover refs/auths/registry.lock must be,
-// found while this process holds the flock, before it is taken for a dead
-// writer's and removed (default 5s). A younger one belongs to a live foreign
-// writer such as git and is waited for.
-func WithStaleLockAge(d time.Duration) Option { return func(o *options) { o.staleLock = d } }
-
 // WithRefLockWait bounds how long a commit waits for a foreign writer's ref
-// lock to go away (default 10s; the context may end it sooner).
+// lock (or packed-refs.lock) to go away before it fails with a *LockError
+// (default 10s; the context may end it sooner). A lock file is never
+// removed by a commit; see Registry.Unlock.
 func WithRefLockWait(d time.Duration) Option { return func(o *options) { o.refWait = d } }
 
 // WithMaxPacks sets how many packs a commit may leave in objects/pack/
@@ -74,7 +70,7 @@ func WithRefLockWait(d time.Duration) Option { return func(o *options) { o.refWa
 func WithMaxPacks(n int) Option { return func(o *options) { o.maxPacks = max(n, 1) } }
 
 func newOptions(opts []Option) options {
-	o := options{clock: time.Now, staleLock: 5 * time.Second, refWait: 10 * time.Second, maxPacks: 32}
+	o := options{clock: time.Now, refWait: 10 * time.Second, maxPacks: 32}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -102,7 +98,10 @@ func Open(dir string, opts ...Option) (*Registry, error) {
 	if _, err := git.PlainOpenWithOptions(topDir, &git.PlainOpenOptions{}); err != nil {
 		return nil, fmt.Errorf("open registry %s: %w", dir, err)
 	}
-	r := &Registry{gitDir: gitDir, topDir: topDir, objects: newObjectStore(filepath.Join(gitDir, "objects")), opts: newOptions(opts)}
+	o := newOptions(opts)
+	objects := newObjectStore(filepath.Join(gitDir, "objects"))
+	r := &Registry{gitDir: gitDir, topDir: topDir, objects: objects, opts: o,
+		ours: &ourPacks{path: filepath.Join(gitDir, ourPacksName), packDir: objects.packDir(), log: o.log}}
 	return r, nil
 }
 
