@@ -32,63 +32,66 @@ var fuzzPending = PendingID{Prefix: "EFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFu
 // registry tree whose loose object file holds the content as given (header
 // included), so it may claim any size or type.
 func FuzzRegistryTree(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ar := txtar.Parse(data)
-		if len(ar.Files) > 64 {
-			return
+	f.Fuzz(fuzzOne)
+}
+
+// fuzzOne is one run of FuzzRegistryTree.
+func fuzzOne(t *testing.T, data []byte) {
+	ar := txtar.Parse(data)
+	if len(ar.Files) > 64 {
+		return
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"objects/pack", "refs/heads"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o777); err != nil {
+			t.Fatal(err)
 		}
-		dir := t.TempDir()
-		for _, d := range []string{"objects/pack", "refs/heads"} {
-			if err := os.MkdirAll(filepath.Join(dir, d), 0o777); err != nil {
-				t.Fatal(err)
-			}
+	}
+	os.WriteFile(filepath.Join(dir, "HEAD"), []byte("ref: refs/heads/main\n"), 0o666)
+	os.WriteFile(filepath.Join(dir, "config"), []byte("[core]\n\trepositoryformatversion = 0\n\tbare = true\n"), 0o666)
+	r, err := Open(dir, WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.opts.noSync = true
+	ob := newObjectBatch()
+	reg, pend := fuzzDir{}, fuzzDir{}
+	for _, file := range ar.Files {
+		switch {
+		case strings.HasPrefix(file.Name, "r/"):
+			reg.add(ob, strings.TrimPrefix(file.Name, "r/"), file.Data)
+		case strings.HasPrefix(file.Name, "p/"):
+			pend.add(ob, strings.TrimPrefix(file.Name, "p/"), file.Data)
+		case strings.HasPrefix(file.Name, "loose/"):
+			h := plumbing.Hash(sha1.Sum(file.Data))
+			writeLoose(t, dir, h, file.Data)
+			reg.put(strings.TrimPrefix(file.Name, "loose/"), object.TreeEntry{Mode: filemode.Regular, Hash: h})
 		}
-		os.WriteFile(filepath.Join(dir, "HEAD"), []byte("ref: refs/heads/main\n"), 0o666)
-		os.WriteFile(filepath.Join(dir, "config"), []byte("[core]\n\trepositoryformatversion = 0\n\tbare = true\n"), 0o666)
-		r, err := Open(dir, WithLogger(discardLogger()))
+	}
+	sig := object.Signature{Name: "f", Email: "f@f"}
+	for ref, d := range map[string]fuzzDir{RegistryRef: reg, fuzzPending.Ref(): pend} {
+		if len(d) == 0 {
+			continue
+		}
+		c, err := ob.addEncoded(&object.Commit{Author: sig, Committer: sig, Message: "fuzz", TreeHash: d.build(ob)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.opts.noSync = true
-		ob := newObjectBatch()
-		reg, pend := fuzzDir{}, fuzzDir{}
-		for _, file := range ar.Files {
-			switch {
-			case strings.HasPrefix(file.Name, "r/"):
-				reg.add(ob, strings.TrimPrefix(file.Name, "r/"), file.Data)
-			case strings.HasPrefix(file.Name, "p/"):
-				pend.add(ob, strings.TrimPrefix(file.Name, "p/"), file.Data)
-			case strings.HasPrefix(file.Name, "loose/"):
-				h := plumbing.Hash(sha1.Sum(file.Data))
-				writeLoose(t, dir, h, file.Data)
-				reg.put(strings.TrimPrefix(file.Name, "loose/"), object.TreeEntry{Mode: filemode.Regular, Hash: h})
-			}
-		}
-		sig := object.Signature{Name: "f", Email: "f@f"}
-		for ref, d := range map[string]fuzzDir{RegistryRef: reg, fuzzPending.Ref(): pend} {
-			if len(d) == 0 {
-				continue
-			}
-			c, err := ob.addEncoded(&object.Commit{Author: sig, Committer: sig, Message: "fuzz", TreeHash: d.build(ob)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, filepath.FromSlash(ref))
-			os.MkdirAll(filepath.Dir(path), 0o777)
-			if err := os.WriteFile(path, []byte(c.String()+"\n"), 0o666); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := r.writeObjects(ob); err != nil {
+		path := filepath.Join(dir, filepath.FromSlash(ref))
+		os.MkdirAll(filepath.Dir(path), 0o777)
+		if err := os.WriteFile(path, []byte(c.String()+"\n"), 0o666); err != nil {
 			t.Fatal(err)
 		}
-		// A fresh value, as another process would read the repository.
-		r, err = Open(dir, WithLogger(discardLogger()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		readAll(t, r)
-	})
+	}
+	if _, err := r.writeObjects(ob); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh value, as another process would read the repository.
+	r, err = Open(dir, WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, r)
 }
 
 // readAll reads everything the public API offers and checks the errors.
