@@ -31,7 +31,7 @@
 // syncfs(2) on Linux, an fsync of each file elsewhere), renamed into place
 // pack first and index last as git does, the directory flushed; only then
 // does the ref move. A crash leaves the old or the new commit; what it may
-// leave behind is tmp_auths_* files or a pack without its index, both
+// leave behind is auths_tmp_* files or a pack without its index, both
 // ignored by git and removed by a later merge.
 //
 // One pack per commit would slow reads down as they pile up: when a commit

@@ -20,10 +20,13 @@ import (
 )
 
 // tmpPrefix starts the names of the temporary files a pack is written to
-// in objects/pack/. Git's gc removes old tmp_ files there; a commit holds
-// the registry flock while it writes them, so one found by a process that
-// holds the flock is a dead writer's (see consolidate).
-const tmpPrefix = "tmp_auths_"
+// in objects/pack/. Not git's "tmp_": git prune (run by git gc) removes
+// tmp_ files there older than its expiry, which with --prune=now is any of
+// them, including one being written. Git counts these as garbage until they
+// are renamed; a commit holds the registry flock while it writes them, so
+// one found by a process that holds the flock is a dead writer's and is
+// removed (see consolidate).
+const tmpPrefix = "auths_tmp_"
 
 // packWriter streams a version 2 pack of a known number of non-delta
 // objects to a temporary file in the pack directory and builds its index
@@ -75,7 +78,7 @@ func newPackWriter(dir string, count int) (*packWriter, error) {
 	return p, nil
 }
 
-// createTemp creates a new read-only file tmp_auths_<kind><random> in dir.
+// createTemp creates a new read-only file auths_tmp_<kind><random> in dir.
 func createTemp(dir, kind string) (*os.File, string, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {

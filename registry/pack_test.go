@@ -38,7 +38,7 @@ func checkPackDir(t testing.TB, gitDir string) int {
 	packs := map[string]bool{}
 	for _, name := range other {
 		switch {
-		case strings.HasPrefix(name, "tmp_"):
+		case strings.HasPrefix(name, "tmp_") || strings.HasPrefix(name, tmpPrefix):
 		case strings.HasSuffix(name, ".bitmap") || strings.HasSuffix(name, ".rev") || strings.HasSuffix(name, ".keep"):
 		case strings.HasSuffix(name, ".pack"):
 			packs[strings.TrimSuffix(name, ".pack")] = true

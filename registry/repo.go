@@ -45,6 +45,10 @@ type options struct {
 	// measure the work that depends on the registry's size apart from the
 	// file system's flush (BenchmarkAppendDurable measures that).
 	noSync bool
+	// beforeRefMove, when set, runs between the write of a commit's pack
+	// and the move of its ref: tests run git's maintenance there, the
+	// moment a pack's objects are unreachable.
+	beforeRefMove func()
 }
 
 // Option configures Open and Init.
