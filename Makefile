@@ -10,9 +10,10 @@ export GO
 # What the demo needs: cgo for piv-go and PKCS#11, SoftHSM for tokens, git.
 DEMO_PKGS := gcc libc6-dev pkg-config git libpcsclite-dev softhsm2
 # What the tests need besides: pcscd + vpcd for the virtual PIV cards,
-# ykcs11 and OpenSC's pkcs11-spy, OpenSSH and pinentry, and the namespace
-# tools of the card rig.
-TEST_PKGS := $(DEMO_PKGS) opensc-pkcs11 opensc pcscd vsmartcard-vpcd ykcs11 \
+# ykcs11 and OpenSC's pkcs11-spy, OpenSSH and pinentry, the namespace
+# tools of the card rig, and strace (what a registry commit flushes before
+# it is reported).
+TEST_PKGS := $(DEMO_PKGS) opensc-pkcs11 opensc pcscd vsmartcard-vpcd ykcs11 strace \
 	openssh-client openssh-server pinentry-tty iproute2 util-linux procps
 
 .PHONY: all build check-go demo-deps test-deps demo test bench vet fuzz clean

@@ -27,24 +27,34 @@
 //
 // The new objects of a commit (or of a pending proposal's update) are
 // written as one pack with its index in objects/pack/, whole objects
-// without deltas: both under temporary names, flushed to disk (one
-// syncfs(2) on Linux, an fsync of each file elsewhere), renamed into place
-// pack first and index last as git does, the directory flushed; only then
-// does the ref move. A crash leaves the old or the new commit; what it may
-// leave behind is auths_tmp_* files or a pack without its index, both
-// ignored by git and removed by a later merge.
+// without deltas: both under temporary names, flushed to disk (fdatasync
+// of each on Linux, fsync elsewhere; never syncfs, which would make a
+// commit wait for every writer of the file system), renamed into place
+// pack first and index last as git does, the directory flushed. Before
+// its rename the pack gets a pack-<id>.keep file, as git's receive-pack
+// does: its objects are unreachable until the ref moves, and git repack
+// -a -d or git gc --prune=now running meanwhile would delete them. Then
+// the ref moves (git's lock-file protocol) and its directory is flushed
+// before the commit is reported; the .keep goes once the ref has moved or
+// the compare-and-swap failed. A crash leaves the old or the new commit;
+// what it may leave behind is auths_tmp_* files, a pack without its index
+// or a .keep of ours, removed by a later merge, or a ref lock, which only
+// [Registry.Unlock] removes: like git, a writer never breaks a lock file
+// (it waits [WithRefLockWait], then fails with a [*LockError]).
 //
 // One pack per commit would slow reads down as they pile up: when a commit
-// finds more than 32 packs ([WithMaxPacks]) it merges, still under the
-// flock, the packs `git repack --geometric=2` would pick (the small ones,
-// and larger ones as long as the packs left would not at least double from
-// one to the next), so each object is rewritten a logarithmic number of
-// times and never the whole registry per merge. Whole objects are copied
-// byte for byte (CRC-32 checked), deltas of packs git wrote are resolved.
-// The merged pack is in place before the packs it replaces are removed,
-// index first. Packs with a .keep, .promisor or .mtimes file are not
-// merged; loose objects (written by git, or by this package before it
-// wrote packs) are left alone.
+// finds more than 32 packs of its own ([WithMaxPacks]) it merges, still
+// under the flock, the packs `git repack --geometric=2` would pick by
+// object count (the small ones, and larger ones as long as the packs left
+// would not at least double from one to the next), so each object is
+// rewritten a logarithmic number of times and never the whole registry per
+// merge. Objects are copied byte for byte (CRC-32 checked). The merged pack
+// is in place before the packs it replaces are removed, index first. Only
+// packs this package wrote are merged (their ids are recorded in
+// <gitdir>/auths-agent-packs), and none that a multi-pack-index lists or
+// that has a .keep, .promisor, .mtimes or .bitmap file: the rest of the
+// repository is git's to maintain (git gc, git maintenance). Loose objects
+// are left alone.
 //
 // Reads list packs by their index, as git does, and keep each listed pack
 // open, so a pack another process removes stays readable until the next

@@ -1,7 +1,7 @@
 package main
 
 // This file holds `auths-agent registry`: creating the auths v1 registry in
-// a git repository.
+// a git repository, and removing the git lock files a crashed writer left.
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ func registryCommand(env *cliEnv) *cli.Command {
 	return &cli.Command{
 		Name:        "registry",
 		Usage:       "work with the auths git registry (refs/auths/registry)",
-		Subcommands: []*cli.Command{registryInitCommand(env)},
+		Subcommands: []*cli.Command{registryInitCommand(env), registryUnlockCommand(env)},
 	}
 }
 
@@ -57,6 +57,43 @@ func registryInitCommand(env *cliEnv) *cli.Command {
 	}
 }
 
+func registryUnlockCommand(env *cliEnv) *cli.Command {
+	return &cli.Command{
+		Name:  "unlock",
+		Usage: "remove the ref lock files a crashed writer left (refs/auths/registry.lock, pending ref locks, packed-refs.lock)",
+		Description: "A commit never removes a git lock file: it waits for it, then fails naming\n" +
+			"it, as git does. When no git command runs in the repository, this command\n" +
+			"removes the lock files a crashed writer left on the refs this program\n" +
+			"writes, and lists them on stdout. It refuses (exit 1) while a process\n" +
+			"holds registry.lock (a writer of auths-agent or auths is running).",
+		Flags: []cli.Flag{registryFlag()},
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c); err != nil {
+				return err
+			}
+			dir := c.String("registry")
+			r, err := openRegistry(env, dir)
+			if err != nil {
+				return err
+			}
+			removed, err := r.Unlock()
+			if err != nil {
+				if errors.Is(err, registry.ErrLockHeld) {
+					return negativeErr("registry %s: %s", dir, oneLine(err.Error()))
+				}
+				return registryErr(dir, err)
+			}
+			if len(removed) == 0 {
+				fmt.Fprintln(env.stdout, "no lock files to remove")
+			}
+			for _, p := range removed {
+				fmt.Fprintf(env.stdout, "removed %s\n", p)
+			}
+			return nil
+		},
+	}
+}
+
 // registryOptions are the registry's injected dependencies for the CLI: the
 // wall clock and diagnostics on stderr.
 func registryOptions(env *cliEnv) []registry.Option {
@@ -81,8 +118,9 @@ func openRegistry(env *cliEnv, dir string) (*registry.Registry, error) {
 // is an unreadable input.
 func registryErr(dir string, err error) error {
 	var oe *registry.OpError
+	var le *registry.LockError
 	switch {
-	case errors.As(err, &oe), errors.Is(err, registry.ErrConflict), errors.Is(err, registry.ErrCorrupt),
+	case errors.As(err, &oe), errors.As(err, &le), errors.Is(err, registry.ErrConflict), errors.Is(err, registry.ErrCorrupt),
 		errors.Is(err, registry.ErrNotFound), errors.Is(err, registry.ErrNoRegistry):
 		return negativeErr("registry %s: %s", dir, oneLine(err.Error()))
 	}
