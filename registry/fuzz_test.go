@@ -30,7 +30,8 @@ var fuzzPending = PendingID{Prefix: "EFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFu
 // (symlink), @g (submodule: the id is the content's SHA-1) or @t (the
 // content is a raw tree object). loose/<path> puts a file at <path> of the
 // registry tree whose loose object file holds the content as given (header
-// included), so it may claim any size or type.
+// included), so it may claim any size or type. idx is written as the index
+// of an empty pack beside the objects, as another process might leave one.
 func FuzzRegistryTree(f *testing.F) {
 	f.Fuzz(fuzzOne)
 }
@@ -62,6 +63,10 @@ func fuzzOne(t *testing.T, data []byte) {
 			reg.add(ob, strings.TrimPrefix(file.Name, "r/"), file.Data)
 		case strings.HasPrefix(file.Name, "p/"):
 			pend.add(ob, strings.TrimPrefix(file.Name, "p/"), file.Data)
+		case file.Name == "idx":
+			base := filepath.Join(dir, "objects", "pack", "pack-"+strings.Repeat("f", 40))
+			os.WriteFile(base+".pack", []byte("PACK\x00\x00\x00\x02\x00\x00\x00\x00"), 0o444)
+			os.WriteFile(base+".idx", file.Data, 0o444)
 		case strings.HasPrefix(file.Name, "loose/"):
 			h := plumbing.Hash(sha1.Sum(file.Data))
 			writeLoose(t, dir, h, file.Data)
