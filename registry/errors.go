@@ -3,6 +3,10 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Errors callers branch on with errors.Is.
@@ -81,7 +85,37 @@ func (e *CorruptError) Error() string {
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
-	return msg
+	return escapeControls(msg)
+}
+
+// escapeControls writes control characters and invalid UTF-8 as Go
+// escapes: a corrupt registry names its paths and contents, which are
+// anyone's bytes, and an error must stay one line that cannot rewrite a
+// terminal.
+func escapeControls(s string) string {
+	clean := true
+	for _, c := range s {
+		if c == utf8.RuneError || unicode.IsControl(c) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, c := range s {
+		switch {
+		case c == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(c):
+			q := strconv.QuoteRune(c)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
 }
 
 // Is makes errors.Is(err, ErrCorrupt) true.

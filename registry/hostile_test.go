@@ -150,3 +150,14 @@ func TestHostileRefFile(t *testing.T) {
 		t.Errorf("reading the ref allocated %d bytes", n)
 	}
 }
+
+// TestCorruptErrorOneLine: a path or content with control characters or
+// invalid UTF-8 (anyone's bytes, from a tree) is escaped in the message.
+// FuzzRegistryTree found an events/ entry named "00000001.attachment\r.cesr".
+func TestCorruptErrorOneLine(t *testing.T) {
+	err := corrupt("v1/events/1\r\n\x1b[2J\xff\u00e9\uFFFD", "holds %q", "x")
+	want := `corrupt registry: v1/events/1\r\n\x1b[2J\xffé` + "\uFFFD" + `: holds "x"`
+	if err.Error() != want {
+		t.Errorf("got  %s\nwant %s", err, want)
+	}
+}
