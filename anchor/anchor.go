@@ -88,7 +88,7 @@ func (a *Anchorer) Stage(ctx context.Context, prefix string, ch Change) (*Propos
 		}
 		seals = append(seals, c)
 	}
-	atts, err := checkAttestations(ch.Attestations)
+	atts, err := checkAttestations(prefix, st, ch.Attestations)
 	if err != nil {
 		return nil, err
 	}
@@ -102,28 +102,73 @@ func (a *Anchorer) Stage(ctx context.Context, prefix string, ch Change) (*Propos
 	return newProposal(e, st, atts, a.clock(), a.ttl)
 }
 
-// checkAttestations computes each attestation's SAID and checks its device
-// DID and document before anything is signed.
-func checkAttestations(in []Attestation) ([]Attestation, error) {
+// checkAttestations reads each attestation as auths does and checks it
+// before anything is signed: its subject is the device given, its issuer
+// is the anchoring identity, the device signed it, an identity_signature
+// (if any) verifies with a current key of the identity, and it is a
+// supersede exactly when it is a revocation (revoked_at set), so that what
+// escrow keeps beside the signed event cannot change its meaning. The
+// document kept is auths' serialization, whose SAID the event seals.
+func checkAttestations(prefix string, st *kel.KeyState, in []Attestation) ([]Attestation, error) {
 	out := make([]Attestation, 0, len(in))
 	seen := map[string]bool{}
 	for i, at := range in {
-		if _, err := registry.DeviceDir(at.Device); err != nil {
-			return nil, fmt.Errorf("attestation %d: %w: %w", i, ErrBadAttestation, err)
-		}
-		if seen[at.Device] {
-			return nil, fmt.Errorf("attestation %d: %w: device %s given twice", i, ErrBadAttestation, at.Device)
-		}
-		seen[at.Device] = true
-		said, err := kel.AttestationSAID(at.Document)
+		a, err := checkAttestation(prefix, st, at)
 		if err != nil {
-			return nil, fmt.Errorf("attestation %d (%s): %w: %w", i, at.Device, ErrBadAttestation, err)
+			return nil, fmt.Errorf("attestation %d (%s): %w: %w", i, clipDID(at.Device), ErrBadAttestation, err)
 		}
-		at.Document = append([]byte(nil), at.Document...)
-		at.SAID = said
-		out = append(out, at)
+		if seen[a.Subject] {
+			return nil, fmt.Errorf("attestation %d: %w: device %s given twice", i, ErrBadAttestation, a.Subject)
+		}
+		seen[a.Subject] = true
+		said, err := a.SAID()
+		if err != nil {
+			return nil, fmt.Errorf("attestation %d (%s): %w: %w", i, a.Subject, ErrBadAttestation, err)
+		}
+		out = append(out, Attestation{Device: a.Subject, Document: a.Pretty(), Supersede: at.Supersede, SAID: said})
 	}
 	return out, nil
+}
+
+func checkAttestation(prefix string, st *kel.KeyState, at Attestation) (*kel.Attestation, error) {
+	device, err := kel.CanonicalDID(at.Device)
+	if err != nil {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	if _, err := registry.DeviceDir(device); err != nil {
+		return nil, err
+	}
+	a, err := kel.ParseAttestation(at.Document)
+	if err != nil {
+		return nil, err
+	}
+	if a.Subject != device {
+		return nil, fmt.Errorf("its subject is %s, not the device %s", clipDID(a.Subject), device)
+	}
+	if a.Issuer != "did:keri:"+prefix {
+		return nil, fmt.Errorf("its issuer is %s, not the anchoring identity did:keri:%s", clipDID(a.Issuer), prefix)
+	}
+	if at.Supersede != (a.RevokedAt != nil) {
+		if at.Supersede {
+			return nil, errors.New("a revocation must set revoked_at")
+		}
+		return nil, errors.New("it sets revoked_at: give it as a revocation")
+	}
+	if err := a.VerifyDevice(); err != nil {
+		return nil, err
+	}
+	if err := a.VerifyIdentity(st.CurrentKeys); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// clipDID shortens a DID taken from input for an error message.
+func clipDID(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
 }
 
 func (a *Anchorer) keyState(prefix string) (*kel.KeyState, error) {

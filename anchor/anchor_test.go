@@ -54,7 +54,7 @@ func TestAnchorThresholds(t *testing.T) {
 				}
 				return r
 			}, did)
-			doc := attestation(did, 1)
+			doc := attestation(prefix, did, 1)
 			p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: doc}}})
 			if err != nil {
 				t.Fatal(err)
@@ -97,9 +97,19 @@ func TestAnchorThresholds(t *testing.T) {
 			if st.Sequence != 1 || st.LastEventSAID != p.SAID() {
 				t.Errorf("tip s=%d %s, want 1 %s", st.Sequence, st.LastEventSAID, p.SAID())
 			}
+			// Given in auths' legacy form, stored as auths serializes it and
+			// sealed under the SAID of that form.
+			pa, err := kel.ParseAttestation(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
 			got, err := snap.Attestation(did)
-			if err != nil || string(got) != string(doc) {
+			if err != nil || string(got) != string(pa.Pretty()) {
 				t.Errorf("attestation = %q, %v", got, err)
+			}
+			said, _ := pa.SAID()
+			if ev := p.Event(); len(ev.Seals) != 1 || string(ev.Seals[0]) != string(kel.DigestSeal(said)) {
+				t.Errorf("seals %s, want the digest seal of %s", ev.Seals, said)
 			}
 			// One commit holds both the event and the attestation.
 			after := git(t, dir, "rev-list", "--count", registry.RegistryRef)
@@ -204,7 +214,7 @@ func TestRotateThenAnchor(t *testing.T) {
 
 	// Anchor with the new keys (indexes 1 and 2 now).
 	did := "did:key:z6MkRotated"
-	p2, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, 2)}}})
+	p2, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, 2)}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,8 @@ func TestAtomicity(t *testing.T) {
 	head := git(t, dir, "rev-parse", registry.RegistryRef)
 	good, bad := "did:key:z6MkGoodDevice", "did:key:z6MkNoSuchDevice"
 	p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{
-		{Device: good, Document: attestation(good, 1)},
-		{Device: bad, Document: attestation(bad, 2), Supersede: true},
+		{Device: good, Document: attestation(prefix, good, 1)},
+		{Device: bad, Document: revocation(prefix, bad, 2), Supersede: true},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +58,11 @@ func TestBadInput(t *testing.T) {
 	s1, _ := newKey(t, tokenLabels[0], kel.Ed25519)
 	s2, _ := newKey(t, tokenLabels[1], kel.Ed25519)
 	k1, k2 := qb64(t, s1), qb64(t, s2)
+	badDev := "did:key:z6MkBadInputDevice"
+	stageAtt := func(device string, doc []byte, supersede bool) error {
+		_, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: device, Document: doc, Supersede: supersede}}})
+		return err
+	}
 
 	// A non-transferable identity (no next keys) and an EO one.
 	ntSpec := kel.InceptionSpec{Keys: []string{k1}, Threshold: kel.SimpleThreshold(1)}
@@ -139,11 +144,37 @@ func TestBadInput(t *testing.T) {
 		{"bad attestation document", func() error {
 			_, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: "did:key:z6MkX", Document: []byte("not json")}}})
 			return err
-		}, anchor.ErrBadAttestation, "attestation 0 (did:key:z6MkX): bad attestation: attestation: not canonicalizable JSON"},
+		}, anchor.ErrBadAttestation, "attestation 0 (did:key:z6MkX): bad attestation: attestation: not JSON: expected value at byte 0"},
 		{"bad device DID", func() error {
 			_, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: "did:key:a/b", Document: []byte("{}")}}})
 			return err
-		}, anchor.ErrBadAttestation, "attestation 0: bad attestation: device DID"},
+		}, anchor.ErrBadAttestation, "attestation 0 (did:key:a/b): bad attestation: device DID"},
+		{"attestation missing a field", func() error {
+			doc := strings.Replace(string(attestation(prefix, badDev, 1)), `"device_signature"`, `"device_sig"`, 1)
+			return stageAtt(badDev, []byte(doc), false)
+		}, anchor.ErrBadAttestation, `bad attestation: attestation: field "device_signature": missing (required)`},
+		{"attestation of another device", func() error {
+			return stageAtt("did:key:z6MkOther", attestation(prefix, badDev, 1), false)
+		}, anchor.ErrBadAttestation, "its subject is " + badDev + ", not the device did:key:z6MkOther"},
+		{"attestation of another issuer", func() error {
+			return stageAtt(badDev, attestation("EOtherIdentity", badDev, 1), false)
+		}, anchor.ErrBadAttestation, "its issuer is did:keri:EOtherIdentity, not the anchoring identity did:keri:" + prefix},
+		{"bad device signature", func() error {
+			doc := attestation(prefix, badDev, 1)
+			i := strings.Index(string(doc), `"device_signature":"`) + len(`"device_signature":"`)
+			if doc[i] == '0' { // another hex digit
+				doc[i] = '1'
+			} else {
+				doc[i] = '0'
+			}
+			return stageAtt(badDev, doc, false)
+		}, anchor.ErrBadAttestation, `attestation: field "device_signature": does not verify with device_public_key`},
+		{"revocation flag without revoked_at", func() error {
+			return stageAtt(badDev, attestation(prefix, badDev, 1), true)
+		}, anchor.ErrBadAttestation, "a revocation must set revoked_at"},
+		{"revoked_at without the revocation flag", func() error {
+			return stageAtt(badDev, revocation(prefix, badDev, 1), false)
+		}, anchor.ErrBadAttestation, "it sets revoked_at: give it as a revocation"},
 	} {
 		err := tc.run()
 		if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.want) {

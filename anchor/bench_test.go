@@ -63,7 +63,7 @@ func BenchmarkAnchor(b *testing.B) {
 	one := func(b *testing.B, sign func(context.Context, *anchor.Proposal, []hsm.Signer) ([]kel.Siger, error), signers []hsm.Signer) {
 		n++
 		did := fmt.Sprintf("did:key:z6MkBench%d", n)
-		p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, n)}}})
+		p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, n)}}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -156,9 +156,21 @@ func (a *Anchorer) decode(id registry.PendingID, files registry.PendingFiles) (*
 		if !ok || !strings.HasPrefix(ma.File, dirAtts) {
 			return nil, nil, damaged("attestation %d: file %q missing", i, ma.File)
 		}
-		said, err := kel.AttestationSAID(doc)
+		// meta.json is not signed: what it says must agree with the document
+		// the event anchors (its subject, and revoked_at for a supersede).
+		ad, err := kel.ParseAttestation(doc)
+		if err != nil {
+			return nil, nil, damaged("attestation %d (%s): %v", i, ma.File, err)
+		}
+		said, err := ad.SAID()
 		if err != nil || said != ma.SAID {
 			return nil, nil, damaged("attestation %d (%s): its SAID is not %s", i, ma.File, ma.SAID)
+		}
+		if ad.Subject != ma.Device {
+			return nil, nil, damaged("attestation %d (%s): %s names device %s, the signed document %s", i, ma.File, fileMeta, clipDID(ma.Device), ad.Subject)
+		}
+		if ma.Supersede != (ad.RevokedAt != nil) {
+			return nil, nil, damaged("attestation %d (%s): %s says supersede=%v, the signed document has revoked_at=%v", i, ma.File, fileMeta, ma.Supersede, ad.RevokedAt != nil)
 		}
 		if !slices.ContainsFunc(e.Seals, func(s json.RawMessage) bool { return string(s) == string(kel.DigestSeal(said)) }) {
 			return nil, nil, damaged("attestation %d (%s): the event does not anchor its SAID %s", i, ma.File, said)

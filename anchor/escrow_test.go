@@ -39,7 +39,7 @@ func runHelper(name string) error {
 	}
 	a := anchor.New(reg)
 	did := os.Getenv("HELPER_DID")
-	p, err := a.Stage(ctx, os.Getenv("HELPER_PREFIX"), anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, 7)}}})
+	p, err := a.Stage(ctx, os.Getenv("HELPER_PREFIX"), anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(os.Getenv("HELPER_PREFIX"), did, 7)}}})
 	if err != nil {
 		return err
 	}
@@ -328,4 +328,56 @@ func TestEscrowInceptionAndRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	fsck(t, dir)
+}
+
+// TestEscrowMetaMustMatchDocument: meta.json is not signed, so a proposal
+// whose meta.json names another device, or flips the supersede flag, than
+// the document the event anchors says is refused as damaged (issue 9 item
+// 5; before, Load took the device and the flag from meta.json as written).
+func TestEscrowMetaMustMatchDocument(t *testing.T) {
+	ctx := context.Background()
+	reg, _ := newRegistry(t)
+	a := anchor.New(reg)
+	prefix, cur, _ := identity(t, a, "2", 3)
+	did := "did:key:z6MkEscrowMeta"
+	p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, 1)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor.Sign(ctx, p, cur[:2])
+	if err := a.Save(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	id := registry.PendingID{Prefix: prefix, SAID: p.SAID()}
+	orig, err := reg.ReadPending(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		{`"device": "` + did + `"`, `"device": "did:key:z6MkSomeoneElse"`, "meta.json names device did:key:z6MkSomeoneElse, the signed document " + did},
+		{`"file": "attestations/0.json",`, `"file": "attestations/0.json", "supersede": true,`, "meta.json says supersede=true, the signed document has revoked_at=false"},
+	} {
+		files := registry.PendingFiles{}
+		for k, v := range orig {
+			files[k] = v
+		}
+		edited := strings.Replace(string(files["meta.json"]), tc.from, tc.to, 1)
+		if edited == string(files["meta.json"]) {
+			t.Fatalf("meta.json has no %s:\n%s", tc.from, files["meta.json"])
+		}
+		files["meta.json"] = []byte(edited)
+		if err := reg.DeletePending(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.PutPending(ctx, id, files); err != nil {
+			t.Fatal(err)
+		}
+		pd, err := a.Load(ctx, prefix, p.SAID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pd.Err == nil || !strings.Contains(pd.Err.Error(), tc.want) {
+			t.Errorf("Load with meta.json edited to %s: %v, want damaged: %q", tc.to, pd.Err, tc.want)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/pkcs11"
+	"github.com/auths-dev/auths-agent/internal/attesttest"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
 	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
@@ -216,6 +217,16 @@ func newClock(t time.Time) *fixedClock {
 }
 func (c *fixedClock) Now() time.Time      { return time.Unix(0, c.now.Load()).UTC() }
 func (c *fixedClock) Add(d time.Duration) { c.now.Add(int64(d)) }
-func attestation(did string, n int) []byte {
-	return []byte(fmt.Sprintf(`{"issuer":"did:keri:test","subject":%q,"rid":"rid%05d","capabilities":["sign_commit"]}`, did, n))
+
+// attestation is an auths attestation of did issued by prefix, signed by
+// a device key derived from did, in auths' legacy form.
+func attestation(prefix, did string, n int) []byte {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, n*1000, time.UTC)
+	return attesttest.Legacy(attesttest.NewDevice(did).Attestation(prefix, did, fmt.Sprintf("rid%05d", n), ts, false))
+}
+
+// revocation is attestation with revoked_at set.
+func revocation(prefix, did string, n int) []byte {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, n*1000, time.UTC)
+	return attesttest.NewDevice(did).Attestation(prefix, did, fmt.Sprintf("rid%05d", n), ts, true).Pretty()
 }

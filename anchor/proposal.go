@@ -25,9 +25,9 @@ type Key struct {
 // Attestation is a device attestation the change stores in the same batch
 // as its event. Its SAID (kel.AttestationSAID) is anchored by a digest seal.
 type Attestation struct {
-	Device    string // device DID
-	Document  []byte // the JSON document, stored as given
-	Supersede bool   // replaces the device's current document (a revocation)
+	Device    string // device DID (canonical once staged)
+	Document  []byte // auths' Attestation; once staged, as auths serializes it
+	Supersede bool   // replaces the device's current document: a revocation (revoked_at set)
 	SAID      string // set by staging
 }
 

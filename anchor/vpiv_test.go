@@ -70,7 +70,7 @@ func TestPIVAnchor(t *testing.T) {
 	a := anchor.New(reg)
 	prefix := incept(t, a, cur, "2", next, "2")
 	did := "did:key:z6MkPIVDevice"
-	pr, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, 1)}}})
+	pr, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, 1)}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,8 +59,11 @@ func (o batchOp) who() string {
 // new identity.
 func (b *Batch) Append(se kel.SignedEvent) { b.ops = append(b.ops, batchOp{kind: opAppend, se: se}) }
 
-// StoreAttestation writes doc, an opaque JSON object about the device did,
-// as the device's current attestation, with a copy under its history/.
+// StoreAttestation writes doc, an auths attestation (kel.Attestation) whose
+// subject is the device did, as the device's current attestation, with a
+// copy under its history/, both as auths serializes it. Its device
+// signature must verify, and an event of its issuer in the same batch must
+// anchor its SAID.
 func (b *Batch) StoreAttestation(did string, doc []byte) {
 	b.ops = append(b.ops, batchOp{kind: opStore, did: did, doc: append([]byte(nil), doc...)})
 }
@@ -86,6 +89,15 @@ type planner struct {
 	devices map[string]bool          // device dir → has an attestation
 	meta    Metadata
 	summary []string
+	// events appended by the batch with the state after each; attested
+	// are its attestations, checked against events once all ops ran.
+	events   []appended
+	attested []attested
+}
+
+type appended struct {
+	e  *kel.Event
+	st *kel.KeyState
 }
 
 func newPlanner(s *Snapshot, now time.Time) (*planner, error) {
@@ -110,7 +122,7 @@ func (p *planner) op(i int, o batchOp) error {
 	case opAppend:
 		err = p.append(i, o.se)
 	default:
-		err = p.attest(o)
+		err = p.attest(i, o)
 	}
 	if err != nil {
 		return &OpError{Index: i, Op: o.kind.String(), Who: o.who(), Err: err}
@@ -206,22 +218,40 @@ func (p *planner) append(i int, se kel.SignedEvent) error {
 		p.meta.IdentityCount++
 	}
 	p.states[e.Prefix] = next
+	p.events = append(p.events, appended{e: e, st: next})
 	p.saids[e.Prefix+"/"+strconv.FormatUint(e.Sn, 10)] = e.SAID
 	p.summary = append(p.summary, fmt.Sprintf("%s %s s=%x %s", e.Type, e.Prefix, e.Sn, e.SAID))
 	return nil
 }
 
-func (p *planner) attest(o batchOp) error {
-	dir, err := DeviceDir(o.did)
+func (p *planner) attest(i int, o batchOp) error {
+	a, err := kel.ParseAttestation(o.doc)
 	if err != nil {
 		return err
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(o.doc, &fields); err != nil || fields == nil {
-		return errors.New("attestation: not a JSON object")
-	}
-	rid, err := historyRID(fields, o.doc)
+	did, err := kel.CanonicalDID(o.did)
 	if err != nil {
+		return fmt.Errorf("device DID: %w", err)
+	}
+	if a.Subject != did {
+		return fmt.Errorf("%w: the document's subject is %s, not the device %s", kel.ErrBadAttestation, clip(a.Subject), clip(did))
+	}
+	issuer, ok := strings.CutPrefix(a.Issuer, "did:keri:")
+	if !ok {
+		return fmt.Errorf("%w: issuer %s is not a did:keri identity, so no KEL of the registry can anchor it", kel.ErrBadAttestation, clip(a.Issuer))
+	}
+	if err := a.VerifyDevice(); err != nil {
+		return err
+	}
+	said, err := a.SAID()
+	if err != nil {
+		return err
+	}
+	dir, err := DeviceDir(did)
+	if err != nil {
+		return err
+	}
+	if err := checkRID(a.RID); err != nil {
 		return err
 	}
 	current := dir + "/attestation.json"
@@ -234,7 +264,7 @@ func (p *planner) attest(o batchOp) error {
 	if o.kind == opSupersede && !exists {
 		return fmt.Errorf("device %s has no attestation to supersede: %w", o.did, ErrNotFound)
 	}
-	hist := dir + "/history/" + historyName(p.now, rid)
+	hist := dir + "/history/" + historyName(p.now, a.RID)
 	if _, taken := p.edits[hist]; taken {
 		return fmt.Errorf("history copy %s written twice in one batch", hist)
 	}
@@ -243,40 +273,72 @@ func (p *planner) attest(o batchOp) error {
 	} else if taken {
 		return fmt.Errorf("history copy %s exists", hist)
 	}
-	p.put(current, o.doc)
-	p.put(hist, o.doc)
+	// Stored as auths serializes it, so that auths loads it and finds the
+	// SAID it computes anchored.
+	doc := a.Pretty()
+	p.put(current, doc)
+	p.put(hist, doc)
 	if !exists {
 		p.meta.DeviceCount++
 	}
 	p.devices[dir] = true
-	p.summary = append(p.summary, fmt.Sprintf("%s %s", o.kind, o.did))
+	p.attested = append(p.attested, attested{op: i, o: o, att: a, issuer: issuer, said: said})
+	p.summary = append(p.summary, fmt.Sprintf("%s %s", o.kind, did))
 	return nil
 }
 
-// historyRID returns the "rid" part of a history copy's name: the first 8
-// characters of the document's "rid", or of its SAID when it has none.
-func historyRID(fields map[string]json.RawMessage, doc []byte) (string, error) {
-	var rid string
-	if raw, ok := fields["rid"]; ok {
-		if err := json.Unmarshal(raw, &rid); err != nil || rid == "" {
-			return "", errors.New(`attestation: "rid" is not a non-empty string`)
+// attested is an attestation of the batch waiting for its anchor.
+type attested struct {
+	op     int
+	o      batchOp
+	att    *kel.Attestation
+	issuer string // KERI prefix of the issuing identity
+	said   string
+}
+
+// checkAnchors requires that every attestation of the batch is anchored
+// (a digest seal of its SAID) by an event of its issuer appended in the
+// same batch, and that an identity_signature verifies with that event's
+// keys: nothing unsigned changes what a verifier trusts.
+func (p *planner) checkAnchors() error {
+	for _, at := range p.attested {
+		seal := string(kel.DigestSeal(at.said))
+		var by *kel.KeyState
+		for _, ev := range p.events {
+			if ev.e.Prefix != at.issuer {
+				continue
+			}
+			for _, s := range ev.e.Seals {
+				if string(s) == seal {
+					by = ev.st
+				}
+			}
 		}
-	} else {
-		said, err := kel.AttestationSAID(doc)
+		err := error(nil)
+		if by == nil {
+			err = fmt.Errorf("%w: no event of %s in this batch seals its SAID %s", ErrUnanchored, clip(at.issuer), at.said)
+		} else {
+			err = at.att.VerifyIdentity(by.CurrentKeys)
+		}
 		if err != nil {
-			return "", err
+			return &OpError{Index: at.op, Op: at.o.kind.String(), Who: at.o.who(), Err: err}
 		}
-		rid = said
 	}
-	if len(rid) > 8 {
-		rid = rid[:8]
+	return nil
+}
+
+// checkRID refuses a rid that cannot name the history copy: auths writes
+// the whole rid into the file name.
+func checkRID(rid string) error {
+	if rid == "" || len(rid) > 200 || rid == "." || rid == ".." {
+		return fmt.Errorf("%w: rid %q cannot name a history file", kel.ErrBadAttestation, clip(rid))
 	}
 	for i := 0; i < len(rid); i++ {
-		if !isB64(rid[i]) && rid[i] != '.' && rid[i] != ':' {
-			return "", fmt.Errorf("attestation: rid %q cannot name a file", clip(rid))
+		if c := rid[i]; !isB64(c) && !strings.ContainsRune(".:+=@~", rune(c)) {
+			return fmt.Errorf("%w: rid %q: character %q cannot name a history file", kel.ErrBadAttestation, clip(rid), c)
 		}
 	}
-	return rid, nil
+	return nil
 }
 
 // finish writes metadata.json and returns the commit message.

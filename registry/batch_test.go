@@ -2,11 +2,13 @@ package registry
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/auths-dev/auths-agent/internal/attesttest"
 	"github.com/auths-dev/auths-agent/kel"
 )
 
@@ -80,7 +82,7 @@ func TestBatchRefused(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var b Batch
-			b.StoreAttestation("did:key:z6MkBatchRefused", attestationDoc("did:key:z6MkBatchRefused", "rid-0001", ""))
+			b.StoreAttestation("did:key:z6MkBatchRefused", attestationDoc(id.st.Prefix, "did:key:z6MkBatchRefused", "rid-0001"))
 			b.Append(tc.se)
 			_, err := r.Commit(bg(), &b)
 			var oe *OpError
@@ -137,61 +139,153 @@ func TestBatchInBatchChain(t *testing.T) {
 }
 
 func TestAttestations(t *testing.T) {
-	dir := newGitRepo(t, true)
-	r := openTest(t, dir)
+	dir, r, id := newIDRegistry(t)
 	did := "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
-	doc1 := attestationDoc(did, "rid-aaaaaaaaaa", "")
+	dev := attesttest.NewDevice(did)
+	ts := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	att1 := dev.Attestation(id.st.Prefix, did, "rid-aaaaaaaaaa-0001", ts, false)
+	// Given in auths' legacy form: stored as auths serializes it and sealed
+	// under the SAID of that form.
+	legacy := attesttest.Legacy(att1)
+	said1, _ := att1.SAID()
+	if s, _ := kel.AttestationSAID(legacy); s != said1 {
+		t.Fatalf("legacy form SAID %s, stored form %s", s, said1)
+	}
+	ixn, _ := id.ixn(kel.DigestSeal(said1))
 	var b Batch
-	b.StoreAttestation(did, doc1)
+	b.Append(ixn)
+	b.StoreAttestation(did, legacy)
 	if _, err := r.Commit(bg(), &b); err != nil {
 		t.Fatal(err)
 	}
 	// The same clock would name the same history copy: move it on.
 	r2 := openTest(t, dir, WithClock(func() time.Time { return fixedClock()().Add(1500 * time.Millisecond) }))
-	doc2 := attestationDoc(did, "rid-bbbbbbbbbb", `,"revoked_at":"2025-01-02T03:04:07Z"`)
+	att2 := dev.Attestation(id.st.Prefix, did, "rid-bbbbbbbbbb-0002", ts.Add(time.Hour), true)
+	said2, _ := att2.SAID()
+	ixn, _ = id.ixn(kel.DigestSeal(said2))
 	b = Batch{}
-	b.SupersedeAttestation(did, doc2)
+	b.SupersedeAttestation(did, att2.Pretty())
+	b.Append(ixn)
 	if _, err := r2.Commit(bg(), &b); err != nil {
 		t.Fatal(err)
 	}
 	s, _ := r.Snapshot()
 	got, err := s.Attestation(did)
-	if err != nil || !bytes.Equal(got, doc2) {
+	if err != nil || !bytes.Equal(got, att2.Pretty()) {
 		t.Errorf("Attestation = %s, %v", got, err)
 	}
 	hist, _ := s.AttestationHistory(did)
-	want := []string{"20250102T030405.678_rid-aaaa.json", "20250102T030407.178_rid-bbbb.json"}
+	want := []string{"20250102T030405.678_rid-aaaaaaaaaa-0001.json", "20250102T030407.178_rid-bbbbbbbbbb-0002.json"}
 	if strings.Join(hist, ",") != strings.Join(want, ",") {
 		t.Errorf("history %v, want %v", hist, want)
 	}
-	paths := runGit(t, dir, "ls-tree", "-r", "--name-only", RegistryRef)
-	dev := "v1/devices/z6/Mk/did_key_z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK/"
-	for _, p := range []string{dev + "attestation.json", dev + "history/" + want[0], dev + "history/" + want[1]} {
-		if !strings.Contains(paths, p+"\n") {
-			t.Errorf("missing %s in\n%s", p, paths)
+	devDir := "v1/devices/z6/Mk/did_key_z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK/"
+	for p, want := range map[string][]byte{
+		devDir + "attestation.json": att2.Pretty(), devDir + "history/" + want[0]: att1.Pretty(), devDir + "history/" + want[1]: att2.Pretty(),
+	} {
+		if got := runGitShow(t, dir, p); got != string(want) {
+			t.Errorf("%s:\n%s\nwant\n%s", p, got, want)
 		}
 	}
 	m, _ := s.Metadata()
 	if m.DeviceCount != 1 {
 		t.Errorf("device_count %d, want 1", m.DeviceCount)
 	}
-	// Superseding a device without an attestation, or a bad DID, is refused.
-	for _, bad := range []func(*Batch){
-		func(b *Batch) {
-			b.SupersedeAttestation("did:key:z6MkNothingHere", attestationDoc("did:key:z6MkNothingHere", "r", ""))
-		},
-		func(b *Batch) { b.StoreAttestation("did:key:z6/../x", attestationDoc("x", "r", "")) },
-		func(b *Batch) { b.StoreAttestation("did:key:z6MkOK", []byte(`[1]`)) },
-		func(b *Batch) { b.StoreAttestation("did:key:z6MkOK", []byte(`{"rid":"../../x"}`)) },
-	} {
-		b = Batch{}
-		bad(&b)
-		if _, err := r2.Commit(bg(), &b); err == nil {
-			t.Errorf("batch %+v committed", b.ops[0])
-		}
+	fsck(t, dir)
+}
+
+// TestAttestationsRefused: a batch with an attestation auths could not
+// load, that its device did not sign, or that no event of its issuer in
+// the batch anchors, writes nothing (issue 9 item 5: before, attestation-
+// only batches committed with no signature at all).
+func TestAttestationsRefused(t *testing.T) {
+	dir, r, id := newIDRegistry(t)
+	head, _ := r.Head()
+	other, otherICP, _ := newTestID("another identity")
+	did := "did:key:z6MkRefused"
+	dev := attesttest.NewDevice(did)
+	ts := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	good := dev.Attestation(id.st.Prefix, did, "rid-1", ts, false)
+	badSig := dev.Attestation(id.st.Prefix, did, "rid-1", ts, false)
+	badSig.DeviceSignature[0] ^= 1
+	withIDSig := dev.Attestation(id.st.Prefix, did, "rid-1", ts, false)
+	withIDSig.IdentitySignature = make([]byte, 64)
+	withIDSig.IdentitySignature[0] = 1
+	dev.Sign(withIDSig)
+	seal := func(a *kel.Attestation) json.RawMessage {
+		s, _ := a.SAID()
+		return kel.DigestSeal(s)
 	}
-	if n := len(commitLog(t, dir)); n != 2 {
-		t.Errorf("%d commits, want 2", n)
+	tests := []struct {
+		name  string
+		build func(b *Batch)
+		want  string
+	}{
+		{"unanchored", func(b *Batch) { b.StoreAttestation(did, good.Pretty()) }, "no event of"},
+		{"anchored by another event's seal", func(b *Batch) {
+			se, _ := id.clone().ixn(kel.DigestSeal(kel.Digest([]byte("x"))))
+			b.Append(se)
+			b.StoreAttestation(did, good.Pretty())
+		}, "no event of"},
+		{"anchored by another identity", func(b *Batch) {
+			se, _ := other.clone().ixn(seal(good))
+			b.Append(otherICP)
+			b.Append(se)
+			b.StoreAttestation(did, good.Pretty())
+		}, "no event of"},
+		{"bad device signature", func(b *Batch) {
+			se, _ := id.clone().ixn(seal(badSig))
+			b.Append(se)
+			b.StoreAttestation(did, badSig.Pretty())
+		}, `"device_signature": does not verify`},
+		{"bad identity signature", func(b *Batch) {
+			se, _ := id.clone().ixn(seal(withIDSig))
+			b.Append(se)
+			b.StoreAttestation(did, withIDSig.Pretty())
+		}, `"identity_signature": does not verify`},
+		{"wrong subject", func(b *Batch) {
+			se, _ := id.clone().ixn(seal(good))
+			b.Append(se)
+			b.StoreAttestation("did:key:z6MkSomeoneElse", good.Pretty())
+		}, "subject is did:key:z6MkRefused"},
+		{"missing field", func(b *Batch) {
+			b.StoreAttestation(did, bytes.Replace(good.Pretty(), []byte(`"rid"`), []byte(`"rim"`), 1))
+		}, `field "rid": missing`},
+		{"not JSON", func(b *Batch) { b.StoreAttestation(did, []byte("[1]")) }, "not a JSON object"},
+		{"rid not a file name", func(b *Batch) {
+			a := dev.Attestation(id.st.Prefix, did, "../../x", ts, false)
+			se, _ := id.clone().ixn(seal(a))
+			b.Append(se)
+			b.StoreAttestation(did, a.Pretty())
+		}, "cannot name a history file"},
+		{"supersede without a current one", func(b *Batch) {
+			se, _ := id.clone().ixn(seal(good))
+			b.Append(se)
+			b.SupersedeAttestation(did, good.Pretty())
+		}, "no attestation to supersede"},
+		{"bad device DID", func(b *Batch) { b.StoreAttestation("did:key:z6/../x", good.Pretty()) }, "subject"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Batch
+			tc.build(&b)
+			_, err := r.Commit(bg(), &b)
+			var oe *OpError
+			if !errors.As(err, &oe) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Commit = %v, want an *OpError saying %q", err, tc.want)
+			}
+			if h, _ := r.Head(); h != head {
+				t.Errorf("ref moved to %s", h)
+			}
+		})
+	}
+	// The good one, anchored, goes through.
+	se, _ := id.ixn(seal(good))
+	var b Batch
+	b.StoreAttestation(did, good.Pretty())
+	b.Append(se)
+	if _, err := r.Commit(bg(), &b); err != nil {
+		t.Fatal(err)
 	}
 	fsck(t, dir)
 }

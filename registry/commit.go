@@ -89,6 +89,9 @@ func (r *Registry) commitLocked(ctx context.Context, parent plumbing.Hash, b *Ba
 			return plumbing.ZeroHash, err
 		}
 	}
+	if err := p.checkAnchors(); err != nil {
+		return plumbing.ZeroHash, err
+	}
 	msg, err := p.finish()
 	if err != nil {
 		return plumbing.ZeroHash, err

@@ -159,7 +159,7 @@ func TestForeignPathsKept(t *testing.T) {
 	dir, r := importVectors(t, false)
 	rewriteRegistry(t, dir, map[string]*string{"v1/orgs/acme/members.json": str(`{"m":1}`), "README": str("hi")})
 	var b Batch
-	b.StoreAttestation("did:key:z6MkForeign", attestationDoc("did:key:z6MkForeign", "rid", ""))
+	attestBatch(&b, "did:key:z6MkForeign", "rid")
 	if _, err := r.Commit(bg(), &b); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestLeftoverRefLock(t *testing.T) {
 	old := nowMinus(3600)
 	os.Chtimes(lock, old, old)
 	var b Batch
-	b.StoreAttestation("did:key:z6MkLock1", attestationDoc("did:key:z6MkLock1", "rid", ""))
+	attestBatch(&b, "did:key:z6MkLock1", "rid")
 	_, err := r.Commit(bg(), &b)
 	var le *LockError
 	if !errors.As(err, &le) || le.Path != lock || !strings.Contains(err.Error(), "remove it (auths-agent registry unlock)") {
@@ -227,7 +227,7 @@ func TestLeftoverRefLock(t *testing.T) {
 	go func() { sleepMs(50); os.Remove(lock) }()
 	r2 := openTest(t, dir, WithRefLockWait(time2s))
 	b = Batch{}
-	b.StoreAttestation("did:key:z6MkLock2", attestationDoc("did:key:z6MkLock2", "rid", ""))
+	attestBatch(&b, "did:key:z6MkLock2", "rid")
 	if _, err := r2.Commit(bg(), &b); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,9 @@ var (
 	ErrNoRegistry = errors.New("no registry ref")
 	// ErrDuplicate means an event with the same SAID is already in the KEL.
 	ErrDuplicate = errors.New("event already present")
+	// ErrUnanchored means a batch stores an attestation that no event of
+	// its issuer in the same batch anchors.
+	ErrUnanchored = errors.New("attestation not anchored")
 )
 
 // ConflictError is a lost compare-and-swap (Op < 0) or an event whose

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"github.com/auths-dev/auths-agent/internal/attesttest"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -151,6 +152,9 @@ func newTestID(seed string) (*testID, kel.SignedEvent, error) {
 	return id, se, err
 }
 
+// clone returns a copy whose events do not advance id.
+func (id *testID) clone() *testID { c := *id; return &c }
+
 // ixn builds, signs and applies the next interaction event.
 func (id *testID) ixn(seals ...json.RawMessage) (kel.SignedEvent, error) {
 	e, err := kel.NewInteraction(id.st, seals)
@@ -166,9 +170,37 @@ func (id *testID) ixn(seals ...json.RawMessage) (kel.SignedEvent, error) {
 	return se, nil
 }
 
-func attestationDoc(did, rid string, extra string) []byte {
-	doc := fmt.Sprintf(`{"rid":%q,"subject":%q,"issuer":"did:keri:test"%s}`, rid, did, extra)
-	return []byte(doc)
+// attestationDoc is an auths attestation of did issued by the identity
+// issuer, signed by a device key derived from did.
+func attestationDoc(issuer, did, rid string) []byte {
+	return attesttest.Doc(issuer, did, rid)
+}
+
+// anchorSeal is the digest seal that anchors doc.
+func anchorSeal(doc []byte) json.RawMessage {
+	said, err := kel.AttestationSAID(doc)
+	if err != nil {
+		panic(err)
+	}
+	return kel.DigestSeal(said)
+}
+
+// attestBatch adds to b an attestation of did and what anchors it: the
+// inception of an identity of its own and an interaction event sealing
+// the attestation's SAID.
+func attestBatch(b *Batch, did, rid string) {
+	id, icp, err := newTestID("issuer of " + did)
+	if err != nil {
+		panic(err)
+	}
+	doc := attestationDoc(id.st.Prefix, did, rid)
+	ixn, err := id.ixn(anchorSeal(doc))
+	if err != nil {
+		panic(err)
+	}
+	b.Append(icp)
+	b.Append(ixn)
+	b.StoreAttestation(did, doc)
 }
 
 func bg() context.Context { return context.Background() }

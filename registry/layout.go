@@ -90,11 +90,9 @@ func DeviceDir(did string) (string, error) {
 }
 
 // historyName is the name of an attestation's history copy:
-// <UTC %Y%m%dT%H%M%S.mmm>_<first 8 characters of rid>.json.
+// <UTC %Y%m%dT%H%M%S.mmm>_<rid>.json with the whole rid (auths formats it
+// with {:.8}, which its ResourceId's Display ignores).
 func historyName(t time.Time, rid string) string {
-	if len(rid) > 8 {
-		rid = rid[:8]
-	}
 	return t.UTC().Format("20060102T150405.000") + "_" + rid + ".json"
 }
 

@@ -106,7 +106,7 @@ func TestConsolidation(t *testing.T) {
 		}
 		var b Batch
 		b.Append(se)
-		b.StoreAttestation(did, attestationDoc(did, fmt.Sprint(k), ""))
+		attestBatch(&b, did, fmt.Sprint(k))
 		if _, err := r.Commit(bg(), &b); err != nil {
 			t.Fatal(err)
 		}

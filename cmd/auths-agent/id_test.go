@@ -45,6 +45,8 @@ func TestTokenScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"status":  cmdStatus,
 			"capture": cmdCapture,
+			"attest":  cmdAttest,
+			"tamper":  cmdTamper,
 		},
 	})
 }

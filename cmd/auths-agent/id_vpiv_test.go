@@ -44,6 +44,7 @@ func TestIDPIVScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"status":  cmdStatus,
 			"capture": cmdCapture,
+			"attest":  cmdAttest,
 		},
 	})
 }

@@ -8,8 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/auths-dev/auths-agent/internal/attesttest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -38,6 +41,7 @@ func TestScripts(t *testing.T) {
 			"status": cmdStatus,
 			"concat": cmdConcat,
 			"tamper": cmdTamper,
+			"attest": cmdAttest,
 		},
 	})
 }
@@ -61,6 +65,39 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("exit status %d, want %d", got, want)
 	}
+}
+
+// cmdAttest: attest [-revoke] [-legacy] ISSUER DEVICE RID FILE writes to
+// FILE an auths attestation of the device DID DEVICE issued by the KERI
+// prefix ISSUER, signed by a device key derived from DEVICE; -revoke sets
+// revoked_at, -legacy writes auths' legacy form (compact, bare-hex key,
+// "+00:00" offset).
+func cmdAttest(ts *testscript.TestScript, neg bool, args []string) {
+	revoke, legacy := false, false
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "-revoke":
+			revoke = true
+		case "-legacy":
+			legacy = true
+		default:
+			ts.Fatalf("attest: unknown flag %s", args[0])
+		}
+		args = args[1:]
+	}
+	if neg || len(args) != 4 {
+		ts.Fatalf("usage: attest [-revoke] [-legacy] ISSUER DEVICE RID FILE")
+	}
+	ts0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if revoke {
+		ts0 = ts0.Add(time.Hour)
+	}
+	a := attesttest.NewDevice(args[1]).Attestation(args[0], args[1], args[2], ts0, revoke)
+	doc := a.Pretty()
+	if legacy {
+		doc = attesttest.Legacy(a)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[3]), doc, 0o644))
 }
 
 // cmdConcat: concat OUT IN... writes the files IN one after another to OUT,
