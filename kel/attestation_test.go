@@ -317,3 +317,25 @@ func FuzzParseAttestation(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckAuthsThreshold(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		keys int
+		want string // "" for accepted
+	}{
+		{`"2"`, 3, ""},
+		{`"a"`, 12, ""},
+		{`[["1/2","1/2","1/2"]]`, 3, ""},
+		{`2`, 3, "bare number"},
+		{`["1/2","1/2"]`, 2, "flat weight list"},
+		{`[["1/2","1/2"],["1/1"]]`, 3, "2 weighted clauses: auths applies every clause to the whole key list, keripy splits"},
+		{`[["1/2","1/2"]]`, 3, "a clause of 2 weights for 3 keys"},
+		{`[["1","1/2"]]`, 2, `weight "1": auths reads weights only as n/d`},
+	} {
+		err := CheckAuthsThreshold([]byte(tc.raw), tc.keys)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s over %d keys: %v, want %q", tc.raw, tc.keys, err, tc.want)
+		}
+	}
+}

@@ -178,6 +178,10 @@ func (p *planner) append(i int, se kel.SignedEvent) error {
 		return &ConflictError{Ref: RegistryRef, Op: i,
 			Reason: fmt.Sprintf("%s s=%x is taken by %s (this event is %s)", e.Prefix, e.Sn, said, e.SAID)}
 	}
+	// auths shares the registry: only threshold forms it reads alike.
+	if err := kel.CheckAuthsForm(e); err != nil {
+		return err
+	}
 	next, err := kel.Apply(st, se)
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"fmt"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -315,4 +317,58 @@ func TestInitTwiceAndForeignRefs(t *testing.T) {
 		t.Errorf("metadata %s", meta)
 	}
 	fsck(t, dir)
+}
+
+// TestThresholdFormsRefused: events whose thresholds auths cannot read, or
+// reads with another meaning, never enter the registry; the error names the
+// field and says why (before, the registry stored them: a multi-clause
+// identity that auths then rejected).
+func TestThresholdFormsRefused(t *testing.T) {
+	dir := newGitRepo(t, false)
+	r := openTest(t, dir)
+	keys := []ed25519.PrivateKey{seedKey("mc/0"), seedKey("mc/1"), seedKey("mc/2")}
+	var qb []string
+	for _, k := range keys {
+		qb = append(qb, keyQB64(k))
+	}
+	multi, err := kel.WeightedThreshold([][]string{{"1/2", "1/2"}, {"1/1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := kel.WeightedThreshold([][]string{{"1/2", "1/2", "1/1"}})
+	var next []string
+	for i := range keys {
+		next = append(next, kel.NextKeyDigest(keyQB64(seedKey(fmt.Sprint("mc/n", i)))))
+	}
+	for _, tc := range []struct {
+		name   string
+		kt, nt kel.Threshold
+		want   string
+	}{
+		{"multi-clause kt", multi, kel.SimpleThreshold(1), `field "kt": not in a form auths reads alike: 2 weighted clauses: auths applies every clause to the whole key list, keripy splits the list between them`},
+		{"multi-clause nt", one, multi, `field "nt": not in a form auths reads alike: 2 weighted clauses`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := kel.NewInception(kel.InceptionSpec{Keys: qb, Threshold: tc.kt, NextDigests: next, NextThreshold: tc.nt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			se := kel.SignedEvent{Event: e}
+			for i, k := range keys {
+				se.Sigs = append(se.Sigs, kel.NewSiger(kel.Ed25519, i, i, ed25519.Sign(k, e.Raw())))
+			}
+			if _, err := kel.Apply(nil, se); err != nil {
+				t.Fatalf("keripy semantics refuse the event itself: %v", err)
+			}
+			var b Batch
+			b.Append(se)
+			_, err = r.Commit(bg(), &b)
+			if !errors.Is(err, kel.ErrNotAuthsForm) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Commit = %v, want %q", err, tc.want)
+			}
+			if _, err := r.Head(); !errors.Is(err, ErrNoRegistry) && err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -254,6 +254,14 @@ func thresholdFlag(c *cli.Context, flag string, keys int) (kel.Threshold, error)
 	if err := t.CheckKeys(keys); err != nil {
 		return kel.Threshold{}, usageErr("%s: --%s %s: %v", commandPath(c), flag, c.String(flag), err)
 	}
+	// The event goes into a registry auths reads: only forms it reads alike.
+	raw, err := t.MarshalJSON()
+	if err == nil {
+		err = kel.CheckAuthsThreshold(raw, keys)
+	}
+	if err != nil {
+		return kel.Threshold{}, usageErr("%s: --%s %s: %v", commandPath(c), flag, c.String(flag), err)
+	}
 	return t, nil
 }
 
