@@ -3,9 +3,9 @@ package registry
 import (
 	"bytes"
 	"crypto/ed25519"
-	"fmt"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
