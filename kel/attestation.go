@@ -498,9 +498,10 @@ func parseChronoTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// formatChronoTime writes a UTC time as chrono serializes DateTime<Utc>:
+// FormatTime writes a time as chrono serializes DateTime<Utc> (auths'
+// attestation times and metadata.json's updated_at):
 // RFC 3339 with 'Z' and 0, 3, 6 or 9 fractional digits, as few as exact.
-func formatChronoTime(t time.Time) string {
+func FormatTime(t time.Time) string {
 	t = t.UTC()
 	base := t.Format("2006-01-02T15:04:05")
 	ns := t.Nanosecond()
@@ -519,7 +520,7 @@ func timeValue(t *time.Time) *jvalue {
 	if t == nil {
 		return &jvalue{kind: jNull}
 	}
-	return jstr(formatChronoTime(*t))
+	return jstr(FormatTime(*t))
 }
 
 func optStrValue(s *string) *jvalue {

@@ -279,7 +279,7 @@ func TestChronoTime(t *testing.T) {
 			t.Errorf("%s: %v", tc.in, err)
 			continue
 		}
-		if got := formatChronoTime(tm); got != tc.want {
+		if got := FormatTime(tm); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.in, got, tc.want)
 		}
 	}

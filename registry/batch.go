@@ -348,7 +348,12 @@ func checkRID(rid string) error {
 // finish writes metadata.json and returns the commit message.
 func (p *planner) finish() (string, error) {
 	p.meta.Version = layoutVersion
-	p.meta.UpdatedAt = p.now.UTC().Format(time.RFC3339)
+	// chrono's form, as auths writes it; auths' initial commit carries the
+	// Unix epoch.
+	p.meta.UpdatedAt = kel.FormatTime(p.now)
+	if len(p.summary) == 0 {
+		p.meta.UpdatedAt = kel.FormatTime(time.Unix(0, 0))
+	}
 	meta, err := pretty(p.meta)
 	if err != nil {
 		return "", err

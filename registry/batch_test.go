@@ -372,3 +372,30 @@ func TestThresholdFormsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestInitialCommitShape: a registry we initialize starts as auths' own
+// does (RegistryMetadata::empty): only v1/metadata.json, zero counts,
+// updated_at at the Unix epoch; later commits write updated_at as chrono
+// does (UTC, Z, 0/3/6/9 fractional digits).
+func TestInitialCommitShape(t *testing.T) {
+	dir := newGitRepo(t, true)
+	if _, _, err := Init(bg(), dir, true, WithClock(fixedClock())); err != nil {
+		t.Fatal(err)
+	}
+	if got := runGit(t, dir, "ls-tree", "-r", "--name-only", RegistryRef); got != "v1/metadata.json\n" {
+		t.Errorf("initial tree:\n%s", got)
+	}
+	want := "{\n  \"version\": 1,\n  \"identity_count\": 0,\n  \"device_count\": 0,\n  \"member_count\": 0,\n  \"updated_at\": \"1970-01-01T00:00:00Z\"\n}"
+	if got := runGitShow(t, dir, "v1/metadata.json"); got != want {
+		t.Errorf("initial metadata.json:\n%s\nwant\n%s", got, want)
+	}
+	r := openTest(t, dir, WithClock(func() time.Time { return time.Date(2026, 2, 3, 4, 5, 6, 700_000, time.UTC) }))
+	var b Batch
+	attestBatch(&b, "did:key:z6MkShape", "rid-shape")
+	if _, err := r.Commit(bg(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if got := runGitShow(t, dir, "v1/metadata.json"); !strings.Contains(got, `"updated_at": "2026-02-03T04:05:06.000700Z"`) {
+		t.Errorf("metadata.json after a commit:\n%s", got)
+	}
+}
