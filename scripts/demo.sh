@@ -4,13 +4,15 @@
 #
 # 1. A 2-of-3 KEL signed with keys made in memory (icp, rot, ixn).
 # 2. Three SoftHSM tokens, one controller key on each; a 2-of-3 identity in
-#    the git registry .demo/registry; a device attestation anchored by an
-#    interaction event whose signatures from two tokens are folded into one
-#    event, committed with the attestation in one commit.
+#    the git registry .demo/registry; a device key made here signs an auths
+#    device attestation, anchored by an interaction event whose signatures
+#    from two tokens are folded into one event, committed with the
+#    attestation in one commit.
 # 3. A second anchor signed by one token only stays pending under
 #    refs/auths/pending/; a separate process adds the missing signature from
 #    another token and commits it.
-# 4. The KEL verifies; the prefix and the KEL are printed.
+# 4. The KEL verifies; every attestation in the registry is one auths can
+#    load; the prefix and the KEL are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -61,19 +63,20 @@ echo "prefix: $prefix"
 
 echo
 echo "== anchor a device attestation, signed by tokens 1 and 2 at once, in one commit"
-cat >.demo/laptop.json <<EOF
-{"issuer":"did:keri:$prefix","subject":"did:key:z6MkDemoLaptop","rid":"laptop01","capabilities":["sign_commit"]}
-EOF
-"$A" anchor --registry .demo/registry --id "$prefix" --attestation .demo/laptop.json --device did:key:z6MkDemoLaptop \
+# A device key made here signs an auths attestation (given in auths' legacy
+# form: compact, bare-hex key, +00:00); the registry stores auths' form.
+"$GO" build -o bin/attestdemo ./internal/attestdemo
+laptop=$(bin/attestdemo new -legacy .demo/laptop.key "$prefix" laptop-0001 .demo/laptop.json)
+echo "device key .demo/laptop.key: $laptop"
+"$A" anchor --registry .demo/registry --id "$prefix" --attestation .demo/laptop.json --device "$laptop" \
 	--key "$(key 1)" --key "$(key 2)"
 git -C .demo/registry show --stat --format='commit %h: %s' refs/auths/registry | sed 's/^/  /'
 
 echo
 echo "== a second anchor signed by token 3 alone: it waits in escrow"
-cat >.demo/phone.json <<EOF
-{"issuer":"did:keri:$prefix","subject":"did:key:z6MkDemoPhone","rid":"phone001","capabilities":["sign_commit"]}
-EOF
-out=$("$A" anchor --registry .demo/registry --id "$prefix" --attestation .demo/phone.json --device did:key:z6MkDemoPhone \
+phone=$(bin/attestdemo new .demo/phone.key "$prefix" phone-0001 .demo/phone.json)
+echo "device key .demo/phone.key: $phone"
+out=$("$A" anchor --registry .demo/registry --id "$prefix" --attestation .demo/phone.json --device "$phone" \
 	--key "$(key 3)")
 echo "$out"
 said=$(echo "$out" | awk '$1 == "pending" { sub(":", "", $3); print $3 }')
@@ -90,6 +93,16 @@ echo
 echo "== verify the KEL in the registry"
 "$A" kel verify --registry .demo/registry "$prefix"
 git -C .demo/registry fsck --strict --no-dangling 2>&1 | grep -v '^notice:' || true
+echo
+echo "== every attestation in the registry is one auths can load (parsed as auths does, device signature checked)"
+mkdir -p .demo/check
+git -C .demo/registry ls-tree -r --name-only refs/auths/registry -- v1/devices | grep -E '(attestation|history/.*)\.json$' |
+	while read -r f; do
+		git -C .demo/registry show "refs/auths/registry:$f" >".demo/check/$(echo "$f" | tr / _)"
+		echo "  $f"
+	done
+bin/attestdemo check .demo/check/*.json | sed 's/^/  /'
+
 echo
 echo "prefix: $prefix"
 "$A" kel show --registry .demo/registry "$prefix"
