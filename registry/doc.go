@@ -15,7 +15,10 @@
 // [Batch.StoreAttestation] and [Batch.SupersedeAttestation] for device
 // attestations. [Registry.Commit] verifies every operation against the
 // current tip (SAIDs, sequence numbers, prior SAIDs, signatures with full
-// threshold checks through package kel), then writes the new objects, one
+// threshold checks through package kel; thresholds only in forms auths
+// reads alike; every attestation an auths kel.Attestation signed by its
+// device and anchored by an event of its issuer in the same batch, stored
+// as auths serializes it), then writes the new objects, one
 // commit whose trees are rewritten only along the changed paths, and moves
 // the ref with git's lock-file protocol under the advisory flock on
 // registry.lock that auths also takes. A failing batch writes nothing and
