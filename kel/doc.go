@@ -1,6 +1,6 @@
 // Package kel is the KERI version 1 JSON event model of auths-agent: CESR
 // primitives, events and their SAIDs, thresholds, key state and key event log
-// validation. It does no I/O.
+// validation, and auths' device attestations. It does no I/O.
 //
 // # What it covers
 //
@@ -15,6 +15,12 @@
 //   - Key state and validation (state.go, validate.go).
 //   - Builders (build.go): events that a caller signs elsewhere; building
 //     never signs.
+//   - auths' forms (authsform.go): the threshold forms auths reads with
+//     keripy's meaning, required of events that enter a shared registry.
+//   - auths device attestations (attestation.go, attestsaid.go,
+//     attestjson.go): read as auths reads them, written byte for byte as
+//     auths stores them, their device and identity signatures, and the SAID
+//     auths anchors.
 //
 // The CESR codec is hand-written: no maintained Go CESR library exists; the
 // subset here is the one keri.md in the project's shared facts describes.
