@@ -26,6 +26,17 @@ var fieldOrder = map[string][]string{
 	TypeDelegatedRotation:  {"v", "t", "d", "i", "s", "p", "kt", "k", "nt", "n", "bt", "br", "ba", "a"},
 }
 
+// drtWithDelegator is the field order of a drt as auths writes it.
+var drtWithDelegator = append(append([]string(nil), fieldOrder[TypeDelegatedRotation]...), "di")
+
+// order returns the fields of the event in order.
+func (e *Event) order() []string {
+	if _, ok := e.values["di"]; ok && e.Type == TypeDelegatedRotation {
+		return drtWithDelegator
+	}
+	return fieldOrder[e.Type]
+}
+
 // Version string layout: KERI10JSON + 6 hex digits of size + "_".
 const (
 	versionPrefix = "KERI10JSON"
@@ -65,7 +76,7 @@ type Event struct {
 	BackersAdded    []string  // ba (rot, drt)
 	Config          []string  // c (icp, dip)
 	Seals           []json.RawMessage
-	Delegator       string // di (dip)
+	Delegator       string // di (dip; drt as auths writes it)
 
 	values map[string]json.RawMessage // field → compact JSON
 	raw    []byte
@@ -127,6 +138,11 @@ func ParseEvent(raw []byte) (*Event, error) {
 	order, ok := fieldOrder[typ]
 	if !ok {
 		return nil, fieldErr("t", "event type %q unsupported (want icp, rot, ixn, dip or drt)", clip(typ))
+	}
+	// auths writes drt with a trailing di (auths-keri's DrtEvent); keripy
+	// does not.
+	if typ == TypeDelegatedRotation && len(keys) == len(order)+1 && keys[len(order)] == "di" {
+		order = drtWithDelegator
 	}
 	if err := checkOrder(typ, keys, order); err != nil {
 		return nil, err
@@ -210,7 +226,7 @@ func (e *Event) serialize(override map[string]json.RawMessage) []byte {
 	var b bytes.Buffer
 	b.Grow(512)
 	b.WriteByte('{')
-	for i, f := range fieldOrder[e.Type] {
+	for i, f := range e.order() {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -334,6 +350,11 @@ func (e *Event) decodeFields() error {
 	if err := list("br", &e.BackersRemoved); err != nil {
 		return err
 	}
+	if _, ok := e.values["di"]; ok {
+		if err := str("di", &e.Delegator); err != nil {
+			return err
+		}
+	}
 	return list("ba", &e.BackersAdded)
 }
 
@@ -354,7 +375,7 @@ func (e *Event) saidInput() []byte {
 	self := e.selfAddressing()
 	b := make([]byte, 0, len(e.raw)+64)
 	b = append(b, '{')
-	for i, f := range fieldOrder[e.Type] {
+	for i, f := range e.order() {
 		if i > 0 {
 			b = append(b, ',')
 		}

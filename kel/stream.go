@@ -12,7 +12,8 @@ import (
 const MaxStreamSize = 64 << 20
 
 // ParseStream splits a KEL stream (each event's bytes immediately followed
-// by its -A## signature group, event after event, as keripy writes them)
+// by its -A## signature group, event after event, as keripy writes them;
+// a delegated event may carry a -G## source seal group as auths writes it)
 // into signed events. Other attachment groups are refused with their offset
 // and code.
 func ParseStream(data []byte) ([]SignedEvent, error) {
@@ -57,8 +58,19 @@ func ParseStreamParallel(data []byte, workers int) ([]SignedEvent, error) {
 		starts = append(starts, off)
 		off += size
 		for off < len(data) && data[off] == '-' {
+			if bytes.HasPrefix(data[off:], []byte(codeSourceGroup)) {
+				// auths' delegated events: the source seal after -A.
+				src, n, err := ParseSourceGroup(data[off:])
+				if err != nil {
+					ferr = fmt.Errorf("stream at offset %d: %w", off, err)
+					break
+				}
+				se.Sources = append(se.Sources, src...)
+				off += n
+				continue
+			}
 			if !bytes.HasPrefix(data[off:], []byte(codeSigGroup)) {
-				ferr = fmt.Errorf("stream at offset %d: attachment group %q unsupported (only -A controller signatures)", off, clip(string(data[off:min(len(data), off+4)])))
+				ferr = fmt.Errorf("stream at offset %d: attachment group %q unsupported (only -A controller signatures and -G source seals)", off, clip(string(data[off:min(len(data), off+4)])))
 				break
 			}
 			sigs, n, err := ParseSigGroup(data[off:])
@@ -142,6 +154,13 @@ func EncodeStream(events []SignedEvent) ([]byte, error) {
 		b.Write(se.Event.Raw())
 		if len(se.Sigs) > 0 {
 			g, err := EncodeSigGroup(se.Sigs)
+			if err != nil {
+				return nil, fmt.Errorf("event s=%x: %w", se.Event.Sn, err)
+			}
+			b.Write(g)
+		}
+		if len(se.Sources) > 0 {
+			g, err := EncodeSourceGroup(se.Sources)
 			if err != nil {
 				return nil, fmt.Errorf("event s=%x: %w", se.Event.Sn, err)
 			}

@@ -10,6 +10,9 @@ import (
 type SignedEvent struct {
 	Event *Event
 	Sigs  []Siger
+	// Sources are the -G source seals of a delegated event (dip, drt): where
+	// the delegator anchored it. Attached after Sigs; nil for others.
+	Sources []SourceSeal
 }
 
 // EventError says which event of a KEL failed validation and why.

@@ -197,10 +197,19 @@ func (p *planner) append(i int, se kel.SignedEvent) error {
 		return fmt.Errorf("event bytes: %w", err)
 	}
 	p.put(evPath, blob)
-	if len(se.Sigs) > 0 {
-		att, err := kel.EncodeSigGroup(se.Sigs)
-		if err != nil {
-			return err
+	if len(se.Sigs) > 0 || len(se.Sources) > 0 {
+		var att []byte
+		if len(se.Sigs) > 0 {
+			if att, err = kel.EncodeSigGroup(se.Sigs); err != nil {
+				return err
+			}
+		}
+		if len(se.Sources) > 0 {
+			src, err := kel.EncodeSourceGroup(se.Sources)
+			if err != nil {
+				return err
+			}
+			att = append(att, src...)
 		}
 		p.put(dir+"/events/"+attachmentName(e.Sn), att)
 	}

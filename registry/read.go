@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -168,7 +169,7 @@ func (s *Snapshot) Event(prefix string, sn uint64) (kel.SignedEvent, error) {
 		return kel.SignedEvent{}, err
 	}
 	if ok {
-		if se.Sigs, err = parseAttachment(ap, att); err != nil {
+		if se.Sigs, se.Sources, err = parseAttachment(ap, att); err != nil {
 			return kel.SignedEvent{}, err
 		}
 	}
@@ -194,15 +195,25 @@ func parseStoredEvent(path string, blob []byte, prefix string, sn uint64) (*kel.
 	return e, nil
 }
 
-func parseAttachment(path string, att []byte) ([]kel.Siger, error) {
+// parseAttachment reads an .attachments.cesr file: the -A group, then for
+// a delegated event written by auths its -G source seal group.
+func parseAttachment(path string, att []byte) ([]kel.Siger, []kel.SourceSeal, error) {
 	sigs, n, err := kel.ParseSigGroup(att)
 	if err != nil {
-		return nil, &CorruptError{Path: path, Reason: "bad attachment", Err: err}
+		return nil, nil, &CorruptError{Path: path, Reason: "bad attachment", Err: err}
+	}
+	var src []kel.SourceSeal
+	if n < len(att) && bytes.HasPrefix(att[n:], []byte("-G")) {
+		var m int
+		if src, m, err = kel.ParseSourceGroup(att[n:]); err != nil {
+			return nil, nil, &CorruptError{Path: path, Reason: "bad source seal group", Err: err}
+		}
+		n += m
 	}
 	if n != len(att) {
-		return nil, corrupt(path, "%d bytes after the signature group", len(att)-n)
+		return nil, nil, corrupt(path, "%d bytes after the signature group", len(att)-n)
 	}
-	return sigs, nil
+	return sigs, src, nil
 }
 
 // KEL returns the events of prefix in order with their signatures, checked
@@ -262,7 +273,7 @@ func (s *Snapshot) KEL(prefix string) ([]kel.SignedEvent, error) {
 		}
 		se := kel.SignedEvent{Event: e}
 		if sl.att != nil {
-			if se.Sigs, err = parseAttachment(evDir+"/"+attachmentName(uint64(sn)), sl.att); err != nil {
+			if se.Sigs, se.Sources, err = parseAttachment(evDir+"/"+attachmentName(uint64(sn)), sl.att); err != nil {
 				return nil, err
 			}
 		}
