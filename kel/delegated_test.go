@@ -76,7 +76,7 @@ func TestAuthsDelegatedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The couple: -GAB, Seqner 0A + 22 characters for s=1, the SAID.
-	if want := "-GAB0A"+strings.Repeat("A", 21)+"B" + anchorSAID; string(srcGroup) != want {
+	if want := "-GAB0A" + strings.Repeat("A", 21) + "B" + anchorSAID; string(srcGroup) != want {
 		t.Errorf("-G group %s, want %s", srcGroup, want)
 	}
 
@@ -115,11 +115,11 @@ func TestAuthsDelegatedEvents(t *testing.T) {
 	// Bad -G groups: one-line errors with the offset.
 	off := len(dip.Raw()) + len(group)
 	for _, tc := range []struct{ tail, want string }{
-		{"-GAB0B"+strings.Repeat("A", 21)+"B" + anchorSAID, "sequence number code \"0B\""},
-		{"-GAB0A"+strings.Repeat("A", 21)+"B" + anchorSAID[:20], "truncated"},
+		{"-GAB0B" + strings.Repeat("A", 21) + "B" + anchorSAID, "sequence number code \"0B\""},
+		{"-GAB0A" + strings.Repeat("A", 21) + "B" + anchorSAID[:20], "truncated"},
 		{"-GAA", "no couples"},
-		{"-GAB0A"+strings.Repeat("A", 21)+"B" + "X" + anchorSAID[1:], "source seal 0"},
-		{"-GAB0A"+strings.Repeat("A", 19)+"!AB" + anchorSAID, "bad base64"},
+		{"-GAB0A" + strings.Repeat("A", 21) + "B" + "X" + anchorSAID[1:], "source seal 0"},
+		{"-GAB0A" + strings.Repeat("A", 19) + "!AB" + anchorSAID, "bad base64"},
 	} {
 		bad := append(append(append([]byte{}, dip.Raw()...), group...), tc.tail...)
 		_, err := ParseStream(bad)
