@@ -109,6 +109,11 @@ func (s *Snapshot) Verify(prefix string) (*kel.KeyState, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.Delegator != nil {
+		if err := s.checkDelegation(prefix); err != nil {
+			return nil, err
+		}
+	}
 	tip, err := s.Tip(prefix)
 	if err != nil {
 		return nil, err
