@@ -26,8 +26,9 @@ import (
 	"github.com/auths-dev/auths-agent/registry"
 )
 
-// maxAttestation caps an attestation document read from a file.
-const maxAttestation = 1 << 20
+// maxAttestation caps an attestation document read from a file: auths'
+// own limit.
+const maxAttestation = kel.MaxAttestationSize
 
 func anchorCommand(env *cliEnv) *cli.Command {
 	return &cli.Command{
