@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/auths-dev/auths-agent/kel"
 )
 
 // runCommands runs args through the CLI's output rules with the given
@@ -91,5 +95,56 @@ func TestVerifyRegistry(t *testing.T) {
 	code, _, errs = runCommands(t, "kel", "verify", "--registry", dir, "EAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 	if code != 1 || !strings.Contains(errs, "not found") {
 		t.Errorf("unknown prefix: %d %q", code, errs)
+	}
+}
+
+// TestImportThresholdForms: a keripy stream whose inception uses a
+// multi-clause weighted threshold verifies on its own with keripy's
+// semantics, and kel import refuses it for a registry, naming the field and
+// why (issue 10 item 5).
+func TestImportThresholdForms(t *testing.T) {
+	var keys []ed25519.PrivateKey
+	var qb, next []string
+	for i := 0; i < 3; i++ {
+		var seed [32]byte
+		copy(seed[:], fmt.Sprint("multi-clause key ", i))
+		k := ed25519.NewKeyFromSeed(seed[:])
+		v, _ := kel.VerferFromPublicKey(k.Public())
+		keys, qb, next = append(keys, k), append(qb, v.QB64()), append(next, kel.NextKeyDigest(v.QB64()))
+	}
+	kt, err := kel.WeightedThreshold([][]string{{"1/2", "1/2"}, {"1/1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kel.NewInception(kel.InceptionSpec{Keys: qb, Threshold: kt, NextDigests: next, NextThreshold: kel.SimpleThreshold(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// keripy: clause 1 weighs keys 0 and 1, clause 2 key 2; signatures by
+	// 0 and 2 meet neither clause 1, by 0, 1 and 2 both.
+	se := kel.SignedEvent{Event: e}
+	for i, k := range keys {
+		se.Sigs = append(se.Sigs, kel.NewSiger(kel.Ed25519, i, i, ed25519.Sign(k, e.Raw())))
+	}
+	stream, err := kel.EncodeStream([]kel.SignedEvent{se})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kelFile := filepath.Join(t.TempDir(), "multi.cesr")
+	os.WriteFile(kelFile, stream, 0o644)
+	if code, out, errs := runCommands(t, "kel", "verify", kelFile); code != 0 || !strings.Contains(out, "sn         0\n") {
+		t.Fatalf("standalone verify: %d %q %q", code, out, errs)
+	}
+	dir := filepath.Join(t.TempDir(), "reg")
+	if code, _, errs := runCommands(t, "registry", "init", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	head := git(t, dir, "rev-parse", "refs/auths/registry")
+	code, _, errs := runCommands(t, "kel", "import", "--registry", dir, kelFile)
+	if code == 0 || !strings.Contains(errs, `field "kt": not in a form auths reads alike: 2 weighted clauses`) || strings.Count(errs, "\n") != 1 {
+		t.Errorf("import: %d %q", code, errs)
+	}
+	if got := git(t, dir, "rev-parse", "refs/auths/registry"); got != head {
+		t.Errorf("the registry moved")
 	}
 }
