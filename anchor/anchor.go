@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/auths-dev/auths-agent/kel"
@@ -163,10 +164,16 @@ func checkAttestation(prefix string, st *kel.KeyState, at Attestation) (*kel.Att
 	return a, nil
 }
 
-// clipDID shortens a DID taken from input for an error message.
+// clipDID shortens a DID taken from input for an error message, quoted
+// when it holds anything but printable ASCII (the message stays one line).
 func clipDID(s string) string {
 	if len(s) > 80 {
-		return s[:77] + "..."
+		s = s[:77] + "..."
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return strconv.Quote(s)
+		}
 	}
 	return s
 }

@@ -153,6 +153,9 @@ func TestBadInput(t *testing.T) {
 			doc := strings.Replace(string(attestation(prefix, badDev, 1)), `"device_signature"`, `"device_sig"`, 1)
 			return stageAtt(badDev, []byte(doc), false)
 		}, anchor.ErrBadAttestation, `bad attestation: attestation: field "device_signature": missing (required)`},
+		{"device DID with a line break", func() error {
+			return stageAtt("did:key:z6Mk\nX", attestation(prefix, badDev, 1), false)
+		}, anchor.ErrBadAttestation, `attestation 0 ("did:key:z6Mk\nX"): bad attestation: device: DID contains control characters`},
 		{"attestation of another device", func() error {
 			return stageAtt("did:key:z6MkOther", attestation(prefix, badDev, 1), false)
 		}, anchor.ErrBadAttestation, "its subject is " + badDev + ", not the device did:key:z6MkOther"},

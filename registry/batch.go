@@ -51,7 +51,7 @@ func (o batchOp) who() string {
 		}
 		return fmt.Sprintf("%s s=%x", o.se.Event.Prefix, o.se.Event.Sn)
 	}
-	return o.did
+	return clip(strconv.QuoteToASCII(o.did))
 }
 
 // Append adds a fully signed event. It must follow the tip of its KEL, or
