@@ -78,18 +78,26 @@ func decodeSeqner(qb64 string) ([]byte, error) {
 	return buf[2:], nil
 }
 
-// EncodeSourceGroup writes couples as a -G## group.
+// EncodeSourceGroup writes couples as a -G## group (several when there are
+// more than a two-character count can say).
 func EncodeSourceGroup(couples []SourceSeal) ([]byte, error) {
-	if len(couples) == 0 || len(couples) >= 64*64 {
-		return nil, fmt.Errorf("source seal group: %d couples", len(couples))
+	if len(couples) == 0 {
+		return nil, fmt.Errorf("source seal group: no couples")
 	}
+	const maxCount = 64*64 - 1
 	var b bytes.Buffer
-	b.WriteString(codeSourceGroup + intB64(len(couples), 2))
-	for _, c := range couples {
-		raw := make([]byte, 18)
-		binary.BigEndian.PutUint64(raw[10:], c.Sn)
-		b.WriteString("0A" + b64.EncodeToString(raw)[2:])
-		b.WriteString(c.SAID)
+	for start := 0; start < len(couples); start += maxCount {
+		part := couples[start:min(len(couples), start+maxCount)]
+		b.WriteString(codeSourceGroup + intB64(len(part), 2))
+		for _, c := range part {
+			if len(c.SAID) != SAIDLen {
+				return nil, fmt.Errorf("source seal: SAID %q", clip(c.SAID))
+			}
+			raw := make([]byte, 18)
+			binary.BigEndian.PutUint64(raw[10:], c.Sn)
+			b.WriteString("0A" + b64.EncodeToString(raw)[2:])
+			b.WriteString(c.SAID)
+		}
 	}
 	return b.Bytes(), nil
 }
