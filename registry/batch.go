@@ -186,6 +186,12 @@ func (p *planner) append(i int, se kel.SignedEvent) error {
 	if err != nil {
 		return err
 	}
+	// A delegated event enters only when its delegator anchors it.
+	if isDelegated(e) {
+		if err := p.checkDelegated(se, next); err != nil {
+			return err
+		}
+	}
 	evPath := dir + "/events/" + eventName(e.Sn)
 	if _, exists, err := p.s.lookup(evPath); err != nil {
 		return err
