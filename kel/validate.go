@@ -320,3 +320,14 @@ func uniqueSorted(l []int) []int {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// Next checks that e may follow st (nil before an inception) in everything
+// but its signatures (SAID, prefix, s, p, key lists, thresholds, traits)
+// and returns the state it would lead to. A signer uses it to refuse an
+// event before signing it; [Apply] then checks the signatures.
+func Next(st *KeyState, e *Event) (*KeyState, error) {
+	if e == nil {
+		return nil, errors.New("no event")
+	}
+	return transition(st, e, "")
+}

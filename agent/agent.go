@@ -1,0 +1,252 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
+)
+
+// Options are what the agent reaches in the outside world.
+type Options struct {
+	// Opener opens keys (required): a *TokenOpener in the daemon.
+	Opener Opener
+	// Registry is the registry events are checked against and anchors
+	// written to; nil when the config names none.
+	Registry *registry.Registry
+	// Logger receives one record per request outcome; nil discards.
+	Logger *slog.Logger
+	// Audit records every signature and refusal; nil records nothing.
+	Audit AuditSink
+	// Clock reads the time (anchor creation and expiry); nil is time.Now.
+	Clock func() time.Time
+}
+
+// AuditSink records what the agent signed or refused, for the audit trail.
+// An error from Record stops the signature from being returned.
+type AuditSink interface {
+	Record(ctx context.Context, r AuditRecord) error
+}
+
+// AuditRecord is one signature or refusal.
+type AuditRecord struct {
+	Time    time.Time
+	Peer    Peer
+	Op      string // "ssh-sign", "sign-event", "anchor"
+	Key     string // redacted URI or CESR key
+	Prefix  string // KERI: identity
+	Type    string // KERI: event type
+	Sn      uint64
+	SAID    string
+	What    string // SSH: "userauth" or "sshsig:NAMESPACE"
+	Refused string // the reason, for a refusal
+}
+
+// Peer is the process at the other end of a request.
+type Peer struct {
+	UID int
+	PID int
+}
+
+type peerKey struct{}
+
+// WithPeer returns ctx carrying the peer of the request it serves.
+func WithPeer(ctx context.Context, p Peer) context.Context {
+	return context.WithValue(ctx, peerKey{}, p)
+}
+
+// PeerOf returns the peer WithPeer stored, or a zero Peer with PID -1.
+func PeerOf(ctx context.Context) Peer {
+	if p, ok := ctx.Value(peerKey{}).(Peer); ok {
+		return p
+	}
+	return Peer{UID: -1, PID: -1}
+}
+
+// Agent holds keys and answers requests. Its methods are safe for
+// concurrent use.
+type Agent struct {
+	opener Opener
+	reg    *registry.Registry
+	log    *slog.Logger
+	audit  AuditSink
+	clock  func() time.Time
+	sched  *scheduler
+	keys   []*key
+
+	idMu   sync.Mutex
+	idLock map[string]chan struct{} // one anchor at a time per identity
+}
+
+// key is one held key. Its signer is opened on first use and dropped when
+// its token went away.
+type key struct {
+	spec  KeySpec
+	uri   string // redacted, for people and logs
+	token string
+
+	mu     sync.Mutex
+	signer hsm.Signer
+	verfer kel.Verfer // known once opened
+	opened bool
+}
+
+// New returns an agent holding the keys of cfg. Nothing is opened yet.
+func New(cfg Config, opts Options) (*Agent, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if opts.Opener == nil {
+		return nil, errors.New("agent: no Opener")
+	}
+	a := &Agent{
+		opener: opts.Opener, reg: opts.Registry, log: opts.Logger, audit: opts.Audit,
+		clock: opts.Clock, sched: newScheduler(), idLock: map[string]chan struct{}{},
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.clock == nil {
+		a.clock = time.Now
+	}
+	for _, s := range cfg.Keys {
+		tok, err := TokenOf(s.URI)
+		if err != nil {
+			return nil, err
+		}
+		a.keys = append(a.keys, &key{spec: s, uri: hsm.RedactURI(s.URI), token: tok})
+	}
+	return a, nil
+}
+
+// Close closes the signers the agent opened (not the Opener).
+func (a *Agent) Close() error {
+	var errs []error
+	for _, k := range a.keys {
+		k.mu.Lock()
+		if k.signer != nil {
+			errs = append(errs, hsm.Close(k.signer))
+			k.signer = nil
+		}
+		k.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// OpenAll opens every key now, so that the first request does not wait
+// for logins. Keys that fail are logged and opened again on first use.
+func (a *Agent) OpenAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, k := range a.keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.open(ctx, k); err != nil {
+				a.log.Warn("key not available yet", "key", k.uri, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// open returns k's signer, opening it on its token's queue if needed.
+func (a *Agent) open(ctx context.Context, k *key) (hsm.Signer, error) {
+	k.mu.Lock()
+	if s := k.signer; s != nil {
+		k.mu.Unlock()
+		return s, nil
+	}
+	k.mu.Unlock()
+	s, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) (hsm.Signer, error) {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.signer != nil {
+			return k.signer, nil
+		}
+		s, err := a.opener.Open(ctx, k.spec.URI)
+		if err != nil {
+			return nil, err
+		}
+		v, err := hsm.Verfer(s)
+		if err != nil {
+			hsm.Close(s)
+			return nil, fmt.Errorf("%s: %w", k.uri, err)
+		}
+		if k.opened && v.QB64() != k.verfer.QB64() {
+			a.log.Warn("key changed on its token", "key", k.uri, "was", k.verfer.QB64(), "now", v.QB64())
+		}
+		k.signer, k.verfer, k.opened = s, v, true
+		a.log.Info("key opened", "key", k.uri, "public", v.QB64())
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// failed drops k's signer after an error that says its token went away, so
+// the next request opens it again.
+func (a *Agent) failed(k *key, s hsm.Signer, err error) {
+	if !errors.Is(err, hsm.ErrTokenAbsent) {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.signer == s {
+		hsm.Close(s)
+		k.signer = nil
+		a.log.Warn("token gone; the key opens again on the next request", "key", k.uri)
+	}
+}
+
+// verferOf returns k's public key, opening k if it never was.
+func (a *Agent) verferOf(ctx context.Context, k *key) (kel.Verfer, error) {
+	k.mu.Lock()
+	if k.opened {
+		v := k.verfer
+		k.mu.Unlock()
+		return v, nil
+	}
+	k.mu.Unlock()
+	if _, err := a.open(ctx, k); err != nil {
+		return kel.Verfer{}, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.verfer, nil
+}
+
+// signKERI signs msg with k on its token's queue.
+func (a *Agent) signKERI(ctx context.Context, k *key, msg []byte) ([]byte, error) {
+	s, err := a.open(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) ([]byte, error) {
+		return s.SignKERI(ctx, msg)
+	})
+	if err != nil {
+		a.failed(k, s, err)
+		return nil, err
+	}
+	return sig, nil
+}
+
+func (a *Agent) record(ctx context.Context, r AuditRecord) error {
+	r.Time = a.clock()
+	r.Peer = PeerOf(ctx)
+	if a.audit == nil {
+		return nil
+	}
+	if err := a.audit.Record(ctx, r); err != nil {
+		return fmt.Errorf("audit trail: %w", err)
+	}
+	return nil
+}

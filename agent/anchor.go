@@ -1,0 +1,248 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/auths-dev/auths-agent/anchor"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
+)
+
+// AnchorResult is where an anchor (or a pending proposal signed by the
+// agent) ended: committed, or saved in escrow still needing signatures.
+type AnchorResult struct {
+	Committed bool   `json:"committed"`
+	Prefix    string `json:"prefix"`
+	Sn        uint64 `json:"sn"`
+	SAID      string `json:"said"`
+	Needs     string `json:"needs"`  // what the proposal has and needs
+	Commit    string `json:"commit"` // the registry commit, when committed
+	Restaged  int    `json:"restaged,omitempty"`
+}
+
+// maxRestage bounds how often one anchor is staged anew because another
+// writer (another process on the registry) moved the tip first.
+const maxRestage = 8
+
+// Anchor stages an interaction event of prefix carrying ch, signs it with
+// every held key of the identity the policy allows, and commits it when
+// the signatures meet the thresholds, or saves it in escrow. Anchors of one
+// identity run one at a time inside the agent, each staged on the tip the
+// previous one left; one that finds the tip moved by another writer is
+// staged again on the new tip, because the agent holds the signatures it
+// needs.
+func (a *Agent) Anchor(ctx context.Context, prefix string, ch anchor.Change) (*AnchorResult, error) {
+	const op = "anchor"
+	if a.reg == nil {
+		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	release, err := a.lockIdentity(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	an := anchor.New(a.reg, anchor.WithClock(a.clock))
+	for attempt := 0; ; attempt++ {
+		p, err := an.Stage(ctx, prefix, ch)
+		if err != nil {
+			return nil, err
+		}
+		res, err := a.signProposal(ctx, an, p, op)
+		if err != nil && attempt < maxRestage && (errors.Is(err, anchor.ErrStale) || errors.Is(err, registry.ErrConflict)) {
+			a.log.Info("tip moved; staging the anchor again", "prefix", prefix, "attempt", attempt+1)
+			continue
+		}
+		if res != nil {
+			res.Restaged = attempt
+		}
+		return res, err
+	}
+}
+
+// PendingSign adds the agent's signatures to the pending proposal
+// prefix/said and commits it when complete, else saves it back.
+func (a *Agent) PendingSign(ctx context.Context, prefix, said string) (*AnchorResult, error) {
+	const op = "pending sign"
+	if a.reg == nil {
+		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	release, err := a.lockIdentity(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	an := anchor.New(a.reg, anchor.WithClock(a.clock))
+	pd, err := an.Load(ctx, prefix, said)
+	if err != nil {
+		return nil, err
+	}
+	if pd.Err != nil {
+		return nil, pd.Err
+	}
+	// The event was staged by someone else: check it as sign-event does.
+	if _, _, err := a.checkEvent(ctx, pd.Proposal.Bytes()); err != nil {
+		return nil, err
+	}
+	return a.signProposal(ctx, an, pd.Proposal, op)
+}
+
+// PendingInfo describes a proposal in escrow.
+type PendingInfo struct {
+	Prefix  string `json:"prefix"`
+	SAID    string `json:"said"`
+	Sn      uint64 `json:"sn"`
+	Type    string `json:"type"`
+	Needs   string `json:"needs"`
+	Expires string `json:"expires"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Pending lists the proposals in escrow.
+func (a *Agent) Pending(ctx context.Context) ([]PendingInfo, error) {
+	if a.reg == nil {
+		return nil, refuse("pending", ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	list, err := anchor.New(a.reg, anchor.WithClock(a.clock)).List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PendingInfo, 0, len(list))
+	for _, pd := range list {
+		pi := PendingInfo{Prefix: pd.ID.Prefix, SAID: pd.ID.SAID}
+		if p := pd.Proposal; p != nil {
+			pi.Sn, pi.Type, pi.Needs = p.Sn(), p.Type(), p.Status().Needs()
+			pi.Expires = p.Expires().Format("2006-01-02T15:04:05Z07:00")
+		}
+		if pd.Err != nil {
+			pi.Error = pd.Err.Error()
+		}
+		out = append(out, pi)
+	}
+	return out, nil
+}
+
+// signProposal signs p with the held keys the policy allows, then commits
+// or saves it.
+func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal, op string) (*AnchorResult, error) {
+	var keys []signingKey
+	var denied []string
+	for _, k := range a.keys {
+		if !k.spec.Has(UseKERI) {
+			continue
+		}
+		v, err := a.verferOf(ctx, k)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		i := p.KeyIndex(v.QB64())
+		if i < 0 || p.Has(i) {
+			continue
+		}
+		if !k.spec.Allows(p.Prefix()) {
+			denied = append(denied, k.uri)
+			continue
+		}
+		keys = append(keys, signingKey{k: k, index: i, alg: v.Algorithm()})
+	}
+	if len(keys) == 0 && !p.Complete() {
+		var err *RefusedError
+		if len(denied) > 0 {
+			err = refuse(op, ErrPolicy, "key %s may not sign for identity %s", denied[0], p.Prefix())
+		} else {
+			err = refuse(op, ErrNoKey, "none of the signing keys of %s %s is held by this agent", p.Type(), p.SAID())
+		}
+		a.record(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID(), Refused: err.Reason.Error()})
+		return nil, err
+	}
+	for _, sk := range keys {
+		if err := a.record(ctx, AuditRecord{Op: op, Key: sk.k.uri, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID()}); err != nil {
+			return nil, err
+		}
+	}
+	sigs, signErr := a.signAllKept(ctx, p.Bytes(), keys)
+	for _, s := range sigs {
+		if _, err := p.AddRaw(s.Index, s.Raw); err != nil {
+			return nil, err
+		}
+	}
+	res := &AnchorResult{Prefix: p.Prefix(), Sn: p.Sn(), SAID: p.SAID()}
+	if !p.Complete() {
+		if err := an.Save(ctx, p); err != nil {
+			return nil, err
+		}
+		res.Needs = p.Status().Needs()
+		a.log.Info("saved in escrow", "op", op, "prefix", p.Prefix(), "said", p.SAID(), "needs", res.Needs)
+		return res, signErr
+	}
+	out, err := an.Commit(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	res.Committed, res.Commit, res.Needs = true, out.Commit, p.Status().Needs()
+	a.log.Info("committed", "op", op, "prefix", p.Prefix(), "sn", p.Sn(), "said", p.SAID(), "commit", out.Commit)
+	return res, nil
+}
+
+// signAllKept is signAll that keeps the signatures of the keys that
+// succeeded when others fail.
+func (a *Agent) signAllKept(ctx context.Context, msg []byte, keys []signingKey) ([]kel.Siger, error) {
+	type one struct {
+		sig kel.Siger
+		err error
+	}
+	res := make([]one, len(keys))
+	done := make(chan struct{})
+	n := len(keys)
+	if n == 0 {
+		return nil, nil
+	}
+	for i, sk := range keys {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			sigs, err := a.signAll(ctx, msg, []signingKey{sk})
+			if err != nil {
+				res[i].err = err
+				return
+			}
+			res[i].sig = sigs[0]
+		}()
+	}
+	for range n {
+		<-done
+	}
+	var sigs []kel.Siger
+	var errs []error
+	for _, r := range res {
+		if r.err != nil {
+			errs = append(errs, r.err)
+		} else {
+			sigs = append(sigs, r.sig)
+		}
+	}
+	slices.SortFunc(sigs, func(x, y kel.Siger) int { return x.Index - y.Index })
+	return sigs, errors.Join(errs...)
+}
+
+// lockIdentity queues the caller behind other anchors of prefix in this
+// agent. It returns when the caller's turn comes or ctx ends.
+func (a *Agent) lockIdentity(ctx context.Context, prefix string) (func(), error) {
+	a.idMu.Lock()
+	c, ok := a.idLock[prefix]
+	if !ok {
+		c = make(chan struct{}, 1)
+		a.idLock[prefix] = c
+	}
+	a.idMu.Unlock()
+	select {
+	case c <- struct{}{}:
+		return func() { <-c }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for other anchors of %s: %w", prefix, context.Cause(ctx))
+	}
+}

@@ -1,0 +1,251 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
+)
+
+// KeyInfo describes a held key (keys@auths.dev).
+type KeyInfo struct {
+	URI        string        `json:"uri"` // without PIN attributes
+	Uses       []Use         `json:"uses"`
+	Algorithm  string        `json:"algorithm,omitempty"`
+	PublicKey  string        `json:"public_key,omitempty"` // CESR qb64
+	Token      string        `json:"token,omitempty"`      // where the key is, for people
+	Policy     []string      `json:"policy,omitempty"`     // identities the key may sign for; empty: any that lists it
+	Identities []IdentityUse `json:"identities,omitempty"`
+	Error      string        `json:"error,omitempty"` // why the key could not be opened
+}
+
+// IdentityUse is an identity of the registry whose current key list holds
+// the key, at Index.
+type IdentityUse struct {
+	Prefix string `json:"prefix"`
+	Index  int    `json:"index"`
+}
+
+// Keys describes every held key; keys that cannot be opened carry the
+// reason.
+func (a *Agent) Keys(ctx context.Context) ([]KeyInfo, error) {
+	var states []*kel.KeyState
+	if a.reg != nil {
+		snap, err := a.reg.Snapshot()
+		if err != nil {
+			return nil, err
+		}
+		prefixes, err := snap.Prefixes()
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range prefixes {
+			st, err := snap.KeyState(p)
+			if err != nil {
+				return nil, fmt.Errorf("identity %s: %w", p, err)
+			}
+			states = append(states, st)
+		}
+	}
+	out := make([]KeyInfo, 0, len(a.keys))
+	for _, k := range a.keys {
+		ki := KeyInfo{URI: k.uri, Uses: k.spec.Uses, Policy: k.spec.Identities}
+		v, err := a.verferOf(ctx, k)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			ki.Error = err.Error()
+			out = append(out, ki)
+			continue
+		}
+		ki.Algorithm, ki.PublicKey = v.Algorithm().String(), v.QB64()
+		k.mu.Lock()
+		if k.signer != nil {
+			ki.Token = hsm.Describe(k.signer)
+		}
+		k.mu.Unlock()
+		for _, st := range states {
+			if i := st.KeyIndex(v.QB64()); i >= 0 {
+				ki.Identities = append(ki.Identities, IdentityUse{Prefix: st.Prefix, Index: i})
+			}
+		}
+		out = append(out, ki)
+	}
+	return out, nil
+}
+
+// EventSignatures are the signatures of one event.
+type EventSignatures struct {
+	Prefix string
+	Sn     uint64
+	SAID   string
+	Type   string
+	Sigs   []kel.Siger // in index order
+}
+
+// signingKey is a held key at its place in an event's signing key list.
+type signingKey struct {
+	k            *key
+	index, ondex int
+	alg          kel.Algorithm
+}
+
+// SignEvent checks raw as described in the package comment and returns the
+// signatures of every held key in its signing key list that the policy
+// allows for its identity. A refusal is a *RefusedError; nothing is signed
+// then.
+func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, error) {
+	const op = "sign-event"
+	e, keys, err := a.checkEvent(ctx, raw)
+	if err != nil {
+		var re *RefusedError
+		if errors.As(err, &re) {
+			r := AuditRecord{Op: op, Refused: re.Reason.Error()}
+			if e != nil {
+				r.Prefix, r.Type, r.Sn, r.SAID = e.Prefix, e.Type, e.Sn, e.SAID
+			}
+			a.log.Warn("refused", "op", op, "peer", PeerOf(ctx).PID, "reason", re.Reason)
+			a.record(ctx, r)
+		}
+		return nil, err
+	}
+	for _, sk := range keys {
+		err := a.record(ctx, AuditRecord{Op: op, Key: sk.k.uri, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sigs, err := a.signAll(ctx, e.Raw(), keys)
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("signed", "op", op, "prefix", e.Prefix, "type", e.Type, "sn", e.Sn, "said", e.SAID, "signatures", len(sigs), "peer", PeerOf(ctx).PID)
+	return &EventSignatures{Prefix: e.Prefix, Sn: e.Sn, SAID: e.SAID, Type: e.Type, Sigs: sigs}, nil
+}
+
+// checkEvent parses and checks raw and finds the held keys that sign it.
+func (a *Agent) checkEvent(ctx context.Context, raw []byte) (*kel.Event, []signingKey, error) {
+	const op = "sign-event"
+	e, err := kel.ParseEvent(raw)
+	if err != nil {
+		return nil, nil, refuse(op, ErrBadEvent, "%v", err)
+	}
+	if err := e.CheckSAID(); err != nil {
+		return e, nil, refuse(op, ErrSAID, "%v", err)
+	}
+	var prior *kel.KeyState
+	switch e.Type {
+	case kel.TypeInception:
+		if a.reg != nil {
+			snap, err := a.reg.Snapshot()
+			if err != nil {
+				return e, nil, err
+			}
+			if _, err := snap.Tip(e.Prefix); err == nil {
+				return e, nil, refuse(op, ErrNotNext, "identity %s is already incepted in the registry", e.Prefix)
+			} else if !errors.Is(err, registry.ErrNotFound) {
+				return e, nil, err
+			}
+		}
+	case kel.TypeRotation, kel.TypeInteraction:
+		if a.reg == nil {
+			return e, nil, refuse(op, ErrNoRegistry, "a %s event is checked against its KEL and the agent has no registry (--registry)", e.Type)
+		}
+		snap, err := a.reg.Snapshot()
+		if err != nil {
+			return e, nil, err
+		}
+		prior, err = snap.KeyState(e.Prefix)
+		if errors.Is(err, registry.ErrNotFound) {
+			return e, nil, refuse(op, ErrNotNext, "identity %s has no KEL in the registry", e.Prefix)
+		}
+		if err != nil {
+			return e, nil, fmt.Errorf("identity %s: %w", e.Prefix, err)
+		}
+	default:
+		return e, nil, refuse(op, ErrBadEvent, "%s events are not signed by this agent (icp, rot, ixn only)", e.Type)
+	}
+	if _, err := kel.Next(prior, e); err != nil {
+		return e, nil, refuse(op, ErrNotNext, "%v", err)
+	}
+	list, priorNext := e.Keys, []string(nil)
+	switch e.Type {
+	case kel.TypeInteraction:
+		list = prior.CurrentKeys
+	case kel.TypeRotation:
+		priorNext = prior.NextCommitment
+	}
+	var keys []signingKey
+	var denied []string
+	for _, k := range a.keys {
+		if !k.spec.Has(UseKERI) {
+			continue
+		}
+		v, err := a.verferOf(ctx, k)
+		if err != nil {
+			if ctx.Err() != nil {
+				return e, nil, err
+			}
+			continue // a key that cannot be opened cannot be in the list for us
+		}
+		i := slices.Index(list, v.QB64())
+		if i < 0 {
+			continue
+		}
+		if !k.spec.Allows(e.Prefix) {
+			denied = append(denied, k.uri)
+			continue
+		}
+		ondex := i
+		if e.Type == kel.TypeRotation {
+			if ondex = slices.Index(priorNext, kel.NextKeyDigest(v.QB64())); ondex < 0 {
+				ondex = kel.NoOndex
+			}
+		}
+		keys = append(keys, signingKey{k: k, index: i, ondex: ondex, alg: v.Algorithm()})
+	}
+	if len(keys) == 0 {
+		if len(denied) > 0 {
+			return e, nil, refuse(op, ErrPolicy, "key %s may not sign for identity %s", denied[0], e.Prefix)
+		}
+		return e, nil, refuse(op, ErrNoKey, "none of the %d signing keys of %s %s is held by this agent", len(list), e.Type, e.SAID)
+	}
+	return e, keys, nil
+}
+
+// signAll signs msg with every key at once (each on its token's queue) and
+// returns the signatures in index order, each verified.
+func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]kel.Siger, error) {
+	sigs := make([]kel.Siger, len(keys))
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, sk := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raw, err := a.signKERI(ctx, sk.k, msg)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", sk.k.uri, err)
+				return
+			}
+			v, _ := a.verferOf(ctx, sk.k)
+			if !v.Verify(msg, raw) {
+				errs[i] = fmt.Errorf("%s: the token's signature does not verify", sk.k.uri)
+				return
+			}
+			sigs[i] = kel.NewSiger(sk.alg, sk.index, sk.ondex, raw)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(sigs, func(x, y kel.Siger) int { return x.Index - y.Index })
+	return sigs, nil
+}

@@ -1,0 +1,232 @@
+package socket
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/auths-dev/auths-agent/agent"
+	"github.com/auths-dev/auths-agent/anchor"
+	"github.com/auths-dev/auths-agent/kel"
+)
+
+// Extension names.
+const (
+	ExtQuery     = "query"
+	ExtKeys      = "keys@auths.dev"
+	ExtSignEvent = "sign-event@auths.dev"
+	ExtAnchor    = "anchor@auths.dev"
+	ExtPending   = "pending@auths.dev"
+)
+
+// extension serves one extension: it decodes body and returns a value
+// marshalled as the JSON reply (or a rawReply).
+type extension func(ctx context.Context, s *Server, body []byte) (any, error)
+
+// rawReply is a reply sent as is after SSH_AGENT_SUCCESS.
+type rawReply []byte
+
+var errBadRequest = errors.New("bad request")
+
+func extensions() map[string]extension {
+	m := map[string]extension{
+		ExtKeys:      extKeys,
+		ExtSignEvent: extSignEvent,
+		ExtAnchor:    extAnchor,
+		ExtPending:   extPending,
+	}
+	m[ExtQuery] = func(context.Context, *Server, []byte) (any, error) {
+		names := []string{ExtQuery}
+		for n := range m {
+			if n != ExtQuery {
+				names = append(names, n)
+			}
+		}
+		slices.Sort(names[1:])
+		var b bytes.Buffer
+		for _, n := range names {
+			binary.Write(&b, binary.BigEndian, uint32(len(n)))
+			b.WriteString(n)
+		}
+		return rawReply(b.Bytes()), nil
+	}
+	return m
+}
+
+// decodeRequest decodes a JSON extension body into v: one object, no
+// unknown fields. Errors say what was wrong without quoting the body.
+func decodeRequest(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return fmt.Errorf("%w: JSON syntax error at byte %d", errBadRequest, se.Offset)
+		case errors.As(err, &te):
+			return fmt.Errorf("%w: field %q: want %s", errBadRequest, te.Field, te.Type)
+		}
+		return fmt.Errorf("%w: %s", errBadRequest, clipText(err.Error()))
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: more than one JSON value", errBadRequest)
+	}
+	return nil
+}
+
+func clipText(s string) string {
+	if len(s) > 120 {
+		return s[:117] + "..."
+	}
+	return s
+}
+
+// KeysRequest is the body of keys@auths.dev (empty).
+type KeysRequest struct{}
+
+// KeysReply lists the keys held.
+type KeysReply struct {
+	Keys []agent.KeyInfo `json:"keys"`
+}
+
+func extKeys(ctx context.Context, s *Server, body []byte) (any, error) {
+	var req KeysRequest
+	if err := decodeRequest(body, &req); err != nil {
+		return nil, err
+	}
+	keys, err := s.agent.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return KeysReply{Keys: keys}, nil
+}
+
+// SignEventRequest is the body of sign-event@auths.dev: the event's exact
+// bytes as a JSON string.
+type SignEventRequest struct {
+	Event string `json:"event"`
+}
+
+// SignEventReply holds the indexed signatures the agent made.
+type SignEventReply struct {
+	Prefix     string   `json:"prefix"`
+	Sn         string   `json:"s"` // hex, as in the event
+	SAID       string   `json:"said"`
+	Type       string   `json:"type"`
+	Signatures []string `json:"signatures"` // CESR qb64 indexed signatures, by index
+	Indexes    []int    `json:"indexes"`
+	Group      string   `json:"attachment"` // the -A## group of them
+}
+
+func extSignEvent(ctx context.Context, s *Server, body []byte) (any, error) {
+	var req SignEventRequest
+	if err := decodeRequest(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Event == "" {
+		return nil, fmt.Errorf("%w: no event", errBadRequest)
+	}
+	res, err := s.agent.SignEvent(ctx, []byte(req.Event))
+	if err != nil {
+		return nil, err
+	}
+	out := SignEventReply{Prefix: res.Prefix, Sn: fmt.Sprintf("%x", res.Sn), SAID: res.SAID, Type: res.Type}
+	for _, sg := range res.Sigs {
+		q, err := sg.QB64()
+		if err != nil {
+			return nil, err
+		}
+		out.Signatures = append(out.Signatures, q)
+		out.Indexes = append(out.Indexes, sg.Index)
+	}
+	group, err := kel.EncodeSigGroup(res.Sigs)
+	if err != nil {
+		return nil, err
+	}
+	out.Group = string(group)
+	return out, nil
+}
+
+// AnchorRequest is the body of anchor@auths.dev: seals as the CLI's --seal
+// text (d=SAID or i=AID,s=HEX,d=SAID) and attestations to store and anchor.
+type AnchorRequest struct {
+	Prefix       string              `json:"prefix"`
+	Seals        []string            `json:"seals,omitempty"`
+	Attestations []AttestationChange `json:"attestations,omitempty"`
+}
+
+// AttestationChange is one device document of an anchor.
+type AttestationChange struct {
+	Device    string `json:"device"`
+	Document  string `json:"document"` // the JSON document, stored as given
+	Supersede bool   `json:"supersede,omitempty"`
+}
+
+// AnchorReply says where an anchor ended.
+type AnchorReply = agent.AnchorResult
+
+func extAnchor(ctx context.Context, s *Server, body []byte) (any, error) {
+	var req AnchorRequest
+	if err := decodeRequest(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Prefix == "" {
+		return nil, fmt.Errorf("%w: no prefix", errBadRequest)
+	}
+	var ch anchor.Change
+	for i, text := range req.Seals {
+		raw, err := anchor.ParseSeal(text)
+		if err != nil {
+			return nil, fmt.Errorf("%w: seal %d: %v", errBadRequest, i, err)
+		}
+		ch.Seals = append(ch.Seals, raw)
+	}
+	for _, at := range req.Attestations {
+		ch.Attestations = append(ch.Attestations, anchor.Attestation{Device: at.Device, Document: []byte(at.Document), Supersede: at.Supersede})
+	}
+	return s.agent.Anchor(ctx, req.Prefix, ch)
+}
+
+// PendingRequest is the body of pending@auths.dev: with no prefix, list the
+// proposals in escrow; with prefix and said, sign that proposal with the
+// agent's keys and commit it when complete.
+type PendingRequest struct {
+	Prefix string `json:"prefix,omitempty"`
+	SAID   string `json:"said,omitempty"`
+}
+
+// PendingReply lists proposals, or says where a signed one ended.
+type PendingReply struct {
+	Pending []agent.PendingInfo `json:"pending,omitempty"`
+	Result  *agent.AnchorResult `json:"result,omitempty"`
+}
+
+func extPending(ctx context.Context, s *Server, body []byte) (any, error) {
+	var req PendingRequest
+	if err := decodeRequest(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Prefix == "" && req.SAID == "" {
+		list, err := s.agent.Pending(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return PendingReply{Pending: list}, nil
+	}
+	if req.Prefix == "" || req.SAID == "" {
+		return nil, fmt.Errorf("%w: give both prefix and said, or neither", errBadRequest)
+	}
+	res, err := s.agent.PendingSign(ctx, req.Prefix, req.SAID)
+	if err != nil {
+		return nil, err
+	}
+	return PendingReply{Result: res}, nil
+}

@@ -1,0 +1,162 @@
+package socket
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
+
+	"github.com/auths-dev/auths-agent/agent"
+)
+
+// errRefused answers every request that changes the agent's keys: keys
+// come from the command line and the config file, never from the socket.
+var errRefused = errors.New("refused: keys are configured with --key, --ssh-key or --config, not over the socket")
+
+// handler is the agent.ExtendedAgent of one connection of the agent's own
+// uid. x/crypto's server calls it one request at a time.
+type handler struct {
+	s *Server
+	c *conn
+}
+
+var _ sshagent.ExtendedAgent = (*handler)(nil)
+
+func (h *handler) List() ([]*sshagent.Key, error) {
+	keys, err := h.s.agent.SSHKeys(h.c.requestContext())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*sshagent.Key, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, &sshagent.Key{Format: k.Public.Type(), Blob: k.Public.Marshal(), Comment: k.Comment})
+	}
+	return out, nil
+}
+
+func (h *handler) Sign(key ssh.PublicKey, data []byte) (*ssh.Signature, error) {
+	return h.SignWithFlags(key, data, 0)
+}
+
+// SignWithFlags signs SSH data. The RSA hash flags do not apply to the key
+// types the agent holds (Ed25519, ECDSA P-256).
+func (h *handler) SignWithFlags(key ssh.PublicKey, data []byte, _ sshagent.SignatureFlags) (*ssh.Signature, error) {
+	return h.s.agent.SignSSH(h.c.requestContext(), key.Marshal(), data)
+}
+
+func (h *handler) Add(sshagent.AddedKey) error { h.c.requestContext(); return errRefused }
+func (h *handler) Remove(ssh.PublicKey) error  { h.c.requestContext(); return errRefused }
+func (h *handler) RemoveAll() error            { h.c.requestContext(); return errRefused }
+
+// Lock and Unlock are not served yet; PINs and sessions are dropped by
+// later work (lock with a passphrase).
+func (h *handler) Lock([]byte) error {
+	h.c.requestContext()
+	return errors.New("lock is not supported")
+}
+func (h *handler) Unlock([]byte) error {
+	h.c.requestContext()
+	return errors.New("unlock is not supported")
+}
+
+// Signers is never called by the server.
+func (h *handler) Signers() ([]ssh.Signer, error) { return nil, errors.New("not available") }
+
+// Extension dispatches an extension request from the table. The reply is
+// the whole message: SSH_AGENT_SUCCESS + JSON, or
+// SSH_AGENT_EXTENSION_FAILURE + JSON reason.
+func (h *handler) Extension(name string, body []byte) ([]byte, error) {
+	ctx := h.c.requestContext()
+	f, ok := h.s.ext[name]
+	if !ok {
+		return nil, sshagent.ErrExtensionUnsupported
+	}
+	res, err := f(ctx, h.s, body)
+	if err != nil {
+		h.s.log.Info("extension failed", "extension", name, "pid", h.c.peer.PID, "err", err)
+		return failureReply(err), nil
+	}
+	if raw, ok := res.(rawReply); ok {
+		return append([]byte{msgSuccess}, raw...), nil
+	}
+	out, err := json.Marshal(res)
+	if err != nil {
+		return failureReply(err), nil
+	}
+	return append([]byte{msgSuccess}, out...), nil
+}
+
+// Failure is the JSON body of an extension failure.
+type Failure struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"` // a machine-readable reason, see reasonOf
+}
+
+func failureReply(err error) []byte {
+	out, _ := json.Marshal(Failure{Error: oneLine(err.Error()), Reason: reasonOf(err)})
+	return append([]byte{msgExtensionFailure}, out...)
+}
+
+// reasonOf names a refusal for programs.
+func reasonOf(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{agent.ErrBadEvent, "bad-event"}, {agent.ErrSAID, "said-mismatch"},
+		{agent.ErrNotNext, "not-next"}, {agent.ErrPolicy, "policy"},
+		{agent.ErrNoKey, "no-key"}, {agent.ErrNoRegistry, "no-registry"},
+		{agent.ErrUnknownKey, "unknown-key"}, {agent.ErrNotSSHData, "not-ssh-data"},
+		{errBadRequest, "bad-request"}, {errPeer, "peer-uid"},
+		{context.DeadlineExceeded, "timeout"}, {context.Canceled, "cancelled"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	var re *agent.RefusedError
+	if errors.As(err, &re) {
+		return "refused"
+	}
+	return ""
+}
+
+func oneLine(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+// errPeer marks requests from a peer of another uid.
+var errPeer = errors.New("peer uid refused")
+
+// refuser answers every request of a connection from another uid with a
+// failure (an extension failure with the reason for extensions).
+type refuser struct{ uid, want int }
+
+var _ sshagent.ExtendedAgent = (*refuser)(nil)
+
+func (r *refuser) err() error {
+	return fmt.Errorf("%w: uid %d is not the agent's uid %d", errPeer, r.uid, r.want)
+}
+func (r *refuser) List() ([]*sshagent.Key, error)                     { return nil, r.err() }
+func (r *refuser) Sign(ssh.PublicKey, []byte) (*ssh.Signature, error) { return nil, r.err() }
+func (r *refuser) SignWithFlags(ssh.PublicKey, []byte, sshagent.SignatureFlags) (*ssh.Signature, error) {
+	return nil, r.err()
+}
+func (r *refuser) Add(sshagent.AddedKey) error    { return r.err() }
+func (r *refuser) Remove(ssh.PublicKey) error     { return r.err() }
+func (r *refuser) RemoveAll() error               { return r.err() }
+func (r *refuser) Lock([]byte) error              { return r.err() }
+func (r *refuser) Unlock([]byte) error            { return r.err() }
+func (r *refuser) Signers() ([]ssh.Signer, error) { return nil, r.err() }
+func (r *refuser) Extension(string, []byte) ([]byte, error) {
+	return failureReply(r.err()), nil
+}

@@ -1,0 +1,351 @@
+package socket
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	sshagent "golang.org/x/crypto/ssh/agent"
+	"golang.org/x/sys/unix"
+
+	"github.com/auths-dev/auths-agent/agent"
+)
+
+// MaxFrame is the largest request the server reads (the limit
+// x/crypto/ssh/agent applies too).
+const MaxFrame = 16 << 20
+
+// Server serves one agent on a listener.
+type Server struct {
+	agent *agent.Agent
+	log   *slog.Logger
+	uid   int
+	// timeout bounds each request (waiting in a token's queue included).
+	timeout time.Duration
+	ext     map[string]extension
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining bool
+	requests sync.WaitGroup // requests read and not yet answered
+	handlers sync.WaitGroup // connection goroutines
+}
+
+// Options configure a Server.
+type Options struct {
+	Logger *slog.Logger // nil discards
+	// UID is the only peer uid served; -1 means the process's own uid.
+	UID int
+	// RequestTimeout bounds each request; 0 means 2 minutes (a touch or a
+	// PIN prompt may take a while).
+	RequestTimeout time.Duration
+}
+
+// NewServer returns a server for a.
+func NewServer(a *agent.Agent, opts Options) *Server {
+	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, conns: map[*conn]struct{}{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.uid < 0 {
+		s.uid = os.Getuid()
+	}
+	if s.timeout <= 0 {
+		s.timeout = 2 * time.Minute
+	}
+	s.ext = extensions()
+	return s
+}
+
+// Serve accepts connections until ctx ends, then stops accepting, lets the
+// requests in flight finish and answer, and closes every connection. It
+// does not close ln.
+func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
+	stop := context.AfterFunc(ctx, func() { ln.SetDeadline(time.Now()) })
+	defer stop()
+	var err error
+	for {
+		var c *net.UnixConn
+		c, err = ln.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = nil
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			break
+		}
+		s.handlers.Add(1)
+		go func() {
+			defer s.handlers.Done()
+			s.serveConn(c)
+		}()
+	}
+	s.drain()
+	return err
+}
+
+// drain lets requests in flight answer, then closes idle connections.
+func (s *Server) drain() {
+	s.mu.Lock()
+	s.draining = true
+	for c := range s.conns {
+		c.wake()
+	}
+	s.mu.Unlock()
+	s.requests.Wait()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.c.Close()
+	}
+	s.mu.Unlock()
+	s.handlers.Wait()
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// peerCred reads the peer's credentials from the kernel.
+func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	err = rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cred, cerr
+}
+
+func (s *Server) serveConn(nc *net.UnixConn) {
+	defer nc.Close()
+	cred, err := peerCred(nc)
+	if err != nil {
+		s.log.Warn("connection refused: no peer credentials", "err", err)
+		return
+	}
+	peer := agent.Peer{UID: int(cred.Uid), PID: int(cred.Pid)}
+	c := &conn{s: s, c: nc, peer: peer}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.finish()
+	}()
+	var h sshagent.ExtendedAgent
+	if peer.UID != s.uid {
+		s.log.Warn("connection from another uid: every request refused", "uid", peer.UID, "pid", peer.PID, "agent_uid", s.uid)
+		h = &refuser{uid: peer.UID, want: s.uid}
+	} else {
+		h = &handler{s: s, c: c}
+	}
+	err = sshagent.ServeAgent(h, c)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
+		s.log.Info("connection closed", "pid", peer.PID, "reason", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Message numbers of requests (draft-miller-ssh-agent) the server accepts;
+// a frame of any other type closes the connection.
+var knownRequests = map[byte]bool{
+	1: true, 9: true, // SSH1 identities and remove-all: answered empty by x/crypto
+	11: true, 13: true, 17: true, 18: true, 19: true, 20: true, 21: true,
+	22: true, 23: true, 25: true, 26: true, 27: true,
+}
+
+const (
+	msgFailure          = 5
+	msgSuccess          = 6
+	msgExtensionFailure = 28
+)
+
+// conn frames one connection for agent.ServeAgent. It reads whole frames
+// itself, so that an oversized, truncated or unknown frame ends the
+// connection before x/crypto sees it, and it knows when a request is in
+// flight (read, not yet answered) so that a drain waits for exactly those.
+type conn struct {
+	s    *Server
+	c    *net.UnixConn
+	peer agent.Peer
+
+	mu       sync.Mutex
+	buf      []byte // the rest of the frame being handed to ServeAgent
+	inFlight bool
+	reached  bool   // a handler method ran for this request
+	reply    []byte // the reply written so far
+	garbage  bool   // the last request did not parse: close after replying
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+func (c *conn) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.inFlight {
+		c.c.SetReadDeadline(time.Now())
+	}
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	garbage := c.garbage
+	c.mu.Unlock()
+	if garbage {
+		return 0, errors.New("malformed request")
+	}
+	if c.s.isDraining() {
+		return 0, io.EOF
+	}
+	frame, err := c.readFrame()
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf, c.inFlight, c.reached, c.reply = frame, true, false, nil
+	c.s.requests.Add(1)
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
+}
+
+// readFrame reads one length-prefixed request and checks its size and type.
+func (c *conn) readFrame() ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(c.c, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > MaxFrame {
+		c.s.log.Warn("connection closed: bad frame size", "pid", c.peer.PID, "size", n, "max", MaxFrame)
+		return nil, fmt.Errorf("frame of %d bytes (1 to %d allowed)", n, MaxFrame)
+	}
+	frame := make([]byte, 4+n)
+	copy(frame, hdr[:])
+	if _, err := io.ReadFull(c.c, frame[4:]); err != nil {
+		c.s.log.Warn("connection closed: truncated frame", "pid", c.peer.PID, "size", n)
+		return nil, fmt.Errorf("truncated frame: %w", err)
+	}
+	if !knownRequests[frame[4]] {
+		c.s.log.Warn("connection closed: unknown message type", "pid", c.peer.PID, "type", frame[4])
+		return nil, fmt.Errorf("unknown message type %d", frame[4])
+	}
+	return frame, nil
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.c.Write(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.inFlight {
+		return n, err
+	}
+	c.reply = append(c.reply, p[:n]...)
+	if err == nil && len(c.reply) >= 4 && len(c.reply) < 4+int(binary.BigEndian.Uint32(c.reply)) {
+		return n, nil // the header; the body follows
+	}
+	// A failure that no handler produced is x/crypto refusing a body it
+	// could not parse: garbage, so this connection ends.
+	if !c.reached && len(c.reply) == 5 && c.reply[4] == msgFailure {
+		c.garbage = true
+		c.s.log.Warn("connection closed: malformed request", "pid", c.peer.PID)
+	}
+	c.endLocked()
+	return n, err
+}
+
+func (c *conn) endLocked() {
+	if c.inFlight {
+		c.inFlight = false
+		c.s.requests.Done()
+	}
+	if c.cancel != nil {
+		c.cancel()
+		c.cancel = nil
+	}
+}
+
+// finish ends a request left without an answer (the connection broke).
+func (c *conn) finish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endLocked()
+}
+
+// requestContext is the context of the request in flight: it carries the
+// peer, ends at the request timeout, and ends when the client hangs up.
+func (c *conn) requestContext() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reached = true
+	if c.cancel != nil {
+		return c.ctx
+	}
+	ctx, cancel := context.WithTimeout(agent.WithPeer(context.Background(), c.peer), c.s.timeout)
+	done := make(chan struct{})
+	c.ctx = ctx
+	c.cancel = func() { close(done); cancel() }
+	go watchHangup(c.c, done, cancel)
+	return ctx
+}
+
+// watchHangup cancels a request whose client closed the connection, so
+// that it leaves its token's queue. It polls for POLLRDHUP, which the
+// kernel raises when the peer has shut its end, without reading anything.
+func watchHangup(c *net.UnixConn, done <-chan struct{}, cancel context.CancelFunc) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		hung := false
+		cerr := rc.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+			if n, err := unix.Poll(fds, 50); err == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				hung = true
+			}
+		})
+		if cerr != nil || hung {
+			cancel()
+			return
+		}
+	}
+}
