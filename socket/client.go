@@ -17,13 +17,19 @@ import (
 	"github.com/auths-dev/auths-agent/agent"
 )
 
-// Client talks to an agent over its socket: the ssh-agent messages through
-// x/crypto's client, the auths extensions with their JSON bodies. Calls are
-// serialized (the protocol answers requests in order on one connection).
+// Client talks to an agent over its socket: the auths extensions with
+// their JSON bodies on one connection, and the ssh-agent messages through
+// x/crypto's client on a second one (that client reads its connection in a
+// goroutine of its own, so the two cannot share one). Extension calls are
+// serialized: the protocol answers requests in order.
 type Client struct {
+	path string
 	mu   sync.Mutex
 	conn net.Conn
-	ssh  sshagent.ExtendedAgent
+
+	sshMu   sync.Mutex
+	sshConn net.Conn
+	ssh     sshagent.ExtendedAgent
 }
 
 // ExtensionError is an extension failure: the agent refused or failed, and
@@ -51,15 +57,33 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{conn: c, ssh: sshagent.NewClient(c)}, nil
+	return &Client{path: path, conn: c}, nil
 }
 
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close closes the connections.
+func (c *Client) Close() error {
+	c.sshMu.Lock()
+	if c.sshConn != nil {
+		c.sshConn.Close()
+	}
+	c.sshMu.Unlock()
+	return c.conn.Close()
+}
 
-// SSH returns the ssh-agent client of the connection. Use it only between
-// calls of c's own methods.
-func (c *Client) SSH() sshagent.ExtendedAgent { return lockedAgent{c} }
+// SSH returns an ssh-agent client of the agent, on a connection of its
+// own opened on first use.
+func (c *Client) SSH() (sshagent.ExtendedAgent, error) {
+	c.sshMu.Lock()
+	defer c.sshMu.Unlock()
+	if c.ssh == nil {
+		conn, err := net.Dial("unix", c.path)
+		if err != nil {
+			return nil, err
+		}
+		c.sshConn, c.ssh = conn, sshagent.NewClient(conn)
+	}
+	return c.ssh, nil
+}
 
 // Call sends extension name with body req (marshalled to JSON) and decodes
 // the reply into resp. A refusal is an *ExtensionError. ctx bounds the
@@ -183,29 +207,4 @@ func (c *Client) PendingSign(ctx context.Context, prefix, said string) (*agent.A
 		return nil, err
 	}
 	return r.Result, nil
-}
-
-// lockedAgent serializes the ssh-agent calls with the extension calls.
-type lockedAgent struct{ c *Client }
-
-func (l lockedAgent) lock() func() { l.c.mu.Lock(); return l.c.mu.Unlock }
-
-func (l lockedAgent) List() ([]*sshagent.Key, error) { defer l.lock()(); return l.c.ssh.List() }
-func (l lockedAgent) Sign(k ssh.PublicKey, d []byte) (*ssh.Signature, error) {
-	defer l.lock()()
-	return l.c.ssh.Sign(k, d)
-}
-func (l lockedAgent) SignWithFlags(k ssh.PublicKey, d []byte, f sshagent.SignatureFlags) (*ssh.Signature, error) {
-	defer l.lock()()
-	return l.c.ssh.SignWithFlags(k, d, f)
-}
-func (l lockedAgent) Add(k sshagent.AddedKey) error  { defer l.lock()(); return l.c.ssh.Add(k) }
-func (l lockedAgent) Remove(k ssh.PublicKey) error   { defer l.lock()(); return l.c.ssh.Remove(k) }
-func (l lockedAgent) RemoveAll() error               { defer l.lock()(); return l.c.ssh.RemoveAll() }
-func (l lockedAgent) Lock(p []byte) error            { defer l.lock()(); return l.c.ssh.Lock(p) }
-func (l lockedAgent) Unlock(p []byte) error          { defer l.lock()(); return l.c.ssh.Unlock(p) }
-func (l lockedAgent) Signers() ([]ssh.Signer, error) { defer l.lock()(); return l.c.ssh.Signers() }
-func (l lockedAgent) Extension(t string, b []byte) ([]byte, error) {
-	defer l.lock()()
-	return l.c.ssh.Extension(t, b)
 }

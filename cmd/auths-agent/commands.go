@@ -12,5 +12,7 @@ func commands(env *cliEnv) []*cli.Command {
 		idCommand(env),
 		anchorCommand(env),
 		pendingCommand(env),
+		serveCommand(env),
+		envCommand(env),
 	}
 }
