@@ -1,0 +1,204 @@
+package socket_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/auths-dev/auths-agent/agent"
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/socket"
+)
+
+// TestBadFrames: an oversized, a truncated, an unknown and a malformed
+// frame each close their connection; a client connected all along is
+// still served.
+func TestBadFrames(t *testing.T) {
+	k := newKey(t, tokens[0], kel.Ed25519)
+	path := serve(t, agent.Config{Keys: []agent.KeySpec{{URI: k, Uses: []agent.Use{agent.UseSSH}}}}, nil)
+	good := dial(t, path)
+	sa, err := good.SSH()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := sa.List(); err != nil || len(keys) != 1 {
+		t.Fatalf("List: %v (%d keys)", err, len(keys))
+	}
+	frame := func(n uint32, body []byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, n)
+		return append(b, body...)
+	}
+	cases := []struct {
+		name      string
+		send      []byte
+		closeSend bool
+		reply     []byte // expected before the close, if any
+	}{
+		{"oversized", frame(socket.MaxFrame+1, []byte{11}), false, nil},
+		{"zero", frame(0, nil), false, nil},
+		{"truncated", frame(100, []byte{11, 1, 2}), true, nil},
+		{"unknown type", frame(3, []byte{99, 0, 0}), false, nil},
+		// A sign request whose key blob length runs past the frame:
+		// x/crypto answers failure, then the connection ends.
+		{"malformed sign request", frame(6, []byte{13, 0xff, 0xff, 0xff, 0xff, 0}), false, frame(1, []byte{5})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(tc.send); err != nil {
+				t.Fatal(err)
+			}
+			if tc.closeSend {
+				c.(*net.UnixConn).CloseWrite()
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(c)
+			if errors.Is(err, syscall.ECONNRESET) {
+				err = nil // closed with our bytes unread
+			}
+			if err != nil {
+				t.Fatalf("the agent did not close the connection: %v", err)
+			}
+			if !bytes.Equal(got, tc.reply) {
+				t.Errorf("read %x before the close, want %x", got, tc.reply)
+			}
+		})
+	}
+	if keys, err := sa.List(); err != nil || len(keys) != 1 {
+		t.Fatalf("the other client after the bad frames: %v (%d keys)", err, len(keys))
+	}
+}
+
+// TestListen: the socket directory is made 0700 when missing and left
+// alone when present; the socket is 0600; a live agent on the path is
+// refused; a dead agent's socket is replaced; a file that is not a socket
+// is not touched.
+func TestListen(t *testing.T) {
+	base := t.TempDir()
+	path := filepath.Join(base, "new", "agent.sock")
+	ln, err := socket.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Dir(path)); fi.Mode().Perm() != 0o700 {
+		t.Errorf("created directory mode %v, want 0700", fi.Mode().Perm())
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 || fi.Mode().Type() != fs.ModeSocket {
+		t.Errorf("socket mode %v, want a 0600 socket", fi.Mode())
+	}
+	if _, err := socket.Listen(path); !errors.Is(err, socket.ErrAgentRunning) {
+		t.Errorf("second agent: %v, want ErrAgentRunning", err)
+	}
+	ln.Close()
+
+	// A dead agent's socket: bound, never accepted, its process gone
+	// (simulated by closing the listener without unlinking).
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(shared, "agent.sock")
+	dead, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.SetUnlinkOnClose(false)
+	dead.Close()
+	ln, err = socket.Listen(stale)
+	if err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+	defer ln.Close()
+	if fi, _ := os.Stat(shared); fi.Mode().Perm() != 0o755 {
+		t.Errorf("existing directory mode changed to %v", fi.Mode().Perm())
+	}
+	notSock := filepath.Join(shared, "file")
+	os.WriteFile(notSock, []byte("x"), 0o600)
+	if _, err := socket.Listen(notSock); err == nil || !bytes.Contains([]byte(err.Error()), []byte("not a socket")) {
+		t.Errorf("regular file: %v, want a refusal", err)
+	}
+	if data, _ := os.ReadFile(notSock); string(data) != "x" {
+		t.Error("the regular file was changed")
+	}
+}
+
+// TestDrain: when the server's context ends, a request in flight still
+// gets its answer, then the connections close and the socket is removed.
+func TestDrain(t *testing.T) {
+	reg := newRegistry(t)
+	k := newKey(t, tokens[1], kel.Ed25519)
+	prefix := incept(t, reg, "1", k)
+	a, err := agent.New(agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{200 * time.Millisecond}, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := socket.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := socket.NewServer(a, socket.Options{UID: -1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln.UnixListener) }()
+	c := dial(t, path)
+	idle := dial(t, path)
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.SignEvent(context.Background(), ixn(t, keyState(t, reg, prefix), "drain").Raw())
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the request is on the (slow) token
+	cancel()
+	if err := <-got; err != nil {
+		t.Fatalf("request in flight during the drain: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Keys(context.Background()); err == nil {
+		t.Error("an idle connection was still served after the drain")
+	}
+	ln.Close()
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// slowOpener's keys take d for each KERI signature, as a card waiting for
+// a touch would.
+type slowOpener struct{ d time.Duration }
+
+func (o slowOpener) Open(ctx context.Context, uri string) (hsmSigner, error) {
+	s, err := providerOpener{}.Open(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	return slowSigner{s, o.d}, nil
+}
+
+type slowSigner struct {
+	hsmSigner
+	d time.Duration
+}
+
+func (s slowSigner) SignKERI(ctx context.Context, msg []byte) ([]byte, error) {
+	time.Sleep(s.d)
+	return s.hsmSigner.SignKERI(ctx, msg)
+}
+
+type hsmSigner = hsm.Signer
