@@ -1,0 +1,126 @@
+package socket_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/auths-dev/auths-agent/agent"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/socket"
+)
+
+// TestLoad: 64 concurrent clients each send 100 sign-event requests for a
+// 2-of-2 identity whose keys are on two tokens; every answer holds both
+// signatures and they make the event valid.
+func TestLoad(t *testing.T) {
+	clients, requests := 64, 100
+	if testing.Short() {
+		clients, requests = 8, 10
+	}
+	reg := newRegistry(t)
+	k1, k2 := newKey(t, tokens[0], kel.Ed25519), newKey(t, tokens[1], kel.P256)
+	prefix := incept(t, reg, "2", k1, k2)
+	path := serve(t, agent.Config{Keys: keri(k1, k2)}, reg)
+	st := keyState(t, reg, prefix)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := socket.Dial(context.Background(), path)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for j := range requests {
+				e := ixn(t, st, fmt.Sprintf("client %d request %d", i, j))
+				r, err := c.SignEvent(context.Background(), e.Raw())
+				if err != nil {
+					errs <- fmt.Errorf("client %d request %d: %w", i, j, err)
+					return
+				}
+				sigs, _, err := kel.ParseSigGroup([]byte(r.Group))
+				if err == nil {
+					_, err = kel.Apply(st, kel.SignedEvent{Event: e, Sigs: sigs})
+				}
+				if err != nil || r.SAID != e.SAID {
+					errs <- fmt.Errorf("client %d request %d: reply for %s does not sign %s: %v", i, j, r.SAID, e.SAID, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestConcurrentAnchors: 8 clients anchor for one identity at once; the
+// agent queues them, stages each on the tip the previous one left, and all
+// 8 land in 8 commits.
+func TestConcurrentAnchors(t *testing.T) {
+	reg := newRegistry(t)
+	k1, k2, k3 := newKey(t, tokens[0], kel.Ed25519), newKey(t, tokens[1], kel.Ed25519), newKey(t, tokens[2], kel.P256)
+	prefix := incept(t, reg, "2", k1, k2, k3)
+	path := serve(t, agent.Config{Keys: keri(k1, k3)}, reg)
+	before := commits(t, reg.GitDir())
+	var wg sync.WaitGroup
+	results := make([]*socket.AnchorReply, 8)
+	errs := make([]error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := socket.Dial(context.Background(), path)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer c.Close()
+			results[i], errs[i] = c.Anchor(context.Background(), socket.AnchorRequest{
+				Prefix: prefix, Seals: []string{"d=" + kel.Digest([]byte(fmt.Sprint("anchor ", i)))},
+			})
+		}()
+	}
+	wg.Wait()
+	seen := map[uint64]bool{}
+	for i, r := range results {
+		if errs[i] != nil {
+			t.Fatalf("anchor %d: %v", i, errs[i])
+		}
+		if !r.Committed || seen[r.Sn] {
+			t.Errorf("anchor %d: committed=%v s=%d (seen before: %v)", i, r.Committed, r.Sn, seen[r.Sn])
+		}
+		seen[r.Sn] = true
+	}
+	if got := commits(t, reg.GitDir()) - before; got != 8 {
+		t.Errorf("%d new commits, want 8", got)
+	}
+	if st := keyState(t, reg, prefix); st.Sequence != 8 {
+		t.Errorf("identity at s=%d, want 8", st.Sequence)
+	}
+	// The KEL verifies from scratch.
+	snap, _ := reg.Snapshot()
+	if _, err := snap.Verify(prefix); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func commits(t testing.TB, gitDir string) int {
+	t.Helper()
+	out, err := exec.Command("git", "--git-dir", gitDir, "rev-list", "--count", "refs/auths/registry").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	fmt.Sscan(strings.TrimSpace(string(out)), &n)
+	return n
+}
