@@ -69,14 +69,18 @@ func (h *handler) Signers() ([]ssh.Signer, error) { return nil, errors.New("not 
 // the whole message: SSH_AGENT_SUCCESS + JSON, or
 // SSH_AGENT_EXTENSION_FAILURE + JSON reason.
 func (h *handler) Extension(name string, body []byte) ([]byte, error) {
-	ctx := h.c.requestContext()
-	f, ok := h.s.ext[name]
+	return h.s.dispatch(h.c.requestContext(), name, body)
+}
+
+// dispatch serves one extension request and returns the whole reply.
+func (s *Server) dispatch(ctx context.Context, name string, body []byte) ([]byte, error) {
+	f, ok := s.ext[name]
 	if !ok {
 		return nil, sshagent.ErrExtensionUnsupported
 	}
-	res, err := f(ctx, h.s, body)
+	res, err := f(ctx, s, body)
 	if err != nil {
-		h.s.log.Info("extension failed", "extension", name, "pid", h.c.peer.PID, "err", err)
+		s.log.Info("extension failed", "extension", name, "pid", agent.PeerOf(ctx).PID, "err", err)
 		return failureReply(err), nil
 	}
 	if raw, ok := res.(rawReply); ok {

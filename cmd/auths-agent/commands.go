@@ -14,5 +14,6 @@ func commands(env *cliEnv) []*cli.Command {
 		pendingCommand(env),
 		serveCommand(env),
 		envCommand(env),
+		agentCommand(env),
 	}
 }
