@@ -90,6 +90,32 @@ echo "== another process adds token 1's signature and commits"
 echo "pending proposals left: $("$A" pending list --registry .demo/registry | wc -l)"
 
 echo
+echo "== the agent: one process holds the three tokens on a temporary socket"
+sock=$(mktemp -d /tmp/auths-demo.XXXXXX)/agent.sock
+"$A" serve --socket "$sock" --registry .demo/registry --key "$(key 1)" --key "$(key 2)" --key "$(key 3)" \
+	>.demo/agent.out 2>.demo/agent.log &
+agent_pid=$!
+trap 'kill -TERM $agent_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -qs '^listening on ' .demo/agent.out && break; sleep 0.1; done
+sed 's/^/  /' .demo/agent.out
+export AUTHS_AGENT_SOCK=$sock
+"$A" agent keys | awk -F'\t' '{ print "  " $2 " " $1 " " $4 }'
+echo "  three anchors at once through the agent (queued, each on the tip the last one left):"
+pids=()
+for n in 1 2 3; do
+	"$A" anchor --registry .demo/registry --id "$prefix" --seal "i=$prefix,s=0,d=$prefix" >.demo/anchor-$n.out &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+cat .demo/anchor-*.out | sort | sed 's/^/    /'
+kill -TERM $agent_pid
+wait $agent_pid || true
+trap - EXIT
+unset AUTHS_AGENT_SOCK
+echo "  agent stopped; socket removed: $([ -e "$sock" ] && echo no || echo yes)"
+rmdir "$(dirname "$sock")" 2>/dev/null || true
+
+echo
 echo "== verify the KEL in the registry"
 "$A" kel verify --registry .demo/registry "$prefix"
 git -C .demo/registry fsck --strict --no-dangling 2>&1 | grep -v '^notice:' || true

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/socket"
 )
 
@@ -95,4 +96,40 @@ func agentErr(cmd string, err error) error {
 		return negativeErr("%s: agent: %s", cmd, oneLine(err.Error()))
 	}
 	return usageErr("%s: agent: %s", cmd, oneLine(err.Error()))
+}
+
+// noAgentFlag makes a token-using command open its tokens itself even when
+// an agent answers on $AUTHS_AGENT_SOCK.
+var noAgentFlag = &cli.BoolFlag{Name: "no-agent", Usage: "open the tokens directly even when an agent answers on $AUTHS_AGENT_SOCK"}
+
+// anchorViaAgent runs `anchor` through the agent when one answers (and
+// --no-agent is not given): the agent stages, signs with the keys it holds
+// and commits in its registry. done reports whether it did.
+func anchorViaAgent(c *cli.Context, env *cliEnv, ch anchor.Change) (done bool, err error) {
+	if c.Bool("no-agent") {
+		return false, nil
+	}
+	cl, err := dialAgent(c, env, false)
+	if cl == nil || err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	cmd := commandPath(c)
+	if len(listValues(c, "key")) > 0 {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: signing with the agent's keys; --key is ignored (--no-agent opens them directly)\n", cmd)
+	}
+	req := socket.AnchorRequest{Prefix: c.String("id"), Seals: listValues(c, "seal")}
+	for _, at := range ch.Attestations {
+		req.Attestations = append(req.Attestations, socket.AttestationChange{Device: at.Device, Document: string(at.Document), Supersede: at.Supersede})
+	}
+	r, err := cl.Anchor(c.Context, req)
+	if err != nil {
+		return true, agentErr(cmd, err)
+	}
+	if r.Committed {
+		fmt.Fprintf(env.stdout, "committed %s s=%x %s\n", r.Prefix, r.Sn, r.SAID)
+	} else {
+		fmt.Fprintf(env.stdout, "pending %s %s: %s\n", r.Prefix, r.SAID, r.Needs)
+	}
+	return true, nil
 }

@@ -52,6 +52,7 @@ func anchorCommand(env *cliEnv) *cli.Command {
 			newListFlag("revoke-device", "the device `DID` of the --revoke at the same position"),
 			newListFlag("key", "a signing key's `URI` (pkcs11: or piv:); repeat"),
 			&cli.DurationFlag{Name: "expires", Value: anchor.DefaultTTL, Usage: "how long the proposal waits in escrow if not fully signed"},
+			noAgentFlag,
 		},
 		Action: func(c *cli.Context) error { return anchorRun(c, env) },
 	}
@@ -88,6 +89,9 @@ func anchorRun(c *cli.Context, env *cliEnv) error {
 	}
 	if len(ch.Seals) == 0 && len(ch.Attestations) == 0 {
 		return usageErr("%s: nothing to anchor: give --seal or --attestation FILE --device DID", cmd)
+	}
+	if done, err := anchorViaAgent(c, env, ch); done {
+		return err
 	}
 	uris, err := keyURIs(c, "key", true)
 	if err != nil {
