@@ -121,6 +121,12 @@ func newRegistry(t testing.TB) *registry.Registry {
 // through the agent).
 func incept(t testing.TB, reg *registry.Registry, kt string, uris ...string) string {
 	t.Helper()
+	return inceptWith(t, reg, providerOpener{}, kt, uris...)
+}
+
+// inceptWith is incept with keys opened by o.
+func inceptWith(t testing.TB, reg *registry.Registry, o agent.Opener, kt string, uris ...string) string {
+	t.Helper()
 	ctx := context.Background()
 	th, err := kel.ParseThresholdText(kt)
 	if err != nil {
@@ -129,7 +135,10 @@ func incept(t testing.TB, reg *registry.Registry, kt string, uris ...string) str
 	spec := kel.InceptionSpec{Threshold: th, NextThreshold: th}
 	var signers []hsm.Signer
 	for _, u := range uris {
-		s := openKey(t, u)
+		s, err := o.Open(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
 		v, _ := hsm.Verfer(s)
 		spec.Keys = append(spec.Keys, v.QB64())
 		next := verfer(t, newKey(t, tokens[0], kel.Ed25519))

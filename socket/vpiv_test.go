@@ -1,0 +1,115 @@
+//go:build vpiv
+
+package socket_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	gopiv "github.com/go-piv/piv-go/v2/piv"
+
+	"github.com/auths-dev/auths-agent/agent"
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/hsm/piv"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/socket"
+)
+
+// These tests run inside the virtual PIV card rig (softhsm-test/vpiv-up,
+// then softhsm-test/vpiv-exec go test -tags vpiv ./socket/) with the card
+// serials in VPIV_SERIALS.
+
+const pivPIN = "123456"
+
+func pivSerials(t *testing.T, want int) []uint32 {
+	t.Helper()
+	env := os.Getenv("VPIV_SERIALS")
+	if env == "" {
+		t.Fatalf("VPIV_SERIALS is empty: run softhsm-test/vpiv-up %d, then VPIV_SERIALS=… softhsm-test/vpiv-exec go test -tags vpiv ./socket/ (make test does this)", want)
+	}
+	var out []uint32
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			t.Fatalf("VPIV_SERIALS=%q: %q is not a serial", env, f)
+		}
+		out = append(out, uint32(n))
+	}
+	if len(out) < want {
+		t.Fatalf("VPIV_SERIALS=%q: need %d cards", env, want)
+	}
+	return out[:want]
+}
+
+// mixedOpener opens pkcs11: URIs with the test's PKCS#11 provider and piv:
+// URIs with one PIV provider (a card is held by one provider at a time).
+type mixedOpener struct{ piv *piv.Provider }
+
+func (o mixedOpener) Open(ctx context.Context, uri string) (hsm.Signer, error) {
+	if strings.HasPrefix(uri, "piv:") {
+		return o.piv.Signer(ctx, uri)
+	}
+	return providerOpener{}.Open(ctx, uri)
+}
+
+// TestPIVAnchor: a 2-of-3 identity whose keys are on one SoftHSM token and
+// two virtual YubiKeys anchors a device attestation through the socket:
+// the agent signs with the three tokens at once and commits one commit.
+func TestPIVAnchor(t *testing.T) {
+	ctx := context.Background()
+	p := piv.NewProvider(piv.Options{})
+	defer p.Close()
+	uris := []string{newKey(t, tokens[0], kel.Ed25519)}
+	for _, serial := range pivSerials(t, 2) {
+		uri := fmt.Sprintf("piv:serial=%d;slot=9c?pin-value=%s", serial, pivPIN)
+		if _, err := p.Generate(ctx, uri, piv.GenerateOptions{Algorithm: gopiv.AlgorithmEC256, Overwrite: true}); err != nil {
+			t.Fatalf("generate %s: %v", hsm.RedactURI(uri), err)
+		}
+		uris = append(uris, uri)
+	}
+	reg := newRegistry(t)
+	o := mixedOpener{p}
+	prefix := inceptWith(t, reg, o, "2", uris...)
+	path := serveWith(t, agent.Config{Keys: keri(uris...)}, agent.Options{Opener: o, Registry: reg}, socket.Options{})
+	c := dial(t, path)
+	keys, err := c.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if len(k.Identities) != 1 || k.Identities[0].Prefix != prefix || k.Identities[0].Index != i {
+			t.Errorf("key %s: identities %v, want %s index %d", k.URI, k.Identities, prefix, i)
+		}
+	}
+	before := commits(t, reg.GitDir())
+	did := "did:key:z6MkPIVThroughAgent"
+	doc := fmt.Sprintf(`{"issuer":"did:keri:%s","subject":%q,"rid":"piv00001","capabilities":["sign_commit"]}`, prefix, did)
+	r, err := c.Anchor(ctx, socket.AnchorRequest{Prefix: prefix, Attestations: []socket.AttestationChange{{Device: did, Document: doc}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Committed || r.Sn != 1 {
+		t.Fatalf("anchor: %+v, want committed at s=1", r)
+	}
+	if got := commits(t, reg.GitDir()) - before; got != 1 {
+		t.Errorf("%d commits, want 1", got)
+	}
+	snap, _ := reg.Snapshot()
+	if _, err := snap.Verify(prefix); err != nil {
+		t.Fatal(err)
+	}
+	se, err := snap.Event(prefix, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(se.Sigs) != 3 {
+		t.Errorf("%d signatures on the event, want the three tokens'", len(se.Sigs))
+	}
+	if _, err := snap.Attestation(did); err != nil {
+		t.Fatal(err)
+	}
+}
