@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -142,7 +143,7 @@ func TestDrain(t *testing.T) {
 	reg := newRegistry(t)
 	k := newKey(t, tokens[1], kel.Ed25519)
 	prefix := incept(t, reg, "1", k)
-	a, err := agent.New(agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{200 * time.Millisecond}, Registry: reg})
+	a, err := agent.New(agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{d: 200 * time.Millisecond}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,10 +182,19 @@ func TestDrain(t *testing.T) {
 
 // slowOpener's keys take d for each KERI signature, as a card waiting for
 // a touch would.
-type slowOpener struct{ d time.Duration }
+type slowOpener struct {
+	d time.Duration
+	n *atomic.Int64 // counts signatures when set
+}
 
 func (o slowOpener) Open(ctx context.Context, uri string) (hsmSigner, error) {
-	s, err := providerOpener{}.Open(ctx, uri)
+	var s hsmSigner
+	var err error
+	if o.n != nil {
+		s, err = countingOpener{o.n}.Open(ctx, uri)
+	} else {
+		s, err = providerOpener{}.Open(ctx, uri)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -202,3 +212,39 @@ func (s slowSigner) SignKERI(ctx context.Context, msg []byte) ([]byte, error) {
 }
 
 type hsmSigner = hsm.Signer
+
+// TestClientLeavesQueue: a client that gives up while its request waits
+// for a busy token leaves the queue: its request is never signed, and the
+// next client's is.
+func TestClientLeavesQueue(t *testing.T) {
+	reg := newRegistry(t)
+	k := newKey(t, tokens[1], kel.Ed25519)
+	prefix := incept(t, reg, "1", k)
+	n := new(atomic.Int64)
+	path := serveWith(t, agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{d: 400 * time.Millisecond, n: n}, Registry: reg}, socket.Options{})
+	st := keyState(t, reg, prefix)
+	// Open the key first so that only signatures are counted below.
+	if _, err := dial(t, path).Keys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "first").Raw())
+		first <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the first request holds the token
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := dial(t, path).SignEvent(ctx, ixn(t, st, "gives up").Raw()); err == nil {
+		t.Fatal("the request that gave up was answered")
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "third").Raw()); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load(); got != 2 {
+		t.Errorf("%d signatures, want 2: the request whose client left was signed", got)
+	}
+}

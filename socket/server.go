@@ -316,11 +316,17 @@ func (c *conn) requestContext() context.Context {
 	}
 	ctx, cancel := context.WithTimeout(agent.WithPeer(context.Background(), c.peer), c.s.timeout)
 	done := make(chan struct{})
+	// Most requests end within milliseconds: only one still running after
+	// hangupDelay gets a watcher (a poll every 50 ms on a thread of its own).
+	watch := time.AfterFunc(hangupDelay, func() { watchHangup(c.c, done, cancel) })
 	c.ctx = ctx
-	c.cancel = func() { close(done); cancel() }
-	go watchHangup(c.c, done, cancel)
+	c.cancel = func() { watch.Stop(); close(done); cancel() }
 	return ctx
 }
+
+// hangupDelay is how long a request runs before the server watches for
+// its client hanging up.
+const hangupDelay = 20 * time.Millisecond
 
 // watchHangup cancels a request whose client closed the connection, so
 // that it leaves its token's queue. It polls for POLLRDHUP, which the

@@ -1,0 +1,163 @@
+package socket_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
+
+	"github.com/auths-dev/auths-agent/agent"
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
+)
+
+// userauthData is an SSH user-authentication request for pub: what ssh
+// asks an agent to sign when it logs in.
+func userauthData(pub ssh.PublicKey) []byte {
+	return ssh.Marshal(struct {
+		Session []byte
+		Msg     byte
+		User    string
+		Service string
+		Method  string
+		Sign    bool
+		Alg     string
+		Blob    []byte
+	}{bytes.Repeat([]byte{7}, 32), 50, "me", "ssh-connection", "publickey", true, pub.Type(), pub.Marshal()})
+}
+
+// startOpenSSHAgent runs OpenSSH's ssh-agent on a temp socket and adds the
+// keys of the SoftHSM module with ssh-add -s (the PIN through an askpass
+// script). It returns the socket path.
+func startOpenSSHAgent(b *testing.B) string {
+	b.Helper()
+	dir := b.TempDir()
+	sock := filepath.Join(dir, "openssh.sock")
+	// ssh-agent matches the module's real path against its allow-list.
+	real, err := filepath.EvalSymlinks(rig.Module)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("ssh-agent", "-D", "-a", sock, "-P", rig.Module+","+real)
+	cmd.Env = append(os.Environ(), rig.Env()...)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	askpass := filepath.Join(dir, "askpass")
+	os.WriteFile(askpass, []byte("#!/bin/sh\necho "+testPIN+"\n"), 0o700)
+	add := exec.Command("ssh-add", "-s", rig.Module)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock, "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0")
+	add.Env = append(add.Env, rig.Env()...)
+	if out, err := add.CombinedOutput(); err != nil {
+		b.Fatalf("ssh-add -s: %v: %s", err, out)
+	}
+	return sock
+}
+
+// BenchmarkSSHSign: the same client loop (x/crypto's agent client, one
+// connection, one sign request after the other) against our socket and
+// against OpenSSH's ssh-agent holding the same SoftHSM P-256 key through
+// its PKCS#11 helper. Run with -count to alternate them.
+func BenchmarkSSHSign(b *testing.B) {
+	k := newKey(b, tokens[2], kel.P256)
+	ours := serve(b, agent.Config{Keys: []agent.KeySpec{{URI: k, Uses: []agent.Use{agent.UseSSH}}}}, nil)
+	theirs := startOpenSSHAgent(b)
+	v, _ := hsm.Verfer(openKey(b, k))
+	pk, _ := v.PublicKey()
+	pub, _ := ssh.NewPublicKey(pk)
+	data := userauthData(pub)
+	for _, tc := range []struct{ name, sock string }{{"auths", ours}, {"openssh", theirs}} {
+		b.Run(tc.name, func(b *testing.B) {
+			conn, err := net.Dial("unix", tc.sock)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			c := sshagent.NewClient(conn)
+			keys, err := c.List()
+			if err != nil {
+				b.Fatal(err)
+			}
+			found := false
+			for _, kk := range keys {
+				found = found || bytes.Equal(kk.Blob, pub.Marshal())
+			}
+			if !found {
+				b.Fatalf("%s does not list the key (%d keys)", tc.name, len(keys))
+			}
+			b.ResetTimer()
+			for range b.N {
+				sig, err := c.Sign(pub, data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if sig.Format != ssh.KeyAlgoECDSA256 {
+					b.Fatalf("signature format %s", sig.Format)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignEvent: sign-event through the socket for one P-256 key,
+// beside what it must do at least: the bare token signature plus the event
+// checks (parse, SAID, key state from the registry, next-event check).
+func BenchmarkSignEvent(b *testing.B) {
+	reg := newRegistry(b)
+	k := newKey(b, tokens[2], kel.P256)
+	prefix := incept(b, reg, "1", k)
+	path := serve(b, agent.Config{Keys: keri(k)}, reg)
+	st := keyState(b, reg, prefix)
+	e := ixn(b, st, "bench")
+	raw := e.Raw()
+	b.Run("agent", func(b *testing.B) {
+		c := dial(b, path)
+		ctx := context.Background()
+		for range b.N {
+			if _, err := c.SignEvent(ctx, raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bare", func(b *testing.B) {
+		s := openKey(b, k)
+		ctx := context.Background()
+		for range b.N {
+			ev, err := kel.ParseEvent(raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := ev.CheckSAID(); err != nil {
+				b.Fatal(err)
+			}
+			snap, err := reg.Snapshot()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ks, err := snap.KeyState(prefix)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := kel.Next(ks, ev); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.SignKERI(ctx, raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
