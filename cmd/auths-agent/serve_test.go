@@ -26,7 +26,7 @@ var (
 )
 
 // agentBinary builds cmd/auths-agent once per test process.
-func agentBinary(t *testing.T) string {
+func agentBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "auths-agent-bin-")
@@ -65,7 +65,7 @@ type runningAgent struct {
 
 // startAgent starts `auths-agent serve --socket SOCK args…` with env and
 // waits for its `listening on` line.
-func startAgent(t *testing.T, env []string, sock string, args ...string) *runningAgent {
+func startAgent(t testing.TB, env []string, sock string, args ...string) *runningAgent {
 	t.Helper()
 	cmd := exec.Command(agentBinary(t), append([]string{"serve", "--socket", sock}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -102,7 +102,7 @@ func startAgent(t *testing.T, env []string, sock string, args ...string) *runnin
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (ra *runningAgent) stop(t *testing.T) {
+func (ra *runningAgent) stop(t testing.TB) {
 	if ra.cmd.ProcessState != nil {
 		return
 	}
@@ -257,4 +257,17 @@ func TestServeSSH(t *testing.T) {
 			t.Fatalf("auths-agent agent keys as nobody: %v\n%s\nwant the peer-uid refusal", err, b)
 		}
 	})
+}
+
+func agentBinaryB(b *testing.B) string { return agentBinary(b) }
+
+func startAgentB(b *testing.B, env []string, sock string, args ...string) *runningAgent {
+	return startAgent(b, env, sock, args...)
+}
+
+// execEnv runs a command with env added and returns its combined output.
+func execEnv(env []string, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd.CombinedOutput()
 }
