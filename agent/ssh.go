@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -245,6 +244,3 @@ func (w *wire) problem() string {
 	}
 	return fmt.Sprintf("%d bytes left over", len(w.b))
 }
-
-// keyTypes says which SSH key types the agent lists.
-func keyTypes() string { return strings.Join([]string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256}, ", ") }

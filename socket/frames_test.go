@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -183,8 +184,9 @@ func TestDrain(t *testing.T) {
 // slowOpener's keys take d for each KERI signature, as a card waiting for
 // a touch would.
 type slowOpener struct {
-	d time.Duration
-	n *atomic.Int64 // counts signatures when set
+	d    time.Duration
+	n    *atomic.Int64 // counts signatures when set
+	only string        // when set, only keys whose URI holds it are slow
 }
 
 func (o slowOpener) Open(ctx context.Context, uri string) (hsmSigner, error) {
@@ -197,6 +199,9 @@ func (o slowOpener) Open(ctx context.Context, uri string) (hsmSigner, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if o.only != "" && !strings.Contains(uri, o.only) {
+		return s, nil
 	}
 	return slowSigner{s, o.d}, nil
 }
@@ -246,5 +251,38 @@ func TestClientLeavesQueue(t *testing.T) {
 	}
 	if got := n.Load(); got != 2 {
 		t.Errorf("%d signatures, want 2: the request whose client left was signed", got)
+	}
+}
+
+// TestTokensInParallel: while one token is busy with a slow signature (a
+// touch that takes a second), a request for a key on another token is
+// answered at once.
+func TestTokensInParallel(t *testing.T) {
+	reg := newRegistry(t)
+	slowKey, fastKey := newKey(t, tokens[0], kel.Ed25519), newKey(t, tokens[1], kel.Ed25519)
+	slowID, fastID := incept(t, reg, "1", slowKey), incept(t, reg, "1", fastKey)
+	o := slowOpener{d: time.Second, only: "token=" + tokens[0] + ";"}
+	path := serveWith(t, agent.Config{Keys: keri(slowKey, fastKey)}, agent.Options{Opener: o, Registry: reg}, socket.Options{})
+	if _, err := dial(t, path).Keys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan time.Time, 1)
+	go func() {
+		if _, err := dial(t, path).SignEvent(context.Background(), ixn(t, keyState(t, reg, slowID), "slow").Raw()); err != nil {
+			t.Error(err)
+		}
+		slow <- time.Now()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if _, err := dial(t, path).SignEvent(context.Background(), ixn(t, keyState(t, reg, fastID), "fast").Raw()); err != nil {
+		t.Fatal(err)
+	}
+	fastDone := time.Now()
+	if d := fastDone.Sub(start); d > 600*time.Millisecond {
+		t.Errorf("the other token's request took %v behind the slow one", d)
+	}
+	if s := <-slow; !s.After(fastDone) {
+		t.Error("the slow request finished first: the test proves nothing")
 	}
 }
