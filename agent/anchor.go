@@ -246,3 +246,45 @@ func (a *Agent) lockIdentity(ctx context.Context, prefix string) (func(), error)
 		return nil, fmt.Errorf("waiting for other anchors of %s: %w", prefix, context.Cause(ctx))
 	}
 }
+
+// IDCreate stages the inception spec describes, signs it with the held
+// keys among its keys, and commits it when the threshold is met (or saves
+// it in escrow).
+func (a *Agent) IDCreate(ctx context.Context, spec kel.InceptionSpec) (*AnchorResult, error) {
+	const op = "id create"
+	if a.reg == nil {
+		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	an := anchor.New(a.reg, anchor.WithClock(a.clock))
+	p, err := an.Incept(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	release, err := a.lockIdentity(ctx, p.Prefix())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return a.signProposal(ctx, an, p, op)
+}
+
+// IDRotate stages the rotation of prefix spec describes on its tip, signs
+// it with the held keys among the new keys (each with its prior-next
+// index), and commits it when both thresholds are met (or saves it).
+func (a *Agent) IDRotate(ctx context.Context, prefix string, spec kel.RotationSpec) (*AnchorResult, error) {
+	const op = "id rotate"
+	if a.reg == nil {
+		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	release, err := a.lockIdentity(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	an := anchor.New(a.reg, anchor.WithClock(a.clock))
+	p, err := an.Rotate(ctx, prefix, spec)
+	if err != nil {
+		return nil, err
+	}
+	return a.signProposal(ctx, an, p, op)
+}

@@ -249,3 +249,15 @@ func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]k
 	slices.SortFunc(sigs, func(x, y kel.Siger) int { return x.Index - y.Index })
 	return sigs, nil
 }
+
+// KeyState returns the key state of prefix in the agent's registry.
+func (a *Agent) KeyState(prefix string) (*kel.KeyState, error) {
+	if a.reg == nil {
+		return nil, refuse("key state", ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	snap, err := a.reg.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return snap.KeyState(prefix)
+}

@@ -38,6 +38,8 @@ func extensions() map[string]extension {
 		ExtSignEvent: extSignEvent,
 		ExtAnchor:    extAnchor,
 		ExtPending:   extPending,
+		ExtIDCreate:  extIDCreate,
+		ExtIDRotate:  extIDRotate,
 	}
 	m[ExtQuery] = func(context.Context, *Server, []byte) (any, error) {
 		names := []string{ExtQuery}
@@ -229,4 +231,110 @@ func extPending(ctx context.Context, s *Server, body []byte) (any, error) {
 		return nil, err
 	}
 	return PendingReply{Result: res}, nil
+}
+
+// Identity extensions.
+const (
+	ExtIDCreate = "id-create@auths.dev"
+	ExtIDRotate = "id-rotate@auths.dev"
+)
+
+// IDRequest is the body of id-create@auths.dev and id-rotate@auths.dev.
+// Keys are CESR public keys in key-list order; the next keys are given as
+// public keys or as their digests. Thresholds are the CLI's text forms
+// ("2", "1/2,1/2", JSON clauses); a rotation's threshold defaults to the
+// prior next threshold, a next threshold to the threshold.
+type IDRequest struct {
+	Prefix        string   `json:"prefix,omitempty"` // id-rotate only
+	Keys          []string `json:"keys"`
+	Threshold     string   `json:"threshold,omitempty"`
+	NextKeys      []string `json:"next_keys,omitempty"`
+	NextDigests   []string `json:"next_digests,omitempty"`
+	NextThreshold string   `json:"next_threshold,omitempty"`
+}
+
+func (r IDRequest) thresholds(prior *kel.Threshold) (kt, nt kel.Threshold, next []string, err error) {
+	if len(r.Keys) == 0 {
+		return kt, nt, nil, fmt.Errorf("%w: no keys", errBadRequest)
+	}
+	switch {
+	case r.Threshold != "":
+		if kt, err = kel.ParseThresholdText(r.Threshold); err != nil {
+			return kt, nt, nil, fmt.Errorf("%w: threshold: %v", errBadRequest, err)
+		}
+	case prior != nil:
+		kt = *prior
+	default:
+		return kt, nt, nil, fmt.Errorf("%w: no threshold", errBadRequest)
+	}
+	next = append(next, r.NextDigests...)
+	for i, k := range r.NextKeys {
+		if _, err := kel.ParseVerfer(k); err != nil {
+			return kt, nt, nil, fmt.Errorf("%w: next key %d: %v", errBadRequest, i, err)
+		}
+		next = append(next, kel.NextKeyDigest(k))
+	}
+	nt = kt
+	if r.NextThreshold != "" {
+		if nt, err = kel.ParseThresholdText(r.NextThreshold); err != nil {
+			return kt, nt, nil, fmt.Errorf("%w: next threshold: %v", errBadRequest, err)
+		}
+	}
+	return kt, nt, next, nil
+}
+
+func extIDCreate(ctx context.Context, s *Server, body []byte) (any, error) {
+	var req IDRequest
+	if err := decodeRequest(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Prefix != "" {
+		return nil, fmt.Errorf("%w: id-create takes no prefix (it is the inception's SAID)", errBadRequest)
+	}
+	kt, nt, next, err := req.thresholds(nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.agent.IDCreate(ctx, kel.InceptionSpec{Keys: req.Keys, Threshold: kt, NextDigests: next, NextThreshold: nt})
+}
+
+func extIDRotate(ctx context.Context, s *Server, body []byte) (any, error) {
+	var req IDRequest
+	if err := decodeRequest(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Prefix == "" {
+		return nil, fmt.Errorf("%w: no prefix", errBadRequest)
+	}
+	var prior *kel.Threshold
+	if req.Threshold == "" {
+		st, err := s.agent.KeyState(req.Prefix)
+		if err != nil {
+			return nil, err
+		}
+		prior = &st.NextThreshold
+	}
+	kt, nt, next, err := req.thresholds(prior)
+	if err != nil {
+		return nil, err
+	}
+	return s.agent.IDRotate(ctx, req.Prefix, kel.RotationSpec{Keys: req.Keys, Threshold: kt, NextDigests: next, NextThreshold: nt})
+}
+
+// IDCreate asks the agent to incept an identity with keys it holds.
+func (c *Client) IDCreate(ctx context.Context, req IDRequest) (*agent.AnchorResult, error) {
+	var r agent.AnchorResult
+	if err := c.Call(ctx, ExtIDCreate, req, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// IDRotate asks the agent to rotate an identity to keys it holds.
+func (c *Client) IDRotate(ctx context.Context, req IDRequest) (*agent.AnchorResult, error) {
+	var r agent.AnchorResult
+	if err := c.Call(ctx, ExtIDRotate, req, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

@@ -29,11 +29,13 @@ func FuzzExtension(f *testing.F) {
 		f.Fatal(err)
 	}
 	s := NewServer(a, Options{UID: -1})
-	names := []string{ExtKeys, ExtSignEvent, ExtAnchor, ExtPending, ExtQuery}
+	names := []string{ExtKeys, ExtSignEvent, ExtAnchor, ExtPending, ExtQuery, ExtIDCreate, ExtIDRotate}
 	f.Add(uint8(1), []byte(`{"event":"{\"v\":\"KERI10JSON0000fd_\",\"t\":\"ixn\"}"}`))
 	f.Add(uint8(2), []byte(`{"prefix":"EAAA","seals":["d=x"]}`))
 	f.Add(uint8(3), []byte(`{"prefix":"E","said":"E"}`))
 	f.Add(uint8(0), []byte(`{}`))
+	f.Add(uint8(5), []byte(`{"keys":["DAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"],"threshold":"1"}`))
+	f.Add(uint8(6), []byte(`{"prefix":"EAAA","keys":["D"],"next_keys":["x"]}`))
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		name := names[int(which)%len(names)]
 		reply, err := s.dispatch(context.Background(), name, body)

@@ -124,3 +124,45 @@ func commits(t testing.TB, gitDir string) int {
 	fmt.Sscan(strings.TrimSpace(string(out)), &n)
 	return n
 }
+
+// TestIDCreateRotate: the agent incepts a 2-of-2 identity with two keys it
+// holds on two tokens, then rotates it to the two pre-committed next keys
+// (also held), each signing with its prior-next index; the KEL verifies.
+func TestIDCreateRotate(t *testing.T) {
+	reg := newRegistry(t)
+	k1, k2 := newKey(t, tokens[0], kel.Ed25519), newKey(t, tokens[1], kel.P256)
+	n1, n2 := newKey(t, tokens[1], kel.Ed25519), newKey(t, tokens[0], kel.Ed25519)
+	path := serve(t, agent.Config{Keys: keri(k1, k2, n1, n2)}, reg)
+	c := dial(t, path)
+	ctx := context.Background()
+	r, err := c.IDCreate(ctx, socket.IDRequest{Keys: []string{verfer(t, k1), verfer(t, k2)}, Threshold: "2",
+		NextKeys: []string{verfer(t, n1), verfer(t, n2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Committed || r.Sn != 0 || r.Prefix != r.SAID {
+		t.Fatalf("id create: %+v", r)
+	}
+	// The new keys in the other order: n2 at index 0 was prior-next 1.
+	r2, err := c.IDRotate(ctx, socket.IDRequest{Prefix: r.Prefix, Keys: []string{verfer(t, n2), verfer(t, n1)},
+		NextDigests: []string{kel.NextKeyDigest(verfer(t, k1)), kel.NextKeyDigest(verfer(t, k2))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r2.Committed || r2.Sn != 1 {
+		t.Fatalf("id rotate: %+v", r2)
+	}
+	snap, _ := reg.Snapshot()
+	st, err := snap.Verify(r.Prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CurrentKeys[0] != verfer(t, n2) || st.Sequence != 1 {
+		t.Errorf("state after rotation: %+v", st)
+	}
+	// Rotating to keys that were not pre-committed is refused.
+	if _, err := c.IDRotate(ctx, socket.IDRequest{Prefix: r.Prefix, Keys: []string{verfer(t, n1)}, Threshold: "1",
+		NextDigests: []string{kel.NextKeyDigest(verfer(t, k1))}}); err == nil {
+		t.Error("rotation to a key that is not a pre-committed next key was committed")
+	}
+}
