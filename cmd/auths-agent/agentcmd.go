@@ -126,10 +126,41 @@ func anchorViaAgent(c *cli.Context, env *cliEnv, ch anchor.Change) (done bool, e
 	if err != nil {
 		return true, agentErr(cmd, err)
 	}
-	if r.Committed {
-		fmt.Fprintf(env.stdout, "committed %s s=%x %s\n", r.Prefix, r.Sn, r.SAID)
-	} else {
-		fmt.Fprintf(env.stdout, "pending %s %s: %s\n", r.Prefix, r.SAID, r.Needs)
-	}
+	printOutcome(env, r.Committed, r.Prefix, r.Sn, r.SAID, r.Needs)
 	return true, nil
+}
+
+// pendingSignViaAgent runs `pending sign PREFIX SAID` through the agent
+// when one answers (and --no-agent is not given).
+func pendingSignViaAgent(c *cli.Context, env *cliEnv) (done bool, err error) {
+	if c.Bool("no-agent") {
+		return false, nil
+	}
+	if err := wantArgs(c, "prefix", "said"); err != nil {
+		return true, err
+	}
+	cl, err := dialAgent(c, env, false)
+	if cl == nil || err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	cmd := commandPath(c)
+	if len(listValues(c, "key")) > 0 {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: signing with the agent's keys; --key is ignored (--no-agent opens them directly)\n", cmd)
+	}
+	r, err := cl.PendingSign(c.Context, c.Args().Get(0), c.Args().Get(1))
+	if err != nil {
+		return true, agentErr(cmd, err)
+	}
+	printOutcome(env, r.Committed, r.Prefix, r.Sn, r.SAID, r.Needs)
+	return true, nil
+}
+
+// printOutcome prints the outcome line of anchor and pending sign.
+func printOutcome(env *cliEnv, committed bool, prefix string, sn uint64, said, needs string) {
+	if committed {
+		fmt.Fprintf(env.stdout, "committed %s s=%x %s\n", prefix, sn, said)
+	} else {
+		fmt.Fprintf(env.stdout, "pending %s %s: %s\n", prefix, said, needs)
+	}
 }

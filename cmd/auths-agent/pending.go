@@ -40,7 +40,7 @@ func pendingCommand(env *cliEnv) *cli.Command {
 				Usage:     "add signatures from tokens; commit when complete, else say what is missing",
 				ArgsUsage: "PREFIX SAID",
 				Flags: []cli.Flag{reg,
-					newListFlag("key", "a signing key's `URI` (pkcs11: or piv:); repeat")},
+					newListFlag("key", "a signing key's `URI` (pkcs11: or piv:); repeat"), noAgentFlag},
 				Action: func(c *cli.Context) error { return pendingSign(c, env) },
 			},
 			{
@@ -185,6 +185,9 @@ func refuseDead(c *cli.Context, a *anchor.Anchorer, pd *anchor.Pending) error {
 
 func pendingSign(c *cli.Context, env *cliEnv) error {
 	cmd := commandPath(c)
+	if done, err := pendingSignViaAgent(c, env); done {
+		return err
+	}
 	uris, err := keyURIs(c, "key", true)
 	if err != nil {
 		return err

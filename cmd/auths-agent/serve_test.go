@@ -271,3 +271,49 @@ func execEnv(env []string, name string, args ...string) ([]byte, error) {
 	cmd.Env = append(os.Environ(), env...)
 	return cmd.CombinedOutput()
 }
+
+// TestServeAnchorCLI: with AUTHS_AGENT_SOCK set, `anchor` and `pending
+// sign` go through the agent and sign with its keys: an agent holding one
+// key of a 2-of-2 identity leaves the anchor pending, another agent
+// holding the second key completes and commits it; --no-agent opens the
+// tokens directly (and then needs --key).
+func TestServeAnchorCLI(t *testing.T) {
+	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"),
+		softhsm.Token{Label: "cli-1", PIN: "1234"}, softhsm.Token{Label: "cli-2", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.Remove() })
+	dir := t.TempDir()
+	env := rig.Env()
+	bin := agentBinary(t)
+	k1, k2 := rig.URI("cli-1", "k"), rig.URI("cli-2", "k")
+	run1(t, env, dir, "", bin, "key", "generate", k1)
+	run1(t, env, dir, "", bin, "key", "generate", "--algorithm", "p256", k2)
+	reg := filepath.Join(dir, "reg")
+	prefix := strings.TrimSpace(run1(t, env, dir, "", bin, "id", "create", "--registry", reg, "--threshold", "2", "--key", k1, "--key", k2))
+	sock1, sock2 := filepath.Join(dir, "a1.sock"), filepath.Join(dir, "a2.sock")
+	startAgent(t, env, sock1, "--registry", reg, "--key", k1)
+	startAgent(t, env, sock2, "--registry", reg, "--key", k2)
+
+	out := run1(t, append(env, "AUTHS_AGENT_SOCK="+sock1), dir, "", bin, "anchor", "--registry", reg, "--id", prefix, "--seal", "i="+prefix+",s=0,d="+prefix)
+	var said string
+	if f := strings.Fields(out); len(f) >= 3 && f[0] == "pending" && f[1] == prefix {
+		said = strings.TrimSuffix(f[2], ":")
+	} else {
+		t.Fatalf("anchor through the agent: %q, want pending %s SAID: …", out, prefix)
+	}
+	if !strings.Contains(out, "2 of 2, has index 0") {
+		t.Errorf("anchor through the agent: %q", out)
+	}
+	out = run1(t, append(env, "AUTHS_AGENT_SOCK="+sock2), dir, "", bin, "pending", "sign", "--registry", reg, prefix, said)
+	if out != "committed "+prefix+" s=1 "+said+"\n" {
+		t.Errorf("pending sign through the agent: %q", out)
+	}
+	cmd := exec.Command(bin, "anchor", "--no-agent", "--registry", reg, "--id", prefix, "--seal", "i="+prefix+",s=0,d="+prefix)
+	cmd.Env = append(os.Environ(), append(env, "AUTHS_AGENT_SOCK="+sock1)...)
+	b, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(b), "give at least one --key") {
+		t.Errorf("anchor --no-agent without --key: %v: %s", err, b)
+	}
+}
