@@ -29,9 +29,12 @@ func (s *scheduler) slot(token string) chan struct{} {
 
 // onToken runs f on token when the token is free. Waiters are served in
 // the order they arrived (Go queues blocked channel senders in order). A
-// caller whose ctx ends leaves the queue at once; if f already started it
-// runs to the end on the device (a PKCS#11 or PIV call cannot be taken
-// back), keeps the token busy until then, and its result is dropped.
+// caller whose ctx ends while it waits leaves the queue at once. Once f has
+// started it runs to the end on the device (a PKCS#11 or PIV call cannot
+// be taken back) in the caller's goroutine, whose client is the only one
+// waiting for it; if ctx ended meanwhile the result is dropped. (Running f
+// in a goroutine of its own would let the caller return sooner, but costs
+// a scheduling hop on every signature.)
 func onToken[T any](ctx context.Context, s *scheduler, token string, f func(context.Context) (T, error)) (T, error) {
 	var zero T
 	sem := s.slot(token)
@@ -40,24 +43,13 @@ func onToken[T any](ctx context.Context, s *scheduler, token string, f func(cont
 	case <-ctx.Done():
 		return zero, fmt.Errorf("waiting for %s: %w", token, context.Cause(ctx))
 	}
+	defer func() { <-sem }()
 	if err := ctx.Err(); err != nil {
-		<-sem
 		return zero, fmt.Errorf("waiting for %s: %w", token, context.Cause(ctx))
 	}
-	type result struct {
-		v   T
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		defer func() { <-sem }()
-		v, err := f(ctx)
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		return r.v, r.err
-	case <-ctx.Done():
+	v, err := f(ctx)
+	if ctx.Err() != nil {
 		return zero, fmt.Errorf("on %s: %w", token, context.Cause(ctx))
 	}
+	return v, err
 }

@@ -3,10 +3,12 @@ package socket_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -68,10 +70,36 @@ func startOpenSSHAgent(b *testing.B) string {
 	return sock
 }
 
+// pairedMedians runs a then b, b.N times each, alternating, and reports
+// the median latency of each in microseconds under the names given.
+func pairedMedians(bm *testing.B, nameA string, a func() error, nameB string, b func() error) {
+	var ta, tb []time.Duration
+	bm.ResetTimer()
+	for range bm.N {
+		for _, f := range []struct {
+			run func() error
+			out *[]time.Duration
+		}{{a, &ta}, {b, &tb}} {
+			start := time.Now()
+			if err := f.run(); err != nil {
+				bm.Fatal(err)
+			}
+			*f.out = append(*f.out, time.Since(start))
+		}
+	}
+	bm.StopTimer()
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Nanoseconds()) / 1e3
+	}
+	bm.ReportMetric(median(ta), nameA+"-median-us")
+	bm.ReportMetric(median(tb), nameB+"-median-us")
+}
+
 // BenchmarkSSHSign: the same client loop (x/crypto's agent client, one
-// connection, one sign request after the other) against our socket and
-// against OpenSSH's ssh-agent holding the same SoftHSM P-256 key through
-// its PKCS#11 helper. Run with -count to alternate them.
+// connection each, one sign request after the other, alternating) against
+// our socket and against OpenSSH's ssh-agent holding the same SoftHSM P-256
+// key through its PKCS#11 helper (ssh-add -s).
 func BenchmarkSSHSign(b *testing.B) {
 	k := newKey(b, tokens[2], kel.P256)
 	ours := serve(b, agent.Config{Keys: []agent.KeySpec{{URI: k, Uses: []agent.Use{agent.UseSSH}}}}, nil)
@@ -80,84 +108,77 @@ func BenchmarkSSHSign(b *testing.B) {
 	pk, _ := v.PublicKey()
 	pub, _ := ssh.NewPublicKey(pk)
 	data := userauthData(pub)
-	for _, tc := range []struct{ name, sock string }{{"auths", ours}, {"openssh", theirs}} {
-		b.Run(tc.name, func(b *testing.B) {
-			conn, err := net.Dial("unix", tc.sock)
-			if err != nil {
-				b.Fatal(err)
+	client := func(name, sock string) func() error {
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		c := sshagent.NewClient(conn)
+		keys, err := c.List()
+		if err != nil {
+			b.Fatal(err)
+		}
+		found := false
+		for _, kk := range keys {
+			found = found || bytes.Equal(kk.Blob, pub.Marshal())
+		}
+		if !found {
+			b.Fatalf("%s does not list the key (%d keys)", name, len(keys))
+		}
+		return func() error {
+			sig, err := c.Sign(pub, data)
+			if err == nil && sig.Format != ssh.KeyAlgoECDSA256 {
+				err = fmt.Errorf("%s: signature format %s", name, sig.Format)
 			}
-			defer conn.Close()
-			c := sshagent.NewClient(conn)
-			keys, err := c.List()
-			if err != nil {
-				b.Fatal(err)
-			}
-			found := false
-			for _, kk := range keys {
-				found = found || bytes.Equal(kk.Blob, pub.Marshal())
-			}
-			if !found {
-				b.Fatalf("%s does not list the key (%d keys)", tc.name, len(keys))
-			}
-			b.ResetTimer()
-			for range b.N {
-				sig, err := c.Sign(pub, data)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if sig.Format != ssh.KeyAlgoECDSA256 {
-					b.Fatalf("signature format %s", sig.Format)
-				}
-			}
-		})
+			return err
+		}
 	}
+	pairedMedians(b, "auths", client("auths", ours), "openssh", client("openssh", theirs))
 }
 
 // BenchmarkSignEvent: sign-event through the socket for one P-256 key,
-// beside what it must do at least: the bare token signature plus the event
-// checks (parse, SAID, key state from the registry, next-event check).
+// alternating with what it must do at least: the bare token signature plus
+// the event checks (parse, SAID, key state from the registry, next-event
+// check).
 func BenchmarkSignEvent(b *testing.B) {
 	reg := newRegistry(b)
 	k := newKey(b, tokens[2], kel.P256)
 	prefix := incept(b, reg, "1", k)
 	path := serve(b, agent.Config{Keys: keri(k)}, reg)
 	st := keyState(b, reg, prefix)
-	e := ixn(b, st, "bench")
-	raw := e.Raw()
-	b.Run("agent", func(b *testing.B) {
-		c := dial(b, path)
-		ctx := context.Background()
-		for range b.N {
-			if _, err := c.SignEvent(ctx, raw); err != nil {
-				b.Fatal(err)
-			}
+	raw := ixn(b, st, "bench").Raw()
+	c := dial(b, path)
+	s := openKey(b, k)
+	ctx := context.Background()
+	if _, err := c.SignEvent(ctx, raw); err != nil {
+		b.Fatal(err)
+	}
+	viaAgent := func() error {
+		_, err := c.SignEvent(ctx, raw)
+		return err
+	}
+	bare := func() error {
+		ev, err := kel.ParseEvent(raw)
+		if err != nil {
+			return err
 		}
-	})
-	b.Run("bare", func(b *testing.B) {
-		s := openKey(b, k)
-		ctx := context.Background()
-		for range b.N {
-			ev, err := kel.ParseEvent(raw)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := ev.CheckSAID(); err != nil {
-				b.Fatal(err)
-			}
-			snap, err := reg.Snapshot()
-			if err != nil {
-				b.Fatal(err)
-			}
-			ks, err := snap.KeyState(prefix)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := kel.Next(ks, ev); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.SignKERI(ctx, raw); err != nil {
-				b.Fatal(err)
-			}
+		if err := ev.CheckSAID(); err != nil {
+			return err
 		}
-	})
+		snap, err := reg.Snapshot()
+		if err != nil {
+			return err
+		}
+		ks, err := snap.KeyState(prefix)
+		if err != nil {
+			return err
+		}
+		if _, err := kel.Next(ks, ev); err != nil {
+			return err
+		}
+		_, err = s.SignKERI(ctx, raw)
+		return err
+	}
+	pairedMedians(b, "agent", viaAgent, "bare", bare)
 }
