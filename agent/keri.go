@@ -226,20 +226,27 @@ func (a *Agent) checkEvent(ctx context.Context, raw []byte) (*kel.Event, []signi
 func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]kel.Siger, error) {
 	sigs := make([]kel.Siger, len(keys))
 	errs := make([]error, len(keys))
-	var wg sync.WaitGroup
-	for i, sk := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			raw, err := a.signKERI(ctx, sk.k, msg)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", sk.k.uri, err)
-				return
-			}
-			sigs[i] = kel.NewSiger(sk.alg, sk.index, sk.ondex, raw)
-		}()
+	one := func(i int, sk signingKey) {
+		raw, err := a.signKERI(ctx, sk.k, msg)
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: %w", sk.k.uri, err)
+			return
+		}
+		sigs[i] = kel.NewSiger(sk.alg, sk.index, sk.ondex, raw)
 	}
-	wg.Wait()
+	if len(keys) == 1 {
+		one(0, keys[0]) // no goroutine for the common one-key case
+	} else {
+		var wg sync.WaitGroup
+		for i, sk := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				one(i, sk)
+			}()
+		}
+		wg.Wait()
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
