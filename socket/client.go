@@ -125,6 +125,10 @@ func (c *Client) Raw(ctx context.Context, name string, body []byte) ([]byte, err
 	defer stop()
 	reply, err := roundTrip(c.conn, msg)
 	if err != nil {
+		// The reply, if it ever comes, would answer the next request:
+		// the connection is done. Closing it also tells the agent that
+		// this request's client left, so it leaves the token's queue.
+		c.conn.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", name, context.Cause(ctx))
 		}

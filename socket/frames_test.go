@@ -187,6 +187,9 @@ type slowOpener struct {
 	d    time.Duration
 	n    *atomic.Int64 // counts signatures when set
 	only string        // when set, only keys whose URI holds it are slow
+	// started, when set, receives (without blocking) when a signature
+	// starts on the device.
+	started chan struct{}
 }
 
 func (o slowOpener) Open(ctx context.Context, uri string) (hsmSigner, error) {
@@ -203,15 +206,20 @@ func (o slowOpener) Open(ctx context.Context, uri string) (hsmSigner, error) {
 	if o.only != "" && !strings.Contains(uri, o.only) {
 		return s, nil
 	}
-	return slowSigner{s, o.d}, nil
+	return slowSigner{s, o.d, o.started}, nil
 }
 
 type slowSigner struct {
 	hsmSigner
-	d time.Duration
+	d       time.Duration
+	started chan struct{}
 }
 
 func (s slowSigner) SignKERI(ctx context.Context, msg []byte) ([]byte, error) {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
 	time.Sleep(s.d)
 	return s.hsmSigner.SignKERI(ctx, msg)
 }
@@ -226,7 +234,8 @@ func TestClientLeavesQueue(t *testing.T) {
 	k := newKey(t, tokens[1], kel.Ed25519)
 	prefix := incept(t, reg, "1", k)
 	n := new(atomic.Int64)
-	path := serveWith(t, agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{d: 400 * time.Millisecond, n: n}, Registry: reg}, socket.Options{})
+	started := make(chan struct{}, 1)
+	path := serveWith(t, agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{d: 400 * time.Millisecond, n: n, started: started}, Registry: reg}, socket.Options{})
 	st := keyState(t, reg, prefix)
 	// Open the key first so that only signatures are counted below.
 	if _, err := dial(t, path).Keys(context.Background()); err != nil {
@@ -237,7 +246,7 @@ func TestClientLeavesQueue(t *testing.T) {
 		_, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "first").Raw())
 		first <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // the first request holds the token
+	<-started // the first request holds the token
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	if _, err := dial(t, path).SignEvent(ctx, ixn(t, st, "gives up").Raw()); err == nil {

@@ -6,9 +6,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	gopiv "github.com/go-piv/piv-go/v2/piv"
 
@@ -111,5 +114,66 @@ func TestPIVAnchor(t *testing.T) {
 	}
 	if _, err := snap.Attestation(did); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// cardCtl runs softhsm-test/vpiv-card-ctl ACTION SERIAL through the rig.
+func cardCtl(t testing.TB, action string, serial uint32) {
+	t.Helper()
+	dir := os.Getenv("VPIV_DIR")
+	if dir == "" {
+		t.Fatal("VPIV_DIR is not set: run the tests through softhsm-test/vpiv-exec")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(dir, "bin", "vpiv-card-ctl"), action, strconv.FormatUint(uint64(serial), 10)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vpiv-card-ctl %s %d: %v\n%s", action, serial, err, out)
+	}
+}
+
+// TestPIVReopen: the agent's card goes away; a request fails with the
+// token named and nothing else breaks; once the card is back the next
+// request opens it again and signs.
+func TestPIVReopen(t *testing.T) {
+	ctx := context.Background()
+	p := piv.NewProvider(piv.Options{})
+	defer p.Close()
+	serial := pivSerials(t, 1)[0]
+	uri := fmt.Sprintf("piv:serial=%d;slot=9a?pin-value=%s", serial, pivPIN)
+	if _, err := p.Generate(ctx, uri, piv.GenerateOptions{Algorithm: gopiv.AlgorithmEd25519, Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry(t)
+	o := mixedOpener{p}
+	prefix := inceptWith(t, reg, o, "1", uri)
+	path := serveWith(t, agent.Config{Keys: keri(uri)}, agent.Options{Opener: o, Registry: reg}, socket.Options{})
+	c := dial(t, path)
+	st := keyState(t, reg, prefix)
+	if _, err := c.SignEvent(ctx, ixn(t, st, "before").Raw()); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			cardCtl(t, "start", serial)
+		}
+	})
+	cardCtl(t, "stop", serial)
+	_, err := c.SignEvent(ctx, ixn(t, st, "away").Raw())
+	if err == nil || !strings.Contains(err.Error(), strconv.FormatUint(uint64(serial), 10)) {
+		t.Fatalf("with the card away: %v, want an error naming card %d", err, serial)
+	}
+	cardCtl(t, "start", serial)
+	stopped = false
+	var r *socket.SignEventReply
+	for i := 0; i < 20; i++ { // pcscd notices the reader again within a poll period
+		if r, err = c.SignEvent(ctx, ixn(t, st, "back").Raw()); err == nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err != nil || len(r.Signatures) != 1 {
+		t.Fatalf("after the card came back: %v", err)
 	}
 }
