@@ -25,11 +25,11 @@ func TestParseConfig(t *testing.T) {
 		t.Error("an SSH-only key signs KERI events")
 	}
 	bad := []struct{ text, want string }{
-		{`{"keys":[{"uri":"` + testURI + `"}]}`, `key 0 (pkcs11:token=t;object=k?module-path=/usr/lib/softhsm/libsofthsm2.so): no uses`},
+		{`{"keys":[{"uri":"` + testURI + `"}]}`, `key 0 (pkcs11:token=t;object=k?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=…): no uses`},
 		{`{"keys":[{"uri":"` + testURI + `","uses":["gpg"]}]}`, `unknown use "gpg"`},
 		{`{"keys":[{"uri":"` + testURI + `","uses":["ssh"],"identities":["E"]}]}`, `identities given for a key not used for keri`},
 		{`{"keys":[{"uri":"http://x","uses":["ssh"]}]}`, `key 0: uri must start with pkcs11: or piv:`},
-		{`{"keys":[{"uri":"piv:slot=77","uses":["ssh"]}]}`, `slot="77"`},
+		{`{"keys":[{"uri":"piv:slot=77","uses":["ssh"]}]}`, `piv:slot=77: bad key URI: slot`},
 		{`{"keys":[{"uri":"` + testURI + `","uses":["ssh"]},{"uri":"` + testURI + `","uses":["keri"]}]}`, `same URI as key 0`},
 		{`{"keys":[],"pin":"x"}`, `unknown field "pin"`},
 		{`{"keys":[{"uri":1}]}`, `field keys.uri: want string`},

@@ -183,7 +183,7 @@ func TestSignEventRefusals(t *testing.T) {
 		if err != nil || len(keys) != 1 {
 			t.Fatalf("List: %v, %d keys, want k1 only", err, len(keys))
 		}
-		if strings.Contains(keys[0].Comment, "pin-value") || !strings.Contains(keys[0].Comment, "token="+tokens[0]) {
+		if strings.Contains(keys[0].Comment, "="+testPIN) || !strings.Contains(keys[0].Comment, "token="+tokens[0]) {
 			t.Errorf("comment %q: want the URI without its PIN", keys[0].Comment)
 		}
 		pub, _ := ssh.ParsePublicKey(keys[0].Blob)
