@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -26,6 +27,7 @@ type Client struct {
 	path string
 	mu   sync.Mutex
 	conn net.Conn
+	r    *bufio.Reader
 
 	sshMu   sync.Mutex
 	sshConn net.Conn
@@ -57,7 +59,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{path: path, conn: c}, nil
+	return &Client{path: path, conn: c, r: bufio.NewReaderSize(c, 4096)}, nil
 }
 
 // Close closes the connections.
@@ -123,7 +125,7 @@ func (c *Client) Raw(ctx context.Context, name string, body []byte) ([]byte, err
 	}
 	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
 	defer stop()
-	reply, err := roundTrip(c.conn, msg)
+	reply, err := roundTrip(c.conn, c.r, msg)
 	if err != nil {
 		// The reply, if it ever comes, would answer the next request:
 		// the connection is done. Closing it also tells the agent that
@@ -149,15 +151,15 @@ func (c *Client) Raw(ctx context.Context, name string, body []byte) ([]byte, err
 	return nil, fmt.Errorf("%s: unexpected reply type %d", name, reply[0])
 }
 
-func roundTrip(rw io.ReadWriter, msg []byte) ([]byte, error) {
+func roundTrip(w io.Writer, r io.Reader, msg []byte) ([]byte, error) {
 	frame := make([]byte, 4+len(msg))
 	binary.BigEndian.PutUint32(frame, uint32(len(msg)))
 	copy(frame[4:], msg)
-	if _, err := rw.Write(frame); err != nil {
+	if _, err := w.Write(frame); err != nil {
 		return nil, err
 	}
 	var hdr [4]byte
-	if _, err := io.ReadFull(rw, hdr[:]); err != nil {
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
@@ -165,7 +167,7 @@ func roundTrip(rw io.ReadWriter, msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("reply of %d bytes", n)
 	}
 	reply := make([]byte, n)
-	if _, err := io.ReadFull(rw, reply); err != nil {
+	if _, err := io.ReadFull(r, reply); err != nil {
 		return nil, err
 	}
 	return reply, nil

@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -140,7 +141,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		return
 	}
 	peer := agent.Peer{UID: int(cred.Uid), PID: int(cred.Pid)}
-	c := &conn{s: s, c: nc, peer: peer}
+	c := &conn{s: s, c: nc, r: bufio.NewReaderSize(nc, 4096), peer: peer}
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
@@ -193,6 +194,7 @@ const (
 type conn struct {
 	s    *Server
 	c    *net.UnixConn
+	r    *bufio.Reader // frames usually arrive whole: one read each
 	peer agent.Peer
 
 	mu       sync.Mutex
@@ -245,7 +247,7 @@ func (c *conn) Read(p []byte) (int, error) {
 // readFrame reads one length-prefixed request and checks its size and type.
 func (c *conn) readFrame() ([]byte, error) {
 	var hdr [4]byte
-	if _, err := io.ReadFull(c.c, hdr[:]); err != nil {
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
@@ -255,7 +257,7 @@ func (c *conn) readFrame() ([]byte, error) {
 	}
 	frame := make([]byte, 4+n)
 	copy(frame, hdr[:])
-	if _, err := io.ReadFull(c.c, frame[4:]); err != nil {
+	if _, err := io.ReadFull(c.r, frame[4:]); err != nil {
 		c.s.log.Warn("connection closed: truncated frame", "pid", c.peer.PID, "size", n)
 		return nil, fmt.Errorf("truncated frame: %w", err)
 	}
@@ -266,26 +268,42 @@ func (c *conn) readFrame() ([]byte, error) {
 	return frame, nil
 }
 
+// Write collects the reply ServeAgent writes in two calls (length, then
+// body) and sends it in one.
 func (c *conn) Write(p []byte) (int, error) {
-	n, err := c.c.Write(p)
+	c.mu.Lock()
+	if !c.inFlight {
+		c.mu.Unlock()
+		return c.c.Write(p)
+	}
+	c.reply = append(c.reply, p...)
+	if len(c.reply) < 4 || len(c.reply) < 4+int(binary.BigEndian.Uint32(c.reply)) {
+		c.mu.Unlock()
+		return len(p), nil // the header; the body follows
+	}
+	reply := c.reply
+	c.mu.Unlock()
+	// A client that stops reading must not hold a drain up for ever.
+	c.c.SetWriteDeadline(time.Now().Add(replyTimeout))
+	_, err := c.c.Write(reply)
+	n := len(p)
+	if err != nil {
+		n = 0
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.inFlight {
-		return n, err
-	}
-	c.reply = append(c.reply, p[:n]...)
-	if err == nil && len(c.reply) >= 4 && len(c.reply) < 4+int(binary.BigEndian.Uint32(c.reply)) {
-		return n, nil // the header; the body follows
-	}
 	// A failure that no handler produced is x/crypto refusing a body it
 	// could not parse: garbage, so this connection ends.
-	if !c.reached && len(c.reply) == 5 && c.reply[4] == msgFailure {
+	if !c.reached && len(reply) == 5 && reply[4] == msgFailure {
 		c.garbage = true
 		c.s.log.Warn("connection closed: malformed request", "pid", c.peer.PID)
 	}
 	c.endLocked()
 	return n, err
 }
+
+// replyTimeout bounds the write of one reply.
+const replyTimeout = 10 * time.Second
 
 func (c *conn) endLocked() {
 	if c.inFlight {
