@@ -18,7 +18,7 @@ import (
 
 // TestMain lets testscript run the CLI as the command "auths-agent".
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(removeBinAfter{m}, map[string]func(){
 		"auths-agent": func() {
 			env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 			os.Exit(run(context.Background(), env, os.Args))

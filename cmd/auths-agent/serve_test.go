@@ -48,6 +48,17 @@ func agentBinary(t testing.TB) string {
 	return binPath
 }
 
+// removeBinAfter removes the binary agentBinary built once the tests ran.
+type removeBinAfter struct{ m *testing.M }
+
+func (r removeBinAfter) Run() int {
+	code := r.m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	return code
+}
+
 type buildError struct {
 	out string
 	err error
