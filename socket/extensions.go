@@ -242,7 +242,7 @@ const (
 // IDRequest is the body of id-create@auths.dev and id-rotate@auths.dev.
 // Keys are CESR public keys in key-list order; the next keys are given as
 // public keys or as their digests. Thresholds are the CLI's text forms
-// ("2", "1/2,1/2", JSON clauses); a rotation's threshold defaults to the
+// ("2", "1/2,1/2"); a rotation's threshold defaults to the
 // prior next threshold, a next threshold to the threshold.
 type IDRequest struct {
 	Prefix        string   `json:"prefix,omitempty"` // id-rotate only

@@ -18,6 +18,7 @@ import (
 	"github.com/auths-dev/auths-agent/agent"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/piv"
+	"github.com/auths-dev/auths-agent/internal/attesttest"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/socket"
 )
@@ -90,8 +91,8 @@ func TestPIVAnchor(t *testing.T) {
 	}
 	before := commits(t, reg.GitDir())
 	did := "did:key:z6MkPIVThroughAgent"
-	doc := fmt.Sprintf(`{"issuer":"did:keri:%s","subject":%q,"rid":"piv00001","capabilities":["sign_commit"]}`, prefix, did)
-	r, err := c.Anchor(ctx, socket.AnchorRequest{Prefix: prefix, Attestations: []socket.AttestationChange{{Device: did, Document: doc}}})
+	doc := attesttest.Doc(prefix, did, "piv00001")
+	r, err := c.Anchor(ctx, socket.AnchorRequest{Prefix: prefix, Attestations: []socket.AttestationChange{{Device: did, Document: string(doc)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
