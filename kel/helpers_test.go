@@ -6,22 +6,18 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/auths-dev/auths-agent/internal/vectors"
 )
 
-// vectorsDir is ../shared/vectors/keripy beside the repository.
-var vectorsDir = filepath.Join("..", "..", "shared", "vectors", "keripy")
-
-// readVector reads one file of the keripy conformance vectors and fails the
-// test loudly when the shared folder is missing.
+// readVector reads one file of the keripy conformance vectors (kept in
+// internal/vectors).
 func readVector(t testing.TB, name string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(vectorsDir, name))
+	data, err := vectors.File(name)
 	if err != nil {
-		t.Fatalf("KERIPY CONFORMANCE VECTORS MISSING: %v\n"+
-			"the vectors are ground truth and must be at %s (the shared folder beside the repository)", err, vectorsDir)
+		t.Fatal(err)
 	}
 	return data
 }
@@ -29,11 +25,7 @@ func readVector(t testing.TB, name string) []byte {
 // vectorStream is the two-event KEL the vectors form.
 func vectorStream(t testing.TB) []byte {
 	t.Helper()
-	var out []byte
-	for _, f := range []string{"rot_remove.icp.json", "rot_remove.icp.att", "rot_remove.rot.json", "rot_remove.rot.att"} {
-		out = append(out, readVector(t, f)...)
-	}
-	return out
+	return vectors.Stream()
 }
 
 // testKey is a software controller key.

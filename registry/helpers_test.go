@@ -10,18 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/auths-dev/auths-agent/internal/vectors"
 	"github.com/auths-dev/auths-agent/kel"
 )
-
-// vectorsDir is where the keripy conformance vectors live, beside the
-// project.
-const vectorsDir = "../../shared/vectors/keripy"
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv("REGISTRY_TEST_HELPER"); role != "" {
@@ -40,10 +36,10 @@ func vectorStream(t testing.TB) ([]byte, [][]byte) {
 	t.Helper()
 	var stream []byte
 	var events [][]byte
-	for _, name := range []string{"rot_remove.icp.json", "rot_remove.icp.att", "rot_remove.rot.json", "rot_remove.rot.att"} {
-		data, err := os.ReadFile(filepath.Join(vectorsDir, name))
+	for _, name := range vectors.Names {
+		data, err := vectors.File(name)
 		if err != nil {
-			t.Fatalf("KERIPY VECTORS MISSING: cannot read %s (expected at ../shared/vectors/keripy beside the project): %v", name, err)
+			t.Fatal(err)
 		}
 		if strings.HasSuffix(name, ".json") {
 			events = append(events, data)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auths-dev/auths-agent/internal/vectors"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/rogpeppe/go-internal/txtar"
 )
@@ -92,7 +93,7 @@ func TestVectorsLayoutGolden(t *testing.T) {
 				}
 			}
 			for sn, name := range []string{"rot_remove.icp.att", "rot_remove.rot.att"} {
-				att, _ := os.ReadFile(filepath.Join(vectorsDir, name))
+				att, _ := vectors.File(name)
 				blob := runGit(t, dir, "show", RegistryRef+":"+idDir+"/events/"+attachmentName(uint64(sn)))
 				if blob != string(att) {
 					t.Errorf("attachment %d differs from %s", sn, name)

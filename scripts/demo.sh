@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# demo.sh: what `make demo` shows. It wipes and recreates .demo/ and never
-# reads ../shared. Needs (installed by `make demo`): go, gcc, git, softhsm2.
+# demo.sh: what `make demo` shows. It wipes and recreates .demo/ and needs
+# nothing outside the project. Needs (installed by `make demo`): go, gcc, git, softhsm2.
 #
 # 1. A 2-of-3 KEL signed with keys made in memory (icp, rot, ixn).
 # 2. Three SoftHSM tokens, one controller key on each; a 2-of-3 identity in

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/auths-dev/auths-agent/internal/attesttest"
+	"github.com/auths-dev/auths-agent/internal/vectors"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -26,16 +26,13 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// vectorsDir is ../shared/vectors/keripy beside the repository.
-var vectorsDir = filepath.Join("..", "..", "..", "shared", "vectors", "keripy")
-
 // TestScripts runs the CLI scenarios in testdata/*.txt. Each gets the keripy
 // conformance vectors copied into $WORK/vectors.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
 		Setup: func(env *testscript.Env) error {
-			return copyVectors(filepath.Join(env.WorkDir, "vectors"))
+			return vectors.WriteDir(filepath.Join(env.WorkDir, "vectors"))
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"status": cmdStatus,
@@ -129,26 +126,4 @@ func cmdTamper(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	data[off] = args[2][0]
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), data, 0o644))
-}
-
-// copyVectors copies the keripy vectors into dir, failing loudly when the
-// shared folder is missing.
-func copyVectors(dir string) error {
-	entries, err := os.ReadDir(vectorsDir)
-	if err != nil {
-		return fmt.Errorf("KERIPY CONFORMANCE VECTORS MISSING: %w (they are ground truth and must be at %s, the shared folder beside the repository)", err, vectorsDir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(vectorsDir, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }

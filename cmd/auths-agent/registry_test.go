@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auths-dev/auths-agent/internal/vectors"
 	"github.com/auths-dev/auths-agent/kel"
 )
 
@@ -70,14 +71,7 @@ func TestVerifyRegistry(t *testing.T) {
 	if code, _, errs := runCommands(t, "registry", "init", dir); code != 0 {
 		t.Fatal(errs)
 	}
-	var stream []byte
-	for _, f := range []string{"rot_remove.icp.json", "rot_remove.icp.att", "rot_remove.rot.json", "rot_remove.rot.att"} {
-		data, err := os.ReadFile(filepath.Join(vectorsDir, f))
-		if err != nil {
-			t.Fatalf("KERIPY VECTORS MISSING: %v", err)
-		}
-		stream = append(stream, data...)
-	}
+	stream := vectors.Stream()
 	kelFile := filepath.Join(t.TempDir(), "kel.cesr")
 	os.WriteFile(kelFile, stream, 0o644)
 	if code, _, errs := runCommands(t, "kel", "import", "--registry", dir, kelFile); code != 0 {

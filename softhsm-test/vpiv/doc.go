@@ -4,7 +4,8 @@
 //
 // # What it answers
 //
-// What piv-go v2 and Yubico's ykcs11 send (see ../../shared/spec/traces):
+// What piv-go v2 and Yubico's ykcs11 send (traces of both against real
+// YubiKeys are in the workspace's spec/traces, beside the project):
 // SELECT of the PIV application, GET VERSION, GET SERIAL, GET METADATA (key
 // slots, 9b, f9, PIN 80 and PUK 81), VERIFY (status query, PIN attempt,
 // reset), CHANGE REFERENCE and RESET RETRY COUNTER (PIN and PUK, three tries
