@@ -1,7 +1,8 @@
 # The README's two commands are `make demo` and `make test`. Both check for
 # Go 1.26, install what they need on a fresh Debian/Ubuntu machine (as root,
 # or with sudo), then do their job. `make bench` regenerates
-# docs/BENCHMARKS.md.
+# docs/BENCHMARKS.md. `make install` puts auths-agent in $(go env GOPATH)/bin,
+# or PREFIX/bin when PREFIX is given.
 
 SHELL := /bin/bash
 GO ?= go
@@ -16,7 +17,7 @@ DEMO_PKGS := gcc libc6-dev pkg-config git libpcsclite-dev softhsm2
 TEST_PKGS := $(DEMO_PKGS) opensc-pkcs11 opensc pcscd vsmartcard-vpcd ykcs11 strace \
 	openssh-client openssh-server pinentry-tty iproute2 util-linux procps
 
-.PHONY: all build check-go demo-deps test-deps demo test bench vet fuzz clean
+.PHONY: all build install check-go demo-deps test-deps demo test bench vet fuzz clean
 
 all: build
 
@@ -33,6 +34,19 @@ test-deps: check-go
 
 build: demo-deps
 	$(GO) build -o bin/auths-agent ./cmd/auths-agent
+
+# go install stamps the version from git (auths-agent --version); GOBIN must
+# be absolute.
+PREFIX ?=
+install: demo-deps
+	@if [ -n "$(PREFIX)" ]; then \
+		mkdir -p "$(abspath $(PREFIX))/bin" && \
+		GOBIN="$(abspath $(PREFIX))/bin" $(GO) install ./cmd/auths-agent && \
+		echo "installed $(abspath $(PREFIX))/bin/auths-agent"; \
+	else \
+		$(GO) install ./cmd/auths-agent && \
+		d=$$($(GO) env GOBIN); echo "installed $${d:-$$($(GO) env GOPATH)/bin}/auths-agent"; \
+	fi
 
 vet: check-go
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
