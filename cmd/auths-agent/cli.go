@@ -34,10 +34,12 @@ type cliEnv struct {
 	getenv func(string) string
 }
 
-// exitError carries an exit status and a one-line message.
+// exitError carries an exit status and a one-line message; hint, for bad
+// usage, is a second line saying where the command's help is.
 type exitError struct {
 	code int
 	msg  string
+	hint string
 }
 
 func (e *exitError) Error() string { return e.msg }
@@ -60,10 +62,10 @@ func silentExit(code int) error { return &exitError{code: code} }
 func wantArgs(c *cli.Context, names ...string) error {
 	n := c.Args().Len()
 	if n < len(names) {
-		return usageErr("%s: missing argument %s", commandPath(c), strings.ToUpper(names[n]))
+		return cmdUsageErr(c, "%s: missing argument %s", commandPath(c), strings.ToUpper(names[n]))
 	}
 	if n > len(names) {
-		return usageErr("%s: unexpected argument %d%s (flags go before arguments)", commandPath(c), len(names)+1, argKind(c, c.Args().Get(len(names))))
+		return cmdUsageErr(c, "%s: unexpected argument %d%s (flags go before arguments)", commandPath(c), len(names)+1, argKind(c, c.Args().Get(len(names))))
 	}
 	return nil
 }
@@ -140,6 +142,9 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 		if ee.msg != "" {
 			fmt.Fprintf(env.stderr, "auths-agent: %s\n", redactURIsIn(ee.msg))
 		}
+		if ee.hint != "" {
+			fmt.Fprintln(env.stderr, ee.hint)
+		}
 		return ee.code
 	}
 	// Errors from urfave/cli itself (unknown flag, bad flag value) are usage
@@ -166,45 +171,46 @@ func redactURIsIn(msg string) string {
 	})
 }
 
+// snText shows a sequence number as KERI does, in hex, with the decimal
+// beside it once the two differ ("1a (26)"). Lines meant for scripts print
+// s=HEX alone.
+func snText(sn uint64) string {
+	if sn < 10 {
+		return fmt.Sprintf("%x", sn)
+	}
+	return fmt.Sprintf("%x (%d)", sn, sn)
+}
+
 func oneLine(s string) string {
 	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
 }
 
+// newApp builds the application. Explicit help (help, --help) goes to
+// stdout; everything else urfave/cli would print goes through our hooks
+// (help.go) and ends as one line on stderr.
 func newApp(env *cliEnv) *cli.App {
+	cmds := append(commands(env), helpCommand())
+	prepareCommands(cmds, "")
 	return &cli.App{
 		Name:            "auths-agent",
 		Usage:           "sign KERI events with keys on hardware tokens",
+		Version:         version(),
 		Writer:          env.stdout,
 		ErrWriter:       env.stderr,
 		Reader:          env.stdin,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run() decides the status
 		OnUsageError:    onUsageError,
-		Commands:        withUsageErrors(commands(env)),
+		// The application's own action runs when no command matched.
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() == 0 {
+				cli.HelpPrinter(env.stderr, cli.AppHelpTemplate, c.App)
+				return silentExit(exitUsage)
+			}
+			return unknownCommand("", c.Args().First(), c.App.Commands)
+		},
+		Commands: cmds,
 	}
-}
-
-// onUsageError turns a flag that does not parse into a one-line usage
-// error. The flag package quotes the value it could not parse; that value
-// is left out, since it may be a key URI with its PIN given to the wrong
-// flag.
-func onUsageError(c *cli.Context, err error, _ bool) error {
-	msg := quotedValue.ReplaceAllString(oneLine(err.Error()), "value")
-	return usageErr("%s: %s", commandPath(c), msg)
-}
-
-var quotedValue = regexp.MustCompile(`value "(?:[^"\\]|\\.)*"`)
-
-// withUsageErrors gives every command onUsageError: urfave/cli does not
-// pass the App's down, and prints the bad value and help on stdout instead.
-func withUsageErrors(cmds []*cli.Command) []*cli.Command {
-	for _, c := range cmds {
-		if c.OnUsageError == nil {
-			c.OnUsageError = onUsageError
-		}
-		withUsageErrors(c.Subcommands)
-	}
-	return cmds
 }
 
 // commandPath names the running command with its parents ("key sign"):
@@ -217,6 +223,9 @@ func commandPath(c *cli.Context) string {
 		}
 	}
 	if len(names) == 0 {
+		if c.Command == nil || c.Command.Name == c.App.Name {
+			return ""
+		}
 		return c.Command.Name
 	}
 	return strings.Join(names, " ")

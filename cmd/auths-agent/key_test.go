@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auths-dev/auths-agent/internal/vectors"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
 )
@@ -164,13 +165,12 @@ func TestKeyGenerateListSign(t *testing.T) {
 	}
 }
 
-// readVector reads a keripy conformance vector, failing loudly when the
-// shared folder is missing.
+// readVector reads a keripy conformance vector (kept in internal/vectors).
 func readVector(t *testing.T, name string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(vectorsDir, name))
+	data, err := vectors.File(name)
 	if err != nil {
-		t.Fatalf("KERIPY CONFORMANCE VECTORS MISSING: %v (they must be at %s)", err, vectorsDir)
+		t.Fatal(err)
 	}
 	return data
 }
@@ -256,8 +256,8 @@ func TestKeyRefusals(t *testing.T) {
 		{[]string{"key", "generate", "--algorithm", "rsa", rig.URI("ci-1", "k2")}, 2,
 			`key generate: --algorithm "rsa": want ed25519 or p256`},
 		{[]string{"key", "generate", rig.URI("ci-1", "k2"), "--algorithm", "p256"}, 2,
-			`key generate: unexpected argument 2, the flag --algorithm (flags go before arguments)`},
-		{[]string{"key", "sign", rig.URI("ci-1", "k0")}, 2, `key sign: missing argument FILE`},
+			`key generate: unexpected argument 2, the flag --algorithm (flags go before arguments)` + "\nsee 'auths-agent key generate --help'"},
+		{[]string{"key", "sign", rig.URI("ci-1", "k0")}, 2, `key sign: missing argument FILE` + "\nsee 'auths-agent key sign --help'"},
 		{[]string{"key", "sign", rig.URI("ci-1", "k0"), event + ".missing"}, 2,
 			`cannot read ` + event + `.missing: no such file or directory`},
 		{[]string{"key", "generate", rig.URI("ci-1", "")}, 2,

@@ -157,7 +157,9 @@ func TestPINNeverShown(t *testing.T) {
 			if r.code != 1 && r.code != 2 {
 				t.Errorf("%s: exit %d, want 1 or 2 (stdout %q, stderr %q)", what, r.code, r.stdout, r.stderr)
 			}
-			if !strings.HasPrefix(r.stderr, "auths-agent: ") || strings.Count(r.stderr, "\n") != 1 {
+			// One line, and for bad usage the line saying where the help is.
+			msg := usageHintLine.ReplaceAllString(r.stderr, "\n")
+			if !strings.HasPrefix(msg, "auths-agent: ") || strings.Count(msg, "\n") != 1 {
 				t.Errorf("%s: stderr %q, want one line", what, r.stderr)
 			}
 			// A PIN the token refused is a negative answer; anything else
@@ -170,6 +172,9 @@ func TestPINNeverShown(t *testing.T) {
 	}
 	t.Logf("%d commands run", runs)
 }
+
+// usageHintLine is the second line of a usage error.
+var usageHintLine = regexp.MustCompile(`\nsee 'auths-agent [a-z ]*--help'\n$`)
 
 func TestRedactURIsIn(t *testing.T) {
 	for in, want := range map[string]string{
