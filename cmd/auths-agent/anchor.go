@@ -63,6 +63,9 @@ func anchorRun(c *cli.Context, env *cliEnv) error {
 		return err
 	}
 	cmd := commandPath(c)
+	if _, err := prefixArg(c, c.String("id")); err != nil {
+		return err
+	}
 	var ch anchor.Change
 	for _, s := range listValues(c, "seal") {
 		raw, err := anchor.ParseSeal(s)

@@ -16,9 +16,17 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
 )
 
-// Exit statuses shared by every command.
+// Exit statuses shared by every command. The same kind of error gets the
+// same status everywhere:
+//
+//   - 2: bad usage, or input that cannot be read or parsed at all: a missing
+//     file, a KEL stream that does not parse (truncated, garbage), a
+//     malformed prefix, a corrupt registry (ErrCorrupt), not a registry.
+//   - 1: input that parses but is refused or invalid: a bad signature or
+//     SAID, a threshold not met, an unknown prefix, a conflict, a wrong PIN.
 const (
 	exitOK       = 0
 	exitNegative = 1 // a negative answer: invalid, refused
@@ -97,6 +105,23 @@ func shownName(s string) string {
 		return hsm.RedactURI(s)
 	}
 	return s
+}
+
+// prefixArg checks that p is a KERI identifier prefix (a Blake3-256 digest,
+// or a basic Ed25519 or P-256 key prefix) before anything is opened: a
+// malformed prefix is bad usage, exit 2.
+func prefixArg(c *cli.Context, p string) (string, error) {
+	if _, err := kel.ParseDigest(p); err == nil {
+		return p, nil
+	}
+	if _, err := kel.ParseVerfer(p); err == nil {
+		return p, nil
+	}
+	shown := p
+	if len(shown) > 60 {
+		shown = shown[:60] + "..."
+	}
+	return "", cmdUsageErr(c, "%s: %q is not a KERI prefix (want 44 base64url characters, e.g. E...)", commandPath(c), shown)
 }
 
 // readInput reads FILE, or stdin when the name is "-". limit caps the size.
@@ -190,7 +215,7 @@ func oneLine(s string) string {
 // (help.go) and ends as one line on stderr.
 func newApp(env *cliEnv) *cli.App {
 	cmds := append(commands(env), helpCommand())
-	prepareCommands(cmds, "")
+	prepareCommands(cmds, "", map[cli.Flag]bool{})
 	return &cli.App{
 		Name:            "auths-agent",
 		Usage:           "sign KERI events with keys on hardware tokens",

@@ -114,12 +114,13 @@ func cmdUsageErr(c *cli.Context, format string, args ...any) error {
 var (
 	undefinedFlag = regexp.MustCompile(`^flag provided but not defined: -+(.+)$`)
 	quotedValue   = regexp.MustCompile(`value "(?:[^"\\]|\\.)*"`)
+	badFlagValue  = regexp.MustCompile(`^invalid value ".*" for flag -+([^:]+): (.*)$`)
 )
 
-// onUsageError turns urfave/cli's flag parsing errors into ours, with the
-// nearest flag when one was mistyped. A value that does not parse is left
-// out of the message, since it may be a key URI with its PIN given to the
-// wrong flag.
+// onUsageError turns urfave/cli's flag parsing errors into ours: one line
+// and the hint, with the nearest flag when one was mistyped. A value that
+// does not parse is left out of the message, since it may be a key URI with
+// its PIN given to the wrong flag.
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	path := commandPath(c)
 	msg := oneLine(err.Error())
@@ -127,6 +128,11 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 		msg = fmt.Sprintf("unknown flag --%s", m[1])
 		if s := nearestFlag(c.Command.Flags, m[1]); s != "" {
 			msg += fmt.Sprintf(" (did you mean --%s?)", s)
+		}
+	} else if m := badFlagValue.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("--%s: the value does not parse: %s", m[1], m[2])
+		if _, ok := findFlag(c.Command.Flags, m[1]).(*cli.DurationFlag); ok {
+			msg += " (want a duration such as 30m or 48h)"
 		}
 	} else {
 		msg = quotedValue.ReplaceAllString(msg, "value")
@@ -149,6 +155,18 @@ func unknownCommand(path, name string, subs []*cli.Command) error {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return &exitError{code: exitUsage, msg: msg, hint: usageHint(path)}
+}
+
+// findFlag returns the flag called name.
+func findFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
 }
 
 // nearestFlag is the flag name closest to name, if close enough to be a typo.
@@ -210,7 +228,10 @@ func editDistance(a, b string) int {
 // command group answer an unknown or missing subcommand, checks required
 // flags itself (urfave/cli prints the whole help first), and adds the URI,
 // duration and threshold notes and the example to each command's help.
-func prepareCommands(cmds []*cli.Command, parent string) {
+//
+// required remembers the flags already made optional: commands may share one
+// flag value (pending's --registry).
+func prepareCommands(cmds []*cli.Command, parent string, required map[cli.Flag]bool) {
 	for _, c := range cmds {
 		path := strings.TrimSpace(parent + " " + c.Name)
 		if parent != "" {
@@ -230,10 +251,10 @@ func prepareCommands(cmds []*cli.Command, parent string) {
 				}
 				return unknownCommand(p, cc.Args().First(), subs)
 			}
-			prepareCommands(c.Subcommands, path)
+			prepareCommands(c.Subcommands, path, required)
 			continue
 		}
-		requireFlags(c)
+		requireFlags(c, required)
 	}
 }
 
@@ -266,26 +287,42 @@ func helpNotes(c *cli.Command, path string) string {
 }
 
 // requireFlags replaces urfave/cli's required-flag check (which prints the
-// whole help to stdout first) with ours, run before the command's action.
-func requireFlags(c *cli.Command) {
+// whole help to stdout first) with ours, run before the command's action,
+// and refuses a duration flag that is not positive.
+func requireFlags(c *cli.Command, seen map[cli.Flag]bool) {
 	var required []string
 	for _, f := range c.Flags {
+		if r, ok := seen[f]; ok {
+			if r {
+				required = append(required, f.Names()[0])
+			}
+			continue
+		}
+		r := false
 		switch f := f.(type) {
 		case *cli.StringFlag:
-			if f.Required {
-				f.Required = false
+			r, f.Required = f.Required, false
+			if r {
 				f.Usage += " (required)"
-				required = append(required, f.Name)
 			}
 		case *cli.GenericFlag:
-			if f.Required {
-				f.Required = false
+			r, f.Required = f.Required, false
+			if r {
 				f.Usage += " (required)"
-				required = append(required, f.Name)
 			}
 		}
+		seen[f] = r
+		if r {
+			required = append(required, f.Names()[0])
+		}
 	}
-	if len(required) == 0 || c.Action == nil {
+	var durations []string
+	for _, f := range c.Flags {
+		if d, ok := f.(*cli.DurationFlag); ok {
+			durations = append(durations, d.Name)
+		}
+	}
+	if len(required)+len(durations) == 0 || c.Action == nil {
 		return
 	}
 	action := c.Action
@@ -293,6 +330,12 @@ func requireFlags(c *cli.Command) {
 		for _, name := range required {
 			if !cc.IsSet(name) {
 				return cmdUsageErr(cc, "%s: --%s is required", commandPath(cc), name)
+			}
+		}
+		// A zero or negative duration would make a proposal expire at once.
+		for _, name := range durations {
+			if d := cc.Duration(name); cc.IsSet(name) && d <= 0 {
+				return cmdUsageErr(cc, "%s: --%s %s: want a positive duration (e.g. 30m, 48h)", commandPath(cc), name, d)
 			}
 		}
 		return action(cc)

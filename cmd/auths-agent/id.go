@@ -113,6 +113,10 @@ func idRotate(c *cli.Context, env *cliEnv) error {
 		return err
 	}
 	cmd := commandPath(c)
+	prefix, err := prefixArg(c, c.String("id"))
+	if err != nil {
+		return err
+	}
 	uris, err := keyURIs(c, "key", true)
 	if err != nil {
 		return err
@@ -121,7 +125,6 @@ func idRotate(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	prefix := c.String("id")
 	snap, err := a.Registry().Snapshot()
 	if err != nil {
 		return usageErr("%s: %v", cmd, oneLine(err.Error()))

@@ -97,7 +97,8 @@ func kelVerifyCommand(env *cliEnv) *cli.Command {
 			"group, event after event, as keripy writes them), validates it from its\n" +
 			"inception and prints the final key state: prefix, sn, keys, threshold.\n" +
 			"With --registry DIR the argument is a prefix whose KEL is read from the\n" +
-			"registry. Exit 1 with the failing event's s and the reason when it is invalid.",
+			"registry. Exit 1 with the failing event's s and the reason when it is invalid,\n" +
+			"2 when the input is not a KEL stream at all (truncated, garbage).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the key state as the registry's state.json does"},
 			&cli.StringFlag{Name: "registry", Usage: "verify the KEL of PREFIX in the registry of this git repository"},
@@ -107,7 +108,11 @@ func kelVerifyCommand(env *cliEnv) *cli.Command {
 				if err := wantArgs(c, "prefix"); err != nil {
 					return err
 				}
-				return verifyRegistry(c, env, dir, c.Args().First(), c.Bool("json"))
+				prefix, err := prefixArg(c, c.Args().First())
+				if err != nil {
+					return err
+				}
+				return verifyRegistry(c, env, dir, prefix, c.Bool("json"))
 			}
 			if err := wantArgs(c, "file"); err != nil {
 				return err
@@ -122,22 +127,17 @@ func kelVerifyCommand(env *cliEnv) *cli.Command {
 			if len(data) == 0 {
 				return usageErr("%s: empty input, want a KEL stream", name)
 			}
-			st, err := verifyStream(data)
+			events, err := kel.ParseStreamParallel(data, 0)
+			if err != nil {
+				return usageErr("%s: not a KEL stream: %s", name, oneLine(err.Error()))
+			}
+			st, err := kel.ReplayParallel(events, 0)
 			if err != nil {
 				return negativeErr("%s: invalid KEL: %s", name, oneLine(err.Error()))
 			}
 			return printKeyState(env, st, c.Bool("json"))
 		},
 	}
-}
-
-// verifyStream parses and validates a KEL stream.
-func verifyStream(data []byte) (*kel.KeyState, error) {
-	events, err := kel.ParseStreamParallel(data, 0)
-	if err != nil {
-		return nil, err
-	}
-	return kel.ReplayParallel(events, 0)
 }
 
 // printKeyState prints the short key state, or with asJSON the key state
@@ -152,7 +152,7 @@ func printKeyState(env *cliEnv, st *kel.KeyState, asJSON bool) error {
 		return nil
 	}
 	fmt.Fprintf(env.stdout, "prefix     %s\n", st.Prefix)
-	fmt.Fprintf(env.stdout, "sn         %d\n", st.Sequence)
+	fmt.Fprintf(env.stdout, "sn         %s\n", snText(st.Sequence))
 	fmt.Fprintf(env.stdout, "keys       %s\n", strings.Join(st.CurrentKeys, " "))
 	fmt.Fprintf(env.stdout, "threshold  %s\n", st.Threshold.Text())
 	if st.IsAbandoned {

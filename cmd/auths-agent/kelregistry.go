@@ -51,7 +51,7 @@ func kelImportCommand(env *cliEnv) *cli.Command {
 			}
 			events, err := kel.ParseStream(data)
 			if err != nil {
-				return usageErr("%s: %s", name, oneLine(err.Error()))
+				return usageErr("%s: not a KEL stream: %s", name, oneLine(err.Error()))
 			}
 			r, err := openRegistry(env, dir)
 			if err != nil {
@@ -123,7 +123,7 @@ func kelShowCommand(env *cliEnv) *cli.Command {
 		Name:      "show",
 		Usage:     "list the events of a KEL in the registry, one line each",
 		ArgsUsage: "PREFIX",
-		Description: "Prints one line per event: s (decimal), type, SAID, and the indexes of\n" +
+		Description: "Prints one line per event: s=HEX, type, SAID, and the indexes of\n" +
 			"its signatures. --json prints one JSON object per line instead.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per event"},
@@ -133,7 +133,11 @@ func kelShowCommand(env *cliEnv) *cli.Command {
 			if err := wantArgs(c, "prefix"); err != nil {
 				return err
 			}
-			prefix, dir := c.Args().First(), c.String("registry")
+			prefix, err := prefixArg(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			dir := c.String("registry")
 			r, err := openRegistry(env, dir)
 			if err != nil {
 				return err
@@ -169,7 +173,7 @@ func kelShowCommand(env *cliEnv) *cli.Command {
 				for i, v := range idx {
 					strs[i] = fmt.Sprint(v)
 				}
-				fmt.Fprintf(env.stdout, "%d %s %s sigs=%s\n", e.Sn, e.Type, e.SAID, strings.Join(strs, ","))
+				fmt.Fprintf(env.stdout, "s=%x %s %s sigs=%s\n", e.Sn, e.Type, e.SAID, strings.Join(strs, ","))
 			}
 			return nil
 		},
@@ -190,8 +194,8 @@ func verifyRegistry(c *cli.Context, env *cliEnv, dir, prefix string, asJSON bool
 	}
 	st, err := s.Verify(prefix)
 	if err != nil {
-		if errors.Is(err, registry.ErrNotFound) {
-			return negativeErr("registry %s: %s", dir, oneLine(err.Error()))
+		if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrCorrupt) {
+			return registryErr(dir, err)
 		}
 		return negativeErr("%s in %s: invalid KEL: %s", prefix, dir, oneLine(err.Error()))
 	}

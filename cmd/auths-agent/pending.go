@@ -102,6 +102,9 @@ func loadPending(c *cli.Context) (*anchor.Anchorer, *anchor.Pending, error) {
 		return nil, nil, err
 	}
 	cmd := commandPath(c)
+	if _, err := prefixArg(c, c.Args().Get(0)); err != nil {
+		return nil, nil, err
+	}
 	a, err := openAnchorer(c, cmd)
 	if err != nil {
 		return nil, nil, err

@@ -113,14 +113,17 @@ func openRegistry(env *cliEnv, dir string) (*registry.Registry, error) {
 	return r, nil
 }
 
-// registryErr maps registry errors to exit statuses: a refused batch, a
-// conflict or a corrupt registry is a negative answer; anything else (I/O)
-// is an unreadable input.
+// registryErr maps registry errors to exit statuses (see cli.go): a
+// corrupt registry is unreadable input (2, as anchor's commands say too); a
+// refused batch, a conflict or an unknown prefix is a negative answer (1);
+// anything else (I/O) is unreadable input.
 func registryErr(dir string, err error) error {
 	var oe *registry.OpError
 	var le *registry.LockError
 	switch {
-	case errors.As(err, &oe), errors.As(err, &le), errors.Is(err, registry.ErrConflict), errors.Is(err, registry.ErrCorrupt),
+	case errors.Is(err, registry.ErrCorrupt):
+		return usageErr("registry %s: %s", dir, oneLine(err.Error()))
+	case errors.As(err, &oe), errors.As(err, &le), errors.Is(err, registry.ErrConflict),
 		errors.Is(err, registry.ErrNotFound), errors.Is(err, registry.ErrNoRegistry):
 		return negativeErr("registry %s: %s", dir, oneLine(err.Error()))
 	}
