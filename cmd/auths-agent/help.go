@@ -356,7 +356,7 @@ func helpCommand() *cli.Command {
 			for _, name := range c.Args().Slice() {
 				var next *cli.Command
 				for _, sc := range cmds {
-					if sc.HasName(name) && sc.Name != "help" {
+					if sc.HasName(name) {
 						next = sc
 					}
 				}
@@ -367,6 +367,11 @@ func helpCommand() *cli.Command {
 			}
 			if cmd == nil {
 				return cli.ShowAppHelp(c)
+			}
+			if cmd == c.Command {
+				// urfave/cli answers help --help with the overview.
+				cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, cmd)
+				return nil
 			}
 			// The same text as CMD --help: urfave/cli fills in a
 			// command's subcommand list only when it runs it.
