@@ -4,20 +4,71 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
+
+// maxExcludeSize bounds how much of .git/info/exclude is read.
+const maxExcludeSize = 1 << 20
+
+// excludeLockFile adds /registry.lock to gitDir/info/exclude unless a line
+// already names it.
+func excludeLockFile(gitDir string) error {
+	path := filepath.Join(gitDir, "info", "exclude")
+	line := "/" + flockName
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o666)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o777); err != nil {
+			return err
+		}
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o666)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxExcludeSize+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxExcludeSize {
+		return fmt.Errorf("%s: larger than %d bytes", path, maxExcludeSize)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if t := strings.TrimSpace(l); t == line || t == flockName {
+			return nil
+		}
+	}
+	sep := ""
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		sep = "\n"
+	}
+	_, err = f.WriteString(sep + "# auths-agent's advisory lock\n" + line + "\n")
+	return err
+}
 
 // lock takes the advisory flock on registry.lock in the repository's top
 // directory, the lock auths takes before writing, waiting until ctx ends.
 // The returned function releases it.
 func (r *Registry) lock(ctx context.Context) (func(), error) {
 	path := filepath.Join(r.topDir, flockName)
+	_, statErr := os.Lstat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("registry lock: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) && r.topDir != r.gitDir {
+		// In a work tree the lock file would show as untracked in every
+		// `git status`; git's own exclude file hides it without touching
+		// the user's .gitignore. Failing to do so loses nothing.
+		if err := excludeLockFile(r.gitDir); err != nil {
+			r.opts.log.Warn("cannot add registry.lock to .git/info/exclude", "err", err)
+		}
 	}
 	delay := time.Millisecond
 	for {
