@@ -1,26 +1,19 @@
 package main
 
-// This file holds `auths-agent id` (create and rotate multi-sig identities
-// whose keys live on tokens) and tokenSet, which opens the key URIs of one
-// command with one provider per PKCS#11 module and one for PIV cards.
+// This file holds `auths-agent id`: create and rotate multi-sig identities
+// whose keys live on tokens (tokenset.go opens them; idcheck.go keeps a
+// typo from hurting an identity), and the parsing of key URI flags.
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/hsm"
-	"github.com/auths-dev/auths-agent/hsm/piv"
-	"github.com/auths-dev/auths-agent/hsm/pkcs11"
 	"github.com/auths-dev/auths-agent/kel"
-	"github.com/auths-dev/auths-agent/registry"
-	gopiv "github.com/go-piv/piv-go/v2/piv"
 )
 
 func idCommand(env *cliEnv) *cli.Command {
@@ -44,8 +37,12 @@ func idCommand(env *cliEnv) *cli.Command {
 				Description: "T is N (signatures), a comma list of fractions for one weighted clause\n" +
 					"(1/2,1/2,1/2), or JSON for several clauses ([[\"1/2\",\"1/2\"],[\"1\"]]).\n" +
 					"Without --next-key, a next key is generated beside each current key:\n" +
-					"PKCS#11: same label with -nextN; PIV: the next free retired slot (82-95).",
-				Flags:  keyFlags("signing threshold `T` (required)"),
+					"PKCS#11: same label with -nextN; PIV: the next free retired slot (82-95).\n" +
+					"Everything is checked before a key is generated; next keys an attempt\n" +
+					"generated and could not use are named on stderr, and a retry reuses them.\n" +
+					"A next key may not be a current key (the identity could never rotate).\n" +
+					"--registry must hold a registry already, unless --init is given.",
+				Flags:  append(keyFlags("signing threshold `T` (required)"), initFlag()),
 				Action: func(c *cli.Context) error { return idCreate(c, env) },
 			},
 			{
@@ -53,7 +50,9 @@ func idCommand(env *cliEnv) *cli.Command {
 				Usage: "rotate to the pre-committed next keys (on their tokens)",
 				Description: "The --key URIs are the new current keys in their new order; each that was\n" +
 					"pre-committed signs with both its new index and its prior-next position.\n" +
-					"--threshold defaults to the prior next threshold.",
+					"--threshold defaults to the prior next threshold. Fewer keys than the\n" +
+					"identity has or pre-committed (2-of-3 to 2-of-2) are refused unless\n" +
+					"--threshold is given. The new kt-of-n is printed before the commit.",
 				Flags: append(keyFlags("new signing threshold `T`"),
 					&cli.StringFlag{Name: "id", Usage: "the identity's `PREFIX`", Required: true}),
 				Action: func(c *cli.Context) error { return idRotate(c, env) },
@@ -62,7 +61,11 @@ func idCommand(env *cliEnv) *cli.Command {
 	}
 }
 
-func idCreate(c *cli.Context, env *cliEnv) error {
+// idCreate checks everything it can (flags, thresholds, the registry, every
+// key URI and its PIN, next keys that would repeat a current key) before it
+// generates a key; keys it generated and could not use are named on stderr
+// and a retry reuses them (see nextKeys).
+func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	if err := wantArgs(c); err != nil {
 		return err
 	}
@@ -72,9 +75,28 @@ func idCreate(c *cli.Context, env *cliEnv) error {
 		return err
 	}
 	if c.String("threshold") == "" {
-		return usageErr("%s: --threshold is required", cmd)
+		return cmdUsageErr(c, "%s: --threshold is required", cmd)
 	}
 	kt, err := thresholdFlag(c, "threshold", len(uris))
+	if err != nil {
+		return err
+	}
+	nextURIs, err := keyURIs(c, "next-key", false)
+	if err != nil {
+		return err
+	}
+	if err := checkNextURIs(c, uris, nextURIs); err != nil {
+		return err
+	}
+	nNext := len(uris)
+	if len(nextURIs) > 0 {
+		nNext = len(nextURIs)
+	}
+	nt, err := nextThreshold(c, kt, nNext)
+	if err != nil {
+		return err
+	}
+	openReg, _, err := planRegistry(c, env, c.String("registry"))
 	if err != nil {
 		return err
 	}
@@ -84,31 +106,37 @@ func idCreate(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	nextKeys, err := nextKeys(c, ts, uris, signers)
+	inUse, err := keysInUse(env, c.String("registry"), keys)
 	if err != nil {
 		return err
 	}
-	nt, err := nextThreshold(c, kt, len(nextKeys))
-	if err != nil {
+	var nk nextKeySet
+	defer func() { nk.reportLeftovers(env, cmd, err) }()
+	if err = nk.collect(c, ts, uris, nextURIs, signers, inUse); err != nil {
 		return err
 	}
 	spec := kel.InceptionSpec{Keys: keys, Threshold: kt, NextThreshold: nt}
-	for _, k := range nextKeys {
+	for _, k := range nk.keys {
 		spec.NextDigests = append(spec.NextDigests, kel.NextKeyDigest(k))
 	}
-	reg, _, err := registry.Init(c.Context, c.String("registry"), false)
+	reg, err := openReg()
 	if err != nil {
-		return usageErr("%s: %v", cmd, oneLine(err.Error()))
+		return err
 	}
 	a := anchor.New(reg, anchor.WithTTL(c.Duration("expires")))
 	p, err := a.Incept(c.Context, spec)
 	if err != nil {
 		return anchorErr(cmd, err)
 	}
-	return signAndFinish(c.Context, env, cmd, a, p, signers)
+	err = signAndFinish(c.Context, env, cmd, a, p, signers)
+	return err
 }
 
-func idRotate(c *cli.Context, env *cliEnv) error {
+// idRotate rotates to pre-committed next keys. A rotation that leaves
+// fewer keys than the identity has now or pre-committed (2-of-3 to 2-of-2)
+// needs --threshold, so that dropping a key is never the silent effect of a
+// forgotten --key; the resulting kt-of-n is printed before the commit.
+func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	if err := wantArgs(c); err != nil {
 		return err
 	}
@@ -121,13 +149,20 @@ func idRotate(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
+	nextURIs, err := keyURIs(c, "next-key", false)
+	if err != nil {
+		return err
+	}
+	if err := checkNextURIs(c, uris, nextURIs); err != nil {
+		return err
+	}
 	a, err := openAnchorer(c, cmd)
 	if err != nil {
 		return err
 	}
 	snap, err := a.Registry().Snapshot()
 	if err != nil {
-		return usageErr("%s: %v", cmd, oneLine(err.Error()))
+		return registryErr(c.String("registry"), err)
 	}
 	st, err := snap.KeyState(prefix)
 	if err != nil {
@@ -138,8 +173,22 @@ func idRotate(c *cli.Context, env *cliEnv) error {
 		if kt, err = thresholdFlag(c, "threshold", len(uris)); err != nil {
 			return err
 		}
-	} else if err := kt.CheckKeys(len(uris)); err != nil {
-		return usageErr("%s: the prior next threshold %s does not fit the %d keys: give --threshold (%v)", cmd, kt.Text(), len(uris), err)
+	} else {
+		if n, was := len(uris), max(len(st.CurrentKeys), len(st.NextCommitment)); n < was {
+			return cmdUsageErr(c, "%s: %d --key for %s, which has %d keys and %d pre-committed next keys: this drops keys (kt %s of %d): give --threshold to confirm the new key list",
+				cmd, n, prefix, len(st.CurrentKeys), len(st.NextCommitment), kt.Text(), n)
+		}
+		if err := kt.CheckKeys(len(uris)); err != nil {
+			return cmdUsageErr(c, "%s: the prior next threshold %s does not fit the %d keys: give --threshold (%v)", cmd, kt.Text(), len(uris), err)
+		}
+	}
+	nNext := len(uris)
+	if len(nextURIs) > 0 {
+		nNext = len(nextURIs)
+	}
+	nt, err := nextThreshold(c, kt, nNext)
+	if err != nil {
+		return err
 	}
 	ts := newTokenSet(env)
 	defer ts.Close()
@@ -152,24 +201,29 @@ func idRotate(c *cli.Context, env *cliEnv) error {
 			return negativeErr("%s: --key %s is a current key of %s; rotate to its pre-committed next keys", cmd, uris[i], prefix)
 		}
 	}
-	nextKeys, err := nextKeys(c, ts, uris, signers)
+	inUse, err := keysInUse(env, c.String("registry"), keys)
 	if err != nil {
 		return err
 	}
-	nt, err := nextThreshold(c, kt, len(nextKeys))
-	if err != nil {
+	var nk nextKeySet
+	defer func() { nk.reportLeftovers(env, cmd, err) }()
+	if err = nk.collect(c, ts, uris, nextURIs, signers, inUse); err != nil {
 		return err
 	}
 	spec := kel.RotationSpec{Keys: keys, Threshold: kt, NextThreshold: nt,
 		BackerThreshold: st.BackerThreshold.Count()}
-	for _, k := range nextKeys {
+	for _, k := range nk.keys {
 		spec.NextDigests = append(spec.NextDigests, kel.NextKeyDigest(k))
 	}
+	fmt.Fprintf(env.stderr, "auths-agent: %s: %s s=%x: kt %s of %d keys (was %s of %d), next %s of %d\n",
+		cmd, prefix, st.Sequence+1, kt.Text(), len(keys), st.Threshold.Text(), len(st.CurrentKeys), nt.Text(), len(nk.keys))
 	p, err := a.Rotate(c.Context, prefix, spec)
 	if err != nil {
-		return anchorErr(cmd, err)
+		err = anchorErr(cmd, err)
+		return err
 	}
-	return signAndFinish(c.Context, env, cmd, a, p, signers)
+	err = signAndFinish(c.Context, env, cmd, a, p, signers)
+	return err
 }
 
 // listFlag is a repeatable flag whose values are kept whole: urfave/cli's
@@ -278,31 +332,6 @@ func nextThreshold(c *cli.Context, kt kel.Threshold, n int) (kel.Threshold, erro
 	return kt, nil
 }
 
-// nextKeys returns the next keys' public keys: those of --next-key, or new
-// keys generated beside each current key.
-func nextKeys(c *cli.Context, ts *tokenSet, uris []keyRef, signers []hsm.Signer) ([]string, error) {
-	cmd := commandPath(c)
-	nextURIs, err := keyURIs(c, "next-key", false)
-	if err != nil {
-		return nil, err
-	}
-	if len(nextURIs) > 0 {
-		_, keys, err := ts.open(c.Context, cmd, nextURIs)
-		return keys, err
-	}
-	var keys []string
-	for i, u := range uris {
-		v, _ := hsm.Verfer(signers[i])
-		nu, key, err := ts.generateNext(c.Context, u, v.Algorithm())
-		if err != nil {
-			return nil, keyErrMsg(cmd, err)
-		}
-		fmt.Fprintf(ts.env.stderr, "auths-agent: next key for key %d: %s\n", i, nu)
-		keys = append(keys, key)
-	}
-	return keys, nil
-}
-
 // keyErrMsg is keyErr without a cli.Context.
 func keyErrMsg(cmd string, err error) error {
 	msg := cmd + ": " + oneLine(err.Error())
@@ -310,143 +339,4 @@ func keyErrMsg(cmd string, err error) error {
 		return negativeErr("%s", msg)
 	}
 	return usageErr("%s", msg)
-}
-
-// tokenSet opens the keys of one command: one provider per PKCS#11 module
-// (a module loads once per process) and one for PIV cards.
-type tokenSet struct {
-	env    *cliEnv
-	pkcs11 map[string]*pkcs11.Provider
-	piv    *piv.Provider
-}
-
-func newTokenSet(env *cliEnv) *tokenSet {
-	return &tokenSet{env: env, pkcs11: map[string]*pkcs11.Provider{}}
-}
-
-func (ts *tokenSet) Close() {
-	for _, p := range ts.pkcs11 {
-		p.Close()
-	}
-	if ts.piv != nil {
-		ts.piv.Close()
-	}
-}
-
-func (ts *tokenSet) module(u *hsm.PKCS11URI) (*pkcs11.Provider, error) {
-	if u.ModulePath == "" {
-		return nil, hsm.NewURIError(u.String(), fmt.Errorf("%w: no module-path (add ?module-path=/path/to/module.so)", hsm.ErrBadURI))
-	}
-	if p, ok := ts.pkcs11[u.ModulePath]; ok {
-		return p, nil
-	}
-	p, err := pkcs11.Open(u.ModulePath, pkcs11.Options{Getenv: ts.env.getenv})
-	if err != nil {
-		return nil, hsm.NewURIError(u.String(), err)
-	}
-	ts.pkcs11[u.ModulePath] = p
-	return p, nil
-}
-
-func (ts *tokenSet) pivProvider() *piv.Provider {
-	if ts.piv == nil {
-		ts.piv = newPIVProvider(ts.env)
-	}
-	return ts.piv
-}
-
-// signer opens the key r names.
-func (ts *tokenSet) signer(ctx context.Context, r keyRef) (hsm.Signer, error) {
-	if r.piv != nil {
-		return ts.pivProvider().SignerURI(ctx, *r.piv)
-	}
-	p, err := ts.module(r.pkcs11)
-	if err != nil {
-		return nil, err
-	}
-	return p.Signer(ctx, r.pkcs11)
-}
-
-// open opens every URI and returns the signers and their CESR keys,
-// refusing two URIs that name the same key.
-func (ts *tokenSet) open(ctx context.Context, cmd string, uris []keyRef) ([]hsm.Signer, []string, error) {
-	var signers []hsm.Signer
-	var keys []string
-	for _, u := range uris {
-		s, err := ts.signer(ctx, u)
-		if err != nil {
-			return nil, nil, keyErrMsg(cmd, err)
-		}
-		v, err := hsm.Verfer(s)
-		if err != nil {
-			return nil, nil, usageErr("%s: %s: %v", cmd, u, err)
-		}
-		for j, k := range keys {
-			if k == v.QB64() {
-				return nil, nil, usageErr("%s: key listed twice: %s and %s are the same key %s", cmd, uris[j], u, k)
-			}
-		}
-		signers, keys = append(signers, s), append(keys, v.QB64())
-	}
-	return signers, keys, nil
-}
-
-var nextSuffix = regexp.MustCompile(`-next([0-9]+)$`)
-
-// generateNext makes a next key beside the key r names: on a PKCS#11
-// token the same label with "-nextN" (N one more than the label's own
-// suffix, or 1), on a PIV card the first free retired slot 82–95. It
-// returns the new key's URI (without PIN) and CESR public key.
-func (ts *tokenSet) generateNext(ctx context.Context, r keyRef, alg kel.Algorithm) (string, string, error) {
-	if r.piv != nil {
-		return ts.generateNextPIV(ctx, *r.piv, alg)
-	}
-	u := r.pkcs11
-	if u.Object == "" {
-		return "", "", hsm.NewURIError(u.String(), fmt.Errorf("%w: no object= label to derive the next key's label from (give --next-key)", hsm.ErrBadURI))
-	}
-	p, err := ts.module(u)
-	if err != nil {
-		return "", "", err
-	}
-	base, n := u.Object, 1
-	if m := nextSuffix.FindStringSubmatch(base); m != nil {
-		k, _ := strconv.Atoi(m[1])
-		base, n = strings.TrimSuffix(base, m[0]), k+1
-	}
-	nu := u.WithKey(fmt.Sprintf("%s-next%d", base, n), nil)
-	info, err := p.Generate(ctx, nu, alg)
-	if err != nil {
-		return "", "", err
-	}
-	return info.URI.String(), info.Verfer.QB64(), nil
-}
-
-// generateNextPIV generates in the first empty retired slot of u's card;
-// the new slot's URI keeps u's PIN source (or value) as parsed.
-func (ts *tokenSet) generateNextPIV(ctx context.Context, u hsm.PIVURI, alg kel.Algorithm) (string, string, error) {
-	p := ts.pivProvider()
-	galg := gopiv.AlgorithmEC256
-	if alg == kel.Ed25519 {
-		galg = gopiv.AlgorithmEd25519
-	}
-	for slot := uint8(0x82); slot <= 0x95; slot++ {
-		nu := u
-		nu.Slot = slot
-		if _, err := p.KeyURI(ctx, nu, false); err == nil {
-			continue
-		} else if !errors.Is(err, hsm.ErrNotFound) {
-			return "", "", err
-		}
-		s, err := p.GenerateURI(ctx, nu, piv.GenerateOptions{Algorithm: galg})
-		if err != nil {
-			return "", "", err
-		}
-		v, err := hsm.Verfer(s)
-		if err != nil {
-			return "", "", err
-		}
-		return nu.String(), v.QB64(), nil
-	}
-	return "", "", hsm.NewURIError(u.String(), fmt.Errorf("%w: no free retired slot (82-95) on the card: give --next-key", hsm.ErrExists))
 }

@@ -34,8 +34,9 @@ func kelImportCommand(env *cliEnv) *cli.Command {
 			"every event against the registry's tip and appends them as one batch, one\n" +
 			"commit. Events already present with the same SAID are skipped (a line on\n" +
 			"stderr each); an event that conflicts with a stored one refuses the whole\n" +
-			"stream and nothing is written.",
-		Flags: []cli.Flag{registryFlag()},
+			"stream and nothing is written. DIR must hold a registry already, unless\n" +
+			"--init is given (a new or empty directory, or a git repository without one).",
+		Flags: []cli.Flag{registryFlag(), initFlag()},
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, "file"); err != nil {
 				return err
@@ -53,7 +54,17 @@ func kelImportCommand(env *cliEnv) *cli.Command {
 			if err != nil {
 				return usageErr("%s: not a KEL stream: %s", name, oneLine(err.Error()))
 			}
-			r, err := openRegistry(env, dir)
+			openReg, creates, err := planRegistry(c, env, dir)
+			if err != nil {
+				return err
+			}
+			if creates {
+				// Refuse an invalid stream before --init creates anything.
+				if err := replayByPrefix(events); err != nil {
+					return negativeErr("%s: invalid KEL, nothing written: %s", name, oneLine(err.Error()))
+				}
+			}
+			r, err := openReg()
 			if err != nil {
 				return err
 			}
@@ -73,6 +84,25 @@ func kelImportCommand(env *cliEnv) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// replayByPrefix validates each identity's events of a stream from its
+// inception, as an empty registry would.
+func replayByPrefix(events []kel.SignedEvent) error {
+	byPrefix := map[string][]kel.SignedEvent{}
+	var order []string
+	for _, se := range events {
+		if _, ok := byPrefix[se.Event.Prefix]; !ok {
+			order = append(order, se.Event.Prefix)
+		}
+		byPrefix[se.Event.Prefix] = append(byPrefix[se.Event.Prefix], se)
+	}
+	for _, p := range order {
+		if _, err := kel.ReplayParallel(byPrefix[p], 0); err != nil {
+			return fmt.Errorf("identity %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // importBatch skips the events the registry already holds (same SAID at the

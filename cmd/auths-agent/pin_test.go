@@ -78,7 +78,7 @@ func TestPINNeverShown(t *testing.T) {
 	}
 	must("key", "generate", k1)
 	must("key", "generate", k2)
-	prefix := strings.TrimSpace(must("id", "create", "--registry", reg, "--threshold", "2", "--key", k1, "--key", k2))
+	prefix := strings.TrimSpace(must("id", "create", "--init", "--registry", reg, "--threshold", "2", "--key", k1, "--key", k2))
 	m := regexp.MustCompile(`^pending \S+ (\S+):`).FindStringSubmatch(must("anchor", "--registry", reg, "--id", prefix,
 		"--seal", "d=EF_M_u7ASVHXfI8QzdWLq3V9ocSKqxkbujXGbi9QMtP9", "--key", k1))
 	if m == nil {
@@ -110,23 +110,23 @@ func TestPINNeverShown(t *testing.T) {
 		{"key list, stray argument", func(u string) []string { return []string{"key", "list", k1, u} }},
 		{"piv list, stray argument", func(u string) []string { return []string{"piv", "list", u} }},
 		{"id create", func(u string) []string {
-			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", u}
+			return []string{"id", "create", "--init", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", u}
 		}},
 		{"id create --next-key", func(u string) []string {
 			// k2's token: a login on t1 for the --key would let any PIN
 			// through for a next key on t1.
-			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", k2, "--next-key", u}
+			return []string{"id", "create", "--init", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", k2, "--next-key", u}
 		}},
 		{"id create, forgotten --key", func(u string) []string {
-			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", k1, u}
+			return []string{"id", "create", "--init", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--key", k1, u}
 		}},
 		{"id create, URI given to another flag", func(u string) []string {
-			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--expires", u, "--key", k1}
+			return []string{"id", "create", "--init", "--registry", filepath.Join(dir, "new"), "--threshold", "1", "--expires", u, "--key", k1}
 		}},
 		// A flag's own value is echoed by its error, unless it is a key
 		// URI (pkcs11:, piv:): a bare word given as a seal is a seal.
 		{"id create, URI given as the threshold", func(u string) []string {
-			return []string{"id", "create", "--registry", filepath.Join(dir, "new"), "--threshold", keyScheme(u), "--key", k1}
+			return []string{"id", "create", "--init", "--registry", filepath.Join(dir, "new"), "--threshold", keyScheme(u), "--key", k1}
 		}},
 		{"anchor, URI given as a seal", func(u string) []string {
 			return []string{"anchor", "--registry", reg, "--id", prefix, "--seal", keyScheme(u), "--key", k1}

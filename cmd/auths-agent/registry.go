@@ -6,7 +6,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -39,6 +41,12 @@ func registryInitCommand(env *cliEnv) *cli.Command {
 				return err
 			}
 			dir := c.Args().First()
+			if _, err := registry.Open(dir); err != nil {
+				// Not a repository: only a new or empty directory becomes one.
+				if entries, rerr := os.ReadDir(dir); rerr == nil && len(entries) > 0 {
+					return cmdUsageErr(c, "%s: %s is not a git repository and not empty: give a new or empty directory, or a repository", commandPath(c), dir)
+				}
+			}
 			r, created, err := registry.Init(c.Context, dir, c.Bool("bare"), registryOptions(env)...)
 			if err != nil {
 				return registryErr(dir, err)
@@ -111,6 +119,71 @@ func openRegistry(env *cliEnv, dir string) (*registry.Registry, error) {
 		return nil, usageErr("%s", oneLine(err.Error()))
 	}
 	return r, nil
+}
+
+// initFlag is --init of the commands that write: without it they write only
+// to an existing registry.
+func initFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "init", Usage: "create the registry when DIR is a new or empty directory, or a git repository without refs/auths/registry"}
+}
+
+// writableRegistry opens the registry a writing command writes to (see
+// planRegistry).
+func writableRegistry(c *cli.Context, env *cliEnv, dir string) (*registry.Registry, error) {
+	open, _, err := planRegistry(c, env, dir)
+	if err != nil {
+		return nil, err
+	}
+	return open()
+}
+
+// planRegistry checks the registry a writing command will write to and
+// returns what opens it, creating it with --init. A directory that does not
+// hold refs/auths/registry is refused unless --init is given, so that a
+// mistyped path or an unrelated repository never becomes a registry by
+// accident; even with --init, a directory that holds other files and no git
+// repository is refused. Nothing is created before open is called (creates
+// says whether it will create the registry), so a command can check
+// everything else first.
+func planRegistry(c *cli.Context, env *cliEnv, dir string) (open func() (*registry.Registry, error), creates bool, err error) {
+	cmd := commandPath(c)
+	if dir == "" {
+		return nil, false, cmdUsageErr(c, "%s: --registry is required", cmd)
+	}
+	r, err := registry.Open(dir, registryOptions(env)...)
+	if err == nil {
+		_, herr := r.Head()
+		switch {
+		case herr == nil:
+			return func() (*registry.Registry, error) { return r, nil }, false, nil
+		case !errors.Is(herr, registry.ErrNoRegistry):
+			return nil, false, registryErr(dir, herr)
+		case !c.Bool("init"):
+			return nil, false, cmdUsageErr(c, "%s: %s is a git repository without %s: give --init to create the registry in it, or check --registry", cmd, dir, registry.RegistryRef)
+		}
+	} else {
+		entries, rerr := os.ReadDir(dir)
+		switch {
+		case rerr != nil && !errors.Is(rerr, fs.ErrNotExist):
+			return nil, false, usageErr("%s: registry %s: %v", cmd, dir, unwrapPathErr(rerr))
+		case rerr == nil && len(entries) > 0:
+			return nil, false, cmdUsageErr(c, "%s: %s is not a git repository and not empty: give the registry's directory", cmd, dir)
+		case !c.Bool("init") && rerr != nil:
+			return nil, false, cmdUsageErr(c, "%s: %s does not exist: give --init to create a registry there, or check --registry", cmd, dir)
+		case !c.Bool("init"):
+			return nil, false, cmdUsageErr(c, "%s: %s is an empty directory: give --init to create a registry there", cmd, dir)
+		}
+	}
+	return func() (*registry.Registry, error) {
+		r, created, err := registry.Init(c.Context, dir, false, registryOptions(env)...)
+		if err != nil {
+			return nil, registryErr(dir, err)
+		}
+		if created {
+			fmt.Fprintf(env.stderr, "auths-agent: %s: created %s in %s\n", cmd, registry.RegistryRef, dir)
+		}
+		return r, nil
+	}, true, nil
 }
 
 // registryErr maps registry errors to exit statuses (see cli.go): a
