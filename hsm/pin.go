@@ -99,6 +99,16 @@ func (p PINSpec) Resolve(ctx context.Context, getenv func(string) string, prompt
 	return readPINFile(path, what)
 }
 
+// FilePath returns the path of the PIN file the spec names, if it names one
+// (pin-source=file:…, or a bare path).
+func (p PINSpec) FilePath() (string, bool) {
+	if p.Value != "" || p.Source == "" || strings.HasPrefix(p.Source, "env:") {
+		return "", false
+	}
+	path, err := pinFilePath(p.Source)
+	return path, err == nil
+}
+
 // pinFilePath turns a pin-source into a file path: file:PATH, file://PATH
 // (file:///abs or file://localhost/abs) or a bare path.
 func pinFilePath(src string) (string, error) {

@@ -18,7 +18,7 @@ import (
 
 // kelRegistryCommands returns the registry subcommands of `auths-agent kel`.
 func kelRegistryCommands(env *cliEnv) []*cli.Command {
-	return []*cli.Command{kelImportCommand(env), kelShowCommand(env)}
+	return []*cli.Command{kelImportCommand(env), kelShowCommand(env), kelExportCommand(env)}
 }
 
 func registryFlag() cli.Flag {
@@ -206,6 +206,43 @@ func kelShowCommand(env *cliEnv) *cli.Command {
 				fmt.Fprintf(env.stdout, "s=%x %s %s sigs=%s\n", e.Sn, e.Type, e.SAID, strings.Join(strs, ","))
 			}
 			return nil
+		},
+	}
+}
+
+func kelExportCommand(env *cliEnv) *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "write the signed KEL of an identity in the registry as a CESR stream",
+		ArgsUsage: "PREFIX",
+		Description: "Writes each event's bytes followed by its -A## signature group, event after\n" +
+			"event, to stdout: the stream kel verify - and kel import read back. The KEL\n" +
+			"is checked as it is read (every SAID and signature); nothing is written on\n" +
+			"a failure.",
+		Flags: []cli.Flag{registryFlag()},
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, "prefix"); err != nil {
+				return err
+			}
+			prefix, err := prefixArg(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			dir := c.String("registry")
+			r, err := openRegistry(env, dir)
+			if err != nil {
+				return err
+			}
+			s, err := r.Snapshot()
+			if err != nil {
+				return registryErr(dir, err)
+			}
+			stream, err := s.KELStream(prefix)
+			if err != nil {
+				return registryErr(dir, err)
+			}
+			_, err = env.stdout.Write(stream)
+			return err
 		},
 	}
 }

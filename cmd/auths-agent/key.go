@@ -81,8 +81,14 @@ func keyCommand(env *cliEnv) *cli.Command {
 				Name:      "list",
 				Usage:     "list keys: label, id (hex), algorithm, CESR public key (tab-separated)",
 				ArgsUsage: "URI",
-				Action:    func(c *cli.Context) error { return keyList(c, env) },
+				Description: "Without pin-source or pin-value in a pkcs11: URI, the public key objects are\n" +
+					"listed without logging in (no PIN needed); with a PIN, the private keys.\n" +
+					"--ssh prints OpenSSH authorized_keys lines instead, the label as comment.",
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "ssh", Usage: "print OpenSSH authorized_keys lines"}},
+				Action: func(c *cli.Context) error { return keyList(c, env) },
 			},
+			keyTokensCommand(env),
+			keyDeleteCommand(env),
 			{
 				Name:      "sign",
 				Usage:     "sign the KERI event in FILE (- for stdin) as its controller; print the signature in base64url",
@@ -117,6 +123,7 @@ func openKey(c *cli.Context, env *cliEnv, uri string) (keyBackend, error) {
 		slices.Sort(want)
 		return nil, usageErr("%s: %q: not a key URI (want %s)", commandPath(c), hsm.RedactURI(uri), strings.Join(want, " or "))
 	}
+	warnPINFile(env, uri)
 	kb, err := open(c.Context, env, uri)
 	if err != nil {
 		return nil, keyErr(c, err)
@@ -176,6 +183,9 @@ func keyList(c *cli.Context, env *cliEnv) error {
 	keys, err := kb.List(c.Context)
 	if err != nil {
 		return keyErr(c, err)
+	}
+	if c.Bool("ssh") {
+		return printAuthorizedKeys(env, keys)
 	}
 	for _, k := range keys {
 		fmt.Fprintf(env.stdout, "%s\t%s\t%s\t%s\n", printable(k.Label), k.ID, k.Algorithm, k.Key)
@@ -287,7 +297,11 @@ func (k *pkcs11Key) Generate(ctx context.Context, alg kel.Algorithm) (keyListing
 }
 
 func (k *pkcs11Key) List(ctx context.Context) ([]keyListing, error) {
-	keys, err := k.p.List(ctx, k.u)
+	list := k.p.List
+	if k.u.PIN.IsZero() {
+		list = k.p.ListPublic // no PIN given: what the token shows without one
+	}
+	keys, err := list(ctx, k.u)
 	if err != nil {
 		return nil, err
 	}
