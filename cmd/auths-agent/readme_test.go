@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// readmePath is the project's README, two levels up from this package.
+var readmePath = filepath.Join("..", "..", "README.md")
+
+// readmeBlock is one ```sh block of the README and the marker before it.
+type readmeBlock struct {
+	line   int    // of the opening fence
+	marker string // "test: NAME", "not run by the README test: WHY", or ""
+	text   string
+}
+
+var markerRE = regexp.MustCompile(`^<!-- (test: [a-z0-9-]+|not run by the README test: .+) -->$`)
+
+func readmeBlocks(t *testing.T) []readmeBlock {
+	t.Helper()
+	data, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []readmeBlock
+	var cur *readmeBlock
+	prev := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		l := sc.Text()
+		switch {
+		case cur != nil && l == "```":
+			blocks = append(blocks, *cur)
+			cur = nil
+		case cur != nil:
+			cur.text += l + "\n"
+		case strings.HasPrefix(l, "```sh"):
+			cur = &readmeBlock{line: n}
+			if m := markerRE.FindStringSubmatch(prev); m != nil {
+				cur.marker = m[1]
+			}
+		}
+		if strings.TrimSpace(l) != "" {
+			prev = l
+		}
+	}
+	if cur != nil {
+		t.Fatalf("README.md:%d: unterminated code block", cur.line)
+	}
+	return blocks
+}
+
+// TestReadmeBlocks: every sh block of the README is run by a test, or says
+// why not, so none can drift from the CLI unnoticed.
+func TestReadmeBlocks(t *testing.T) {
+	blocks := readmeBlocks(t)
+	tested := 0
+	for _, b := range blocks {
+		switch {
+		case b.marker == "":
+			t.Errorf("README.md:%d: sh block without <!-- test: NAME --> or <!-- not run by the README test: WHY --> before it", b.line)
+		case strings.HasPrefix(b.marker, "test: "):
+			tested++
+			if name := strings.TrimPrefix(b.marker, "test: "); name != "ci-guide" {
+				t.Errorf("README.md:%d: no test runs block %q", b.line, name)
+			}
+		}
+	}
+	if tested == 0 {
+		t.Error("no README block is run by a test")
+	}
+}
+
+// readmeCommandPath returns a directory holding `auths-agent`: this test
+// binary under that name, which TestMain runs as the CLI.
+func readmeCommandPath(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bin, "auths-agent")); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestReadmeCIGuide runs the README's CI guide exactly as written, with
+// the secrets it names in the environment, and checks what it produced.
+func TestReadmeCIGuide(t *testing.T) {
+	var script string
+	for _, b := range readmeBlocks(t) {
+		if b.marker == "test: ci-guide" {
+			script = b.text
+		}
+	}
+	if script == "" {
+		t.Fatal("README.md has no block marked <!-- test: ci-guide -->")
+	}
+	if _, err := exec.LookPath("softhsm2-util"); err != nil {
+		t.Fatalf("the CI guide needs softhsm2-util (make test installs softhsm2): %v", err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"PATH="+readmeCommandPath(t)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"HOME="+dir, "PIN1=1111", "PIN2=2222", "PIN3=3333", "SO_PIN=0000")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the CI guide failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	stdout := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^ci-1\t[0-9a-f]+\tSoftHSM project\tSoftHSM v2$`),
+		regexp.MustCompile(`(?m)^identity E[A-Za-z0-9_-]{43}$`),
+		regexp.MustCompile(`(?m)^committed E[A-Za-z0-9_-]{43} s=1 E[A-Za-z0-9_-]{43}$`),
+		regexp.MustCompile(`(?m)^sn         1\nkeys       (D[A-Za-z0-9_-]{43} ?){3}\nthreshold  2\n(.|\n)*^sn         1\n`),
+	} {
+		if !want.MatchString(stdout) {
+			t.Errorf("stdout of the CI guide does not match %s:\n%s", want, stdout)
+		}
+	}
+	for _, pin := range []string{"1111", "2222", "3333"} {
+		if strings.Contains(stdout+errb.String(), pin) {
+			t.Errorf("a PIN shows in the guide's output:\n%s\n%s", stdout, errb.String())
+		}
+	}
+	if n, err := exec.Command("git", "-C", filepath.Join(dir, "registry"), "rev-list", "--count", "refs/auths/registry").Output(); err != nil || strings.TrimSpace(string(n)) != "3" {
+		t.Errorf("registry commits: %q %v, want 3 (init, inception, anchor)", n, err)
+	}
+}
+
+// TestMakeInstall runs the README's `make install` with PREFIX and the
+// installed binary's --version.
+func TestMakeInstall(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatalf("make install needs make: %v", err)
+	}
+	prefix := t.TempDir()
+	cmd := exec.Command("make", "-s", "-C", filepath.Join("..", ".."), "install", "PREFIX="+prefix)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	bin := filepath.Join(prefix, "bin", "auths-agent")
+	if !strings.Contains(string(out), "installed "+bin) {
+		t.Errorf("make install says:\n%s\nwant installed %s", out, bin)
+	}
+	v, err := exec.Command(bin, "--version").Output()
+	if err != nil || !regexp.MustCompile(`^auths-agent version \S+.* go1\.\d+`).Match(v) {
+		t.Errorf("%s --version: %q %v", bin, v, err)
+	}
+}
