@@ -56,8 +56,7 @@ done
 
 echo
 echo "== a 2-of-3 identity, one key per token (next keys generated beside them)"
-git init -q .demo/registry
-prefix=$("$A" id create --registry .demo/registry --threshold 2 --key "$(key 1)" --key "$(key 2)" --key "$(key 3)" 2>.demo/id-create.log)
+prefix=$("$A" id create --init --registry .demo/registry --threshold 2 --key "$(key 1)" --key "$(key 2)" --key "$(key 3)" 2>.demo/id-create.log)
 sed 's/^/  /' .demo/id-create.log
 echo "prefix: $prefix"
 
