@@ -123,7 +123,9 @@ func openKey(c *cli.Context, env *cliEnv, uri string) (keyBackend, error) {
 		slices.Sort(want)
 		return nil, usageErr("%s: %q: not a key URI (want %s)", commandPath(c), hsm.RedactURI(uri), strings.Join(want, " or "))
 	}
-	warnPINFile(env, uri)
+	if r, err := parseKeyRef(uri); err == nil {
+		warnPINFile(env, r.pinSpec())
+	}
 	kb, err := open(c.Context, env, uri)
 	if err != nil {
 		return nil, keyErr(c, err)

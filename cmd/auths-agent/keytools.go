@@ -89,26 +89,9 @@ func printAuthorizedKeys(env *cliEnv, keys []keyListing) error {
 	return nil
 }
 
-// warnPINFile warns, naming the file, when a URI's PIN file can be read by
-// group or others: the PIN would be one `cat` away for every local user.
-func warnPINFile(env *cliEnv, uri string) {
-	var spec hsm.PINSpec
-	switch {
-	case strings.HasPrefix(uri, "pkcs11:"):
-		u, err := hsm.ParsePKCS11URI(uri)
-		if err != nil {
-			return
-		}
-		spec = u.PIN
-	case strings.HasPrefix(uri, "piv:"):
-		u, err := hsm.ParsePIVURI(uri)
-		if err != nil {
-			return
-		}
-		spec = u.PIN
-	default:
-		return
-	}
+// warnPINFile warns, naming the file, when a PIN file can be read by group
+// or others: the PIN would be one `cat` away for every local user.
+func warnPINFile(env *cliEnv, spec hsm.PINSpec) {
 	path, ok := spec.FilePath()
 	if !ok {
 		return
@@ -118,6 +101,17 @@ func warnPINFile(env *cliEnv, uri string) {
 		return
 	}
 	fmt.Fprintf(env.stderr, "auths-agent: warning: PIN file %s is readable by group or others (mode %04o): chmod 600 %s\n", path, fi.Mode().Perm(), path)
+}
+
+// pinSpec is where the PIN of the key r names comes from.
+func (r keyRef) pinSpec() hsm.PINSpec {
+	if r.pkcs11 != nil {
+		return r.pkcs11.PIN
+	}
+	if r.piv != nil {
+		return r.piv.PIN
+	}
+	return hsm.PINSpec{}
 }
 
 func keyDeleteCommand(env *cliEnv) *cli.Command {
@@ -138,16 +132,20 @@ func keyDeleteCommand(env *cliEnv) *cli.Command {
 			if err := wantArgs(c, "uri"); err != nil {
 				return err
 			}
-			cmd, uri := commandPath(c), c.Args().First()
-			if !strings.HasPrefix(uri, "pkcs11:") {
-				return cmdUsageErr(c, "%s: %s: only pkcs11: keys can be deleted (PIV: key generate --overwrite replaces a slot's key)", cmd, hsm.RedactURI(uri))
+			cmd := commandPath(c)
+			r, err := parseKeyRef(c.Args().First())
+			if err != nil {
+				return cmdUsageErr(c, "%s: %s", cmd, oneLine(err.Error()))
+			}
+			if r.pkcs11 == nil {
+				return cmdUsageErr(c, "%s: %s: only pkcs11: keys can be deleted (PIV: key generate --overwrite replaces a slot's key)", cmd, r)
 			}
 			if !c.Bool("yes") {
-				return cmdUsageErr(c, "%s: deleting %s cannot be undone: give --yes", cmd, hsm.RedactURI(uri))
+				return cmdUsageErr(c, "%s: deleting %s cannot be undone: give --yes", cmd, r)
 			}
 			ts := newTokenSet(env)
 			defer ts.Close()
-			_, keys, err := ts.open(c.Context, cmd, []string{uri})
+			_, keys, err := ts.open(c.Context, cmd, []keyRef{r})
 			if err != nil {
 				return err
 			}
@@ -160,22 +158,18 @@ func keyDeleteCommand(env *cliEnv) *cli.Command {
 					return err
 				}
 				if how, ok := inUse.used(keys[0]); ok {
-					return negativeErr("%s: %s is %s in %s: not deleted", cmd, hsm.RedactURI(uri), how, dir)
+					return negativeErr("%s: %s is %s in %s: not deleted", cmd, r, how, dir)
 				}
 			}
-			u, err := hsm.ParsePKCS11URI(uri)
+			p, err := ts.module(r.pkcs11)
 			if err != nil {
 				return keyErrMsg(cmd, err)
 			}
-			p, err := ts.module(u)
+			info, err := p.Delete(c.Context, r.pkcs11)
 			if err != nil {
 				return keyErrMsg(cmd, err)
 			}
-			info, err := p.Delete(c.Context, u)
-			if err != nil {
-				return keyErrMsg(cmd, err)
-			}
-			fmt.Fprintf(env.stdout, "deleted %s\t%s\n", hsm.RedactURI(info.URI.String()), keys[0])
+			fmt.Fprintf(env.stdout, "deleted %s\t%s\n", info.URI, keys[0])
 			return nil
 		},
 	}

@@ -80,7 +80,7 @@ func (ts *tokenSet) open(ctx context.Context, cmd string, uris []keyRef) ([]hsm.
 	var signers []hsm.Signer
 	var keys []string
 	for _, u := range uris {
-		warnPINFile(ts.env, u)
+		warnPINFile(ts.env, u.pinSpec())
 		s, err := ts.signer(ctx, u)
 		if err != nil {
 			return nil, nil, keyErrMsg(cmd, err)
