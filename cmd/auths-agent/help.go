@@ -31,8 +31,8 @@ const uriHelp = `Key URIs:
 const expiresHelp = `Durations (--expires): a Go duration, positive: 90s, 30m, 1h30m, 48h.`
 
 // thresholdHelp is appended to the help of every command with --threshold.
-const thresholdHelp = `Thresholds (T): N signatures (2), a comma list of fractions for one weighted
-clause (1/2,1/2,1/2), or JSON for several clauses ([["1/2","1/2"],["1"]]).`
+const thresholdHelp = `Thresholds (T): N signatures (2), or a comma list of fractions for one
+weighted clause (1/2,1/2,1/2).`
 
 // examples holds one example per command, by command path. A test checks
 // that every command has one.
@@ -50,9 +50,9 @@ var examples = map[string]string{
 	"key sign":        "auths-agent key sign 'piv:slot=9c?pin-source=env:YK_PIN' event.json",
 	"key delete":      "auths-agent key delete --yes --registry reg 'pkcs11:token=ci-1;object=old?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:PIN1'",
 	"piv list":        "auths-agent piv list",
-	"id create":       "auths-agent id create --registry reg --threshold 2 --key \"$K1\" --key \"$K2\" --key \"$K3\"",
+	"id create":       "auths-agent id create --init --registry reg --threshold 2 --key \"$K1\" --key \"$K2\" --key \"$K3\"",
 	"id rotate":       "auths-agent id rotate --registry reg --id \"$P\" --key \"$K1N\" --key \"$K2N\" --key \"$K3N\"",
-	"anchor":          "auths-agent anchor --registry reg --id \"$P\" --attestation laptop.json --device did:key:z6Mk... --key \"$K1\" --key \"$K2\"",
+	"anchor":          "auths-agent anchor --registry reg --id \"$P\" --attestation laptop.json --device \"$DEVICE\" --key \"$K1\" --key \"$K2\"",
 	"pending list":    "auths-agent pending list --registry reg",
 	"pending show":    "auths-agent pending show --registry reg \"$P\" \"$SAID\"",
 	"pending sign":    "auths-agent pending sign --registry reg --key \"$K2\" \"$P\" \"$SAID\"",
