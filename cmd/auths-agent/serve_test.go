@@ -302,7 +302,7 @@ func TestServeAnchorCLI(t *testing.T) {
 	run1(t, env, dir, "", bin, "key", "generate", k1)
 	run1(t, env, dir, "", bin, "key", "generate", "--algorithm", "p256", k2)
 	reg := filepath.Join(dir, "reg")
-	prefix := strings.TrimSpace(run1(t, env, dir, "", bin, "id", "create", "--registry", reg, "--threshold", "2", "--key", k1, "--key", k2))
+	prefix := strings.TrimSpace(run1(t, env, dir, "", bin, "id", "create", "--init", "--registry", reg, "--threshold", "2", "--key", k1, "--key", k2))
 	sock1, sock2 := filepath.Join(dir, "a1.sock"), filepath.Join(dir, "a2.sock")
 	startAgent(t, env, sock1, "--registry", reg, "--key", k1)
 	startAgent(t, env, sock2, "--registry", reg, "--key", k2)
