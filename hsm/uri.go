@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 
 	pkcs11uri "github.com/stefanberger/go-pkcs11uri"
@@ -109,6 +110,9 @@ func ParsePKCS11URI(s string) (*PKCS11URI, error) {
 	}
 	if v, ok := p.GetQueryAttribute("pin-source", false); ok && v == "" {
 		return nil, bad("empty pin-source")
+	}
+	if u.PIN.Source != "" && !PINSourceShape(u.PIN.Source) {
+		return nil, NewURIError(s, errBadPINSource)
 	}
 	u.PIN.For = u.tokenName()
 	return u, nil
@@ -272,6 +276,13 @@ func redactAttr(a string) string {
 	}
 	name, _, ok := strings.Cut(a, "=")
 	switch {
+	case ok && name == "pin-source":
+		// A PIN typed under the wrong name (pin-source=123456) is not shown.
+		v, err := url.PathUnescape(a[len(name)+1:])
+		if err != nil || !PINSourceShape(v) {
+			return name + "=" + redacted
+		}
+		return a
 	case ok && shownAttrs[name]:
 		return a
 	case ok && namedAttrs[name]:

@@ -38,6 +38,7 @@ func pinShapes(base string) []string {
 		base + sep + "pin-value=" + plantedPIN + "&pin-value=" + plantedPIN,
 		base + sep + "pin-value=" + plantedPIN + "%zz",
 		base + sep + "pin-value=" + plantedPIN + "&pin-source=file:/nonexistent",
+		base + sep + "pin-source=" + plantedPIN,
 		base + ";pin-value=" + plantedPIN,
 		base + ";" + plantedPIN,
 		base + "&pin-value=" + plantedPIN,
