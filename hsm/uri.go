@@ -231,14 +231,31 @@ func escapeAttr(v string, query bool) string {
 // '&' or ';' inside it, or glued to the scheme (123456pkcs11:…). Only the
 // schemes pkcs11 and piv are shown.
 func RedactURI(s string) string {
+	r, _ := redactURI(s)
+	return r
+}
+
+// URISecrets returns the parts of s that RedactURI hides and that may be a
+// PIN (pin-value's value, unknown attributes, an unknown scheme; not the
+// values of attributes shown by name only, such as type or model), so
+// that text which quotes s in ways RedactURI cannot see the ends of (a
+// PIN holding a space or a quote) can be cleaned of them.
+func URISecrets(s string) []string {
+	_, secrets := redactURI(s)
+	return secrets
+}
+
+func redactURI(s string) (string, []string) {
 	scheme, rest, ok := strings.Cut(s, ":")
 	if !ok {
 		if s == "" {
-			return ""
+			return "", nil
 		}
-		return redacted
+		return redacted, []string{s}
 	}
+	var secrets []string
 	if scheme != "pkcs11" && scheme != "piv" {
+		secrets = append(secrets, scheme)
 		scheme = redacted
 	}
 	var b strings.Builder
@@ -251,10 +268,20 @@ func RedactURI(s string) string {
 		} else {
 			rest = ""
 		}
-		b.WriteString(redactAttr(attr))
+		r := redactAttr(attr)
+		if r != attr {
+			name, v, ok := strings.Cut(attr, "=")
+			switch {
+			case !ok || !namedAttrs[name] && name != "pin-source":
+				secrets = append(secrets, attr)
+			case name == "pin-value" || name == "pin-source":
+				secrets = append(secrets, v)
+			}
+		}
+		b.WriteString(r)
 		b.WriteString(sep)
 	}
-	return b.String()
+	return b.String(), secrets
 }
 
 // redacted stands for what RedactURI does not show.
