@@ -7,6 +7,7 @@ package registry
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -332,5 +333,59 @@ func TestCommitDurableBeforeAck(t *testing.T) {
 	if n := len(commitLog(t, dir)); n != 2 {
 		t.Errorf("%d commits, want 2", n)
 	}
+	fsck(t, dir)
+}
+
+// TestKeepReleasedOnEveryExit: a pack's .keep is removed however the
+// commit ends after the pack is written: a panic between the pack and the
+// ref move (recovered by the caller, as a long-lived agent does), or a
+// ref lock that never goes away. The ref stays where it was.
+func TestKeepReleasedOnEveryExit(t *testing.T) {
+	dir := newGitRepo(t, true)
+	r := openTest(t, dir, WithRefLockWait(time100ms))
+	id := newIdentity(t, r, "keep-exit")
+	head, _ := r.Head()
+	noKeep := func(when string) {
+		t.Helper()
+		if _, other := packFiles(t, dir); slices.ContainsFunc(other, func(n string) bool { return strings.HasSuffix(n, ".keep") }) {
+			t.Errorf("%s: .keep files left: %v", when, other)
+		}
+		if h, _ := r.Head(); h != head {
+			t.Errorf("%s: the ref moved", when)
+		}
+	}
+	se, err := id.ixn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Append(se)
+	r.opts.beforeRefMove = func() { panic("injected") }
+	for _, what := range []string{"Commit", "PutPending"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: the injected panic did not happen", what)
+				}
+			}()
+			if what == "Commit" {
+				r.Commit(bg(), &b)
+			} else {
+				r.PutPending(bg(), pendingTestID(1), PendingFiles{"event.json": []byte("e")})
+			}
+		}()
+		noKeep(what + " that panicked before the ref moved")
+	}
+	r.opts.beforeRefMove = nil
+	lock := filepath.Join(dir, RegistryRef+".lock") // a bare repository
+	if err := os.WriteFile(lock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var le *LockError
+	if _, err := r.Commit(bg(), &b); !errors.As(err, &le) {
+		t.Fatalf("Commit beside a held ref lock = %v, want a *LockError", err)
+	}
+	noKeep("Commit that found the ref locked")
+	os.Remove(lock)
 	fsck(t, dir)
 }

@@ -167,11 +167,15 @@ func (r *Registry) putPendingLocked(ctx context.Context, id PendingID, files Pen
 	if err != nil {
 		return nil, err
 	}
-	if r.opts.beforeRefMove != nil {
-		r.opts.beforeRefMove()
-	}
-	err = r.casRef(ctx, ref, cur, cid)
-	release()
+	// The .keep goes once the ref has moved or failed to, whatever ends
+	// the move (an error, a cancelled ctx, a panic recovered above).
+	err = func() error {
+		defer release()
+		if r.opts.beforeRefMove != nil {
+			r.opts.beforeRefMove()
+		}
+		return r.casRef(ctx, ref, cur, cid)
+	}()
 	if err != nil {
 		return nil, err
 	}
