@@ -113,15 +113,7 @@ func (r *Registry) commitLocked(ctx context.Context, parent plumbing.Hash, b *Ba
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	// The .keep goes once the ref has moved or failed to, whatever ends
-	// the move (an error, a cancelled ctx, a panic recovered above).
-	err = func() error {
-		defer release()
-		if r.opts.beforeRefMove != nil {
-			r.opts.beforeRefMove()
-		}
-		return r.casRef(ctx, RegistryRef, parent, id)
-	}()
+	err = r.moveRef(ctx, RegistryRef, parent, id, release)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}

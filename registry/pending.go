@@ -167,15 +167,7 @@ func (r *Registry) putPendingLocked(ctx context.Context, id PendingID, files Pen
 	if err != nil {
 		return nil, err
 	}
-	// The .keep goes once the ref has moved or failed to, whatever ends
-	// the move (an error, a cancelled ctx, a panic recovered above).
-	err = func() error {
-		defer release()
-		if r.opts.beforeRefMove != nil {
-			r.opts.beforeRefMove()
-		}
-		return r.casRef(ctx, ref, cur, cid)
-	}()
+	err = r.moveRef(ctx, ref, cur, cid, release)
 	if err != nil {
 		return nil, err
 	}
