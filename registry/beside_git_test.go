@@ -284,8 +284,8 @@ func straceWriter(t *testing.T, dir string, n int) []string {
 // TestCommitDurableBeforeAck: what a commit makes durable before it is
 // reported, as the kernel sees it: the pack and its index flushed with
 // fdatasync (never syncfs, which flushes the whole file system), the pack
-// directory after their renames, then the ref renamed into place and its
-// directory flushed, all before the writer prints its acknowledgement.
+// directory after their renames, then the ref's lock file flushed, renamed
+// into place and its directory flushed, all before the writer prints its acknowledgement.
 func TestCommitDurableBeforeAck(t *testing.T) {
 	dir := newGitRepo(t, false)
 	calls := straceWriter(t, dir, 2)
@@ -318,6 +318,7 @@ func TestCommitDurableBeforeAck(t *testing.T) {
 			{"rename of the pack", regexp.MustCompile(`rename.*/` + tmpPrefix + `pack_[0-9a-f]+", .*/pack-[0-9a-f]{40}\.pack"`)},
 			{"rename of the index", regexp.MustCompile(`rename.*/` + tmpPrefix + `idx_[0-9a-f]+", .*/pack-[0-9a-f]{40}\.idx"`)},
 			{"fsync of the pack directory", regexp.MustCompile(`fsync\(\d+<` + q(packDir) + `>`)},
+			{"fsync of the ref lock's content", regexp.MustCompile(`fsync\(\d+<` + q(filepath.Join(refDir, "registry.lock")) + `>`)},
 			{"rename of the ref lock", regexp.MustCompile(`rename.*"` + q(filepath.Join(refDir, "registry.lock")) + `", .*"` + q(filepath.Join(refDir, "registry")) + `"`)},
 			{"fsync of the ref's directory", regexp.MustCompile(`fsync\(\d+<` + q(refDir) + `>`)},
 			{"the acknowledgement", ackRe},
