@@ -43,7 +43,7 @@ func (p PINSpec) String() string {
 	case p.Value != "":
 		return "pin-value (redacted)"
 	case p.Source != "":
-		return "pin-source=" + p.Source
+		return "pin-source=" + shownPINSource(p.Source)
 	}
 	return "PIN prompt"
 }
@@ -79,12 +79,12 @@ func (p PINSpec) Resolve(ctx context.Context, getenv func(string) string, prompt
 		}
 		return pin, nil
 	}
+	if !PINSourceShape(p.Source) {
+		return "", errBadPINSource
+	}
 	if name, ok := strings.CutPrefix(p.Source, "env:"); ok {
 		if getenv == nil {
 			getenv = os.Getenv
-		}
-		if name == "" {
-			return "", fmt.Errorf("pin-source %q: no variable name", p.Source)
 		}
 		pin := getenv(name)
 		if pin == "" {
@@ -109,17 +109,45 @@ func (p PINSpec) FilePath() (string, bool) {
 	return path, err == nil
 }
 
-// pinFilePath turns a pin-source into a file path: file:PATH, file://PATH
-// (file:///abs or file://localhost/abs) or a bare path.
-func pinFilePath(src string) (string, error) {
-	if strings.HasPrefix(src, "|") {
-		return "", fmt.Errorf("pin-source %q: commands are not supported (use file:, env: or a path)", src)
+// errBadPINSource is the error for a pin-source of no known shape. It
+// does not quote the value: a pin-source that is not file:…, env:NAME or an
+// absolute path is most often a PIN typed under the wrong name
+// (pin-source=123456), which every message would otherwise show.
+var errBadPINSource = fmt.Errorf("%w: pin-source: want file:PATH, env:NAME or an absolute path (a PIN itself goes in pin-value)", ErrBadURI)
+
+// PINSourceShape reports whether src has the shape of a PIN source:
+// file:PATH, env:NAME (NAME letters, digits and '_', not starting with a
+// digit) or an absolute path. Only a source of this shape is shown in
+// messages; commands (|…) and other schemes are refused.
+func PINSourceShape(src string) bool {
+	if name, ok := strings.CutPrefix(src, "env:"); ok {
+		if name == "" || '0' <= name[0] && name[0] <= '9' {
+			return false
+		}
+		for _, c := range []byte(name) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+				return false
+			}
+		}
+		return true
 	}
+	return len(src) > len("file:") && strings.HasPrefix(src, "file:") || strings.HasPrefix(src, "/")
+}
+
+// shownPINSource is src as messages show it.
+func shownPINSource(src string) string {
+	if PINSourceShape(src) {
+		return src
+	}
+	return redacted
+}
+
+// pinFilePath turns a pin-source of PINSourceShape into a file path:
+// file:PATH, file://PATH (file:///abs or file://localhost/abs) or an
+// absolute path.
+func pinFilePath(src string) (string, error) {
 	rest, ok := strings.CutPrefix(src, "file:")
 	if !ok {
-		if i := strings.Index(src, ":"); i > 0 && !strings.ContainsAny(src[:i], "/.") {
-			return "", fmt.Errorf("pin-source %q: unsupported scheme %q (use file:, env: or a path)", src, src[:i])
-		}
 		return src, nil
 	}
 	if strings.HasPrefix(rest, "//") {

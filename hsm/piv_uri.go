@@ -123,6 +123,9 @@ func ParsePIVURI(s string) (PIVURI, error) {
 	if err != nil {
 		return PIVURI{}, err
 	}
+	if u.PIN.Source != "" && !PINSourceShape(u.PIN.Source) {
+		return PIVURI{}, NewURIError(s, errBadPINSource)
+	}
 	if u.PIN.Value != "" && u.PIN.Source != "" {
 		return PIVURI{}, bad("pin-value and pin-source both given")
 	}

@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 
 	pkcs11uri "github.com/stefanberger/go-pkcs11uri"
@@ -109,6 +110,9 @@ func ParsePKCS11URI(s string) (*PKCS11URI, error) {
 	}
 	if v, ok := p.GetQueryAttribute("pin-source", false); ok && v == "" {
 		return nil, bad("empty pin-source")
+	}
+	if u.PIN.Source != "" && !PINSourceShape(u.PIN.Source) {
+		return nil, NewURIError(s, errBadPINSource)
 	}
 	u.PIN.For = u.tokenName()
 	return u, nil
@@ -227,14 +231,31 @@ func escapeAttr(v string, query bool) string {
 // '&' or ';' inside it, or glued to the scheme (123456pkcs11:…). Only the
 // schemes pkcs11 and piv are shown.
 func RedactURI(s string) string {
+	r, _ := redactURI(s)
+	return r
+}
+
+// URISecrets returns the parts of s that RedactURI hides and that may be a
+// PIN (pin-value's value, unknown attributes, an unknown scheme; not the
+// values of attributes shown by name only, such as type or model), so
+// that text which quotes s in ways RedactURI cannot see the ends of (a
+// PIN holding a space or a quote) can be cleaned of them.
+func URISecrets(s string) []string {
+	_, secrets := redactURI(s)
+	return secrets
+}
+
+func redactURI(s string) (string, []string) {
 	scheme, rest, ok := strings.Cut(s, ":")
 	if !ok {
 		if s == "" {
-			return ""
+			return "", nil
 		}
-		return redacted
+		return redacted, []string{s}
 	}
+	var secrets []string
 	if scheme != "pkcs11" && scheme != "piv" {
+		secrets = append(secrets, scheme)
 		scheme = redacted
 	}
 	var b strings.Builder
@@ -247,10 +268,20 @@ func RedactURI(s string) string {
 		} else {
 			rest = ""
 		}
-		b.WriteString(redactAttr(attr))
+		r := redactAttr(attr)
+		if r != attr {
+			name, v, ok := strings.Cut(attr, "=")
+			switch {
+			case !ok || !namedAttrs[name] && name != "pin-source":
+				secrets = append(secrets, attr)
+			case name == "pin-value" || name == "pin-source":
+				secrets = append(secrets, v)
+			}
+		}
+		b.WriteString(r)
 		b.WriteString(sep)
 	}
-	return b.String()
+	return b.String(), secrets
 }
 
 // redacted stands for what RedactURI does not show.
@@ -272,6 +303,13 @@ func redactAttr(a string) string {
 	}
 	name, _, ok := strings.Cut(a, "=")
 	switch {
+	case ok && name == "pin-source":
+		// A PIN typed under the wrong name (pin-source=123456) is not shown.
+		v, err := url.PathUnescape(a[len(name)+1:])
+		if err != nil || !PINSourceShape(v) {
+			return name + "=" + redacted
+		}
+		return a
 	case ok && shownAttrs[name]:
 		return a
 	case ok && namedAttrs[name]:

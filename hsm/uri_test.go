@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,17 +98,20 @@ func TestParsePIVURI(t *testing.T) {
 
 func TestRedactURI(t *testing.T) {
 	for in, want := range map[string]string{
-		"pkcs11:token=a?pin-value=1234":                      "pkcs11:token=a?pin-value=…",
-		"pkcs11:token=a?module-path=/m.so&pin-value=1234":    "pkcs11:token=a?module-path=/m.so&pin-value=…",
-		"pkcs11:pin-value=1234;token=a":                      "pkcs11:pin-value=…;token=a",
-		"piv:slot=9c?pin-source=file:/p":                     "piv:slot=9c?pin-source=file:/p",
-		"piv:serial=7;slot=9c?PIN-VALUE=1&pin-value=2&x-a=b": "piv:serial=7;slot=9c?…&pin-value=…&…",
-		"not a uri pin-value=5":                              "…",
-		"1234":                                               "…",
-		"":                                                   "",
+		"pkcs11:token=a?pin-value=1234":                       "pkcs11:token=a?pin-value=…",
+		"pkcs11:token=a?module-path=/m.so&pin-value=1234":     "pkcs11:token=a?module-path=/m.so&pin-value=…",
+		"pkcs11:pin-value=1234;token=a":                       "pkcs11:pin-value=…;token=a",
+		"piv:slot=9c?pin-source=file:/p":                      "piv:slot=9c?pin-source=file:/p",
+		"piv:slot=9c?pin-source=123456":                       "piv:slot=9c?pin-source=…",
+		"piv:slot=9c?pin-source=env:YK_PIN":                   "piv:slot=9c?pin-source=env:YK_PIN",
+		"pkcs11:token=a?pin-source=%2Frun%2Fpin":              "pkcs11:token=a?pin-source=%2Frun%2Fpin",
+		"piv:serial=7;slot=9c?PIN-VALUE=1&pin-value=2&x-a=b":  "piv:serial=7;slot=9c?…&pin-value=…&…",
+		"not a uri pin-value=5":                               "…",
+		"1234":                                                "…",
+		"":                                                    "",
 		"pkcs11:token=a?pin-value=12&pin-value=34&pin-value=": "pkcs11:token=a?pin-value=…&pin-value=…&pin-value=…",
-		"piv:slot=9c?1234":     "piv:slot=9c?…",
-		"piv:slot=9c?pin=1234": "piv:slot=9c?…",
+		"piv:slot=9c?1234":                                    "piv:slot=9c?…",
+		"piv:slot=9c?pin=1234":                                "piv:slot=9c?…",
 		"pkcs11:token=a;object=k;id=%01?module-name=m&pin-value=ab&cd;ef": "pkcs11:token=a;object=k;id=%01?module-name=m&pin-value=…&…;…",
 		"pkcs11:token=a?module-path=/m.so;pin-value=1234":                 "pkcs11:token=a?module-path=/m.so;pin-value=…",
 		"piv:slot=9c&pin-value=1234":                                      "piv:slot=9c&pin-value=…",
@@ -143,6 +147,8 @@ func pinShapes(pin string) []string {
 			scheme+";"+pin,
 			scheme+"?x-a=1&"+pin+"=",
 			scheme+"?pin-value="+pin+"%zz",
+			scheme+"?pin-source="+pin,
+			scheme+"?pin-source="+pin+"%zz",
 			scheme+"?module-path=rel;pin-value="+pin,
 			scheme+";type="+pin,
 			scheme+";slot-id="+pin,
@@ -151,6 +157,14 @@ func pinShapes(pin string) []string {
 		)
 	}
 	return append(out, pin, "pkcs12:token=a?pin-value="+pin, "piv:"+pin)
+}
+
+// looksLikePINSource reports whether pin, typed as a pin-source, is one
+// that messages show (a path, a file: or env: source): nothing tells it
+// from a real source.
+func looksLikePINSource(pin string) bool {
+	v, err := url.PathUnescape(pin)
+	return PINSourceShape(pin) || err == nil && PINSourceShape(v)
 }
 
 func showsPIN(s string) bool {
@@ -220,8 +234,11 @@ func TestPINSpecResolve(t *testing.T) {
 		{PINSpec{For: `token "t"`}, `no PIN available for token "t": add pin-source or pin-value to the URI`},
 		{PINSpec{Source: "env:NOPE", For: "x"}, "no PIN available for x: environment variable NOPE is empty or unset"},
 		{PINSpec{Source: "file:" + dir + "/none", For: "x"}, "no PIN available for x: cannot read PIN file " + dir + "/none: no such file or directory"},
-		{PINSpec{Source: "|/bin/echo 1"}, `pin-source "|/bin/echo 1": commands are not supported (use file:, env: or a path)`},
-		{PINSpec{Source: "https://x/pin"}, `pin-source "https://x/pin": unsupported scheme "https" (use file:, env: or a path)`},
+		{PINSpec{Source: "|/bin/echo 1"}, `bad key URI: pin-source: want file:PATH, env:NAME or an absolute path (a PIN itself goes in pin-value)`},
+		{PINSpec{Source: "https://x/pin"}, `bad key URI: pin-source: want file:PATH, env:NAME or an absolute path (a PIN itself goes in pin-value)`},
+		// A PIN typed as the source is not shown (nor read as a file name).
+		{PINSpec{Source: "123456"}, `bad key URI: pin-source: want file:PATH, env:NAME or an absolute path (a PIN itself goes in pin-value)`},
+		{PINSpec{Source: "env:"}, `bad key URI: pin-source: want file:PATH, env:NAME or an absolute path (a PIN itself goes in pin-value)`},
 		{PINSpec{Source: "file://host/pin"}, `pin-source "file://host/pin": file URI on host "host" (want a local path)`},
 	} {
 		_, err := tc.spec.Resolve(ctx, getenv, nil)
@@ -253,7 +270,7 @@ func FuzzPINHidden(f *testing.F) {
 		// A PIN that is an attribute's name is shown as one, and the
 		// separators and "…" that RedactURI keeps are shown anyway.
 		if len(pin) < 4 || strings.Contains(pin, "=") || shownAttrs[pin] || namedAttrs[pin] ||
-			strings.Contains(pin, redacted) || strings.Trim(pin, ";&?:") == "" {
+			strings.Contains(pin, redacted) || strings.Trim(pin, ";&?:") == "" || looksLikePINSource(pin) {
 			return
 		}
 		for _, in := range pinShapes(pin) {

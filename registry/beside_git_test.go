@@ -7,6 +7,7 @@ package registry
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -283,8 +284,8 @@ func straceWriter(t *testing.T, dir string, n int) []string {
 // TestCommitDurableBeforeAck: what a commit makes durable before it is
 // reported, as the kernel sees it: the pack and its index flushed with
 // fdatasync (never syncfs, which flushes the whole file system), the pack
-// directory after their renames, then the ref renamed into place and its
-// directory flushed, all before the writer prints its acknowledgement.
+// directory after their renames, then the ref's lock file flushed, renamed
+// into place and its directory flushed, all before the writer prints its acknowledgement.
 func TestCommitDurableBeforeAck(t *testing.T) {
 	dir := newGitRepo(t, false)
 	calls := straceWriter(t, dir, 2)
@@ -317,6 +318,7 @@ func TestCommitDurableBeforeAck(t *testing.T) {
 			{"rename of the pack", regexp.MustCompile(`rename.*/` + tmpPrefix + `pack_[0-9a-f]+", .*/pack-[0-9a-f]{40}\.pack"`)},
 			{"rename of the index", regexp.MustCompile(`rename.*/` + tmpPrefix + `idx_[0-9a-f]+", .*/pack-[0-9a-f]{40}\.idx"`)},
 			{"fsync of the pack directory", regexp.MustCompile(`fsync\(\d+<` + q(packDir) + `>`)},
+			{"fsync of the ref lock's content", regexp.MustCompile(`fsync\(\d+<` + q(filepath.Join(refDir, "registry.lock")) + `>`)},
 			{"rename of the ref lock", regexp.MustCompile(`rename.*"` + q(filepath.Join(refDir, "registry.lock")) + `", .*"` + q(filepath.Join(refDir, "registry")) + `"`)},
 			{"fsync of the ref's directory", regexp.MustCompile(`fsync\(\d+<` + q(refDir) + `>`)},
 			{"the acknowledgement", ackRe},
@@ -332,5 +334,59 @@ func TestCommitDurableBeforeAck(t *testing.T) {
 	if n := len(commitLog(t, dir)); n != 2 {
 		t.Errorf("%d commits, want 2", n)
 	}
+	fsck(t, dir)
+}
+
+// TestKeepReleasedOnEveryExit: a pack's .keep is removed however the
+// commit ends after the pack is written: a panic between the pack and the
+// ref move (recovered by the caller, as a long-lived agent does), or a
+// ref lock that never goes away. The ref stays where it was.
+func TestKeepReleasedOnEveryExit(t *testing.T) {
+	dir := newGitRepo(t, true)
+	r := openTest(t, dir, WithRefLockWait(time100ms))
+	id := newIdentity(t, r, "keep-exit")
+	head, _ := r.Head()
+	noKeep := func(when string) {
+		t.Helper()
+		if _, other := packFiles(t, dir); slices.ContainsFunc(other, func(n string) bool { return strings.HasSuffix(n, ".keep") }) {
+			t.Errorf("%s: .keep files left: %v", when, other)
+		}
+		if h, _ := r.Head(); h != head {
+			t.Errorf("%s: the ref moved", when)
+		}
+	}
+	se, err := id.ixn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Append(se)
+	r.opts.beforeRefMove = func() { panic("injected") }
+	for _, what := range []string{"Commit", "PutPending"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: the injected panic did not happen", what)
+				}
+			}()
+			if what == "Commit" {
+				r.Commit(bg(), &b)
+			} else {
+				r.PutPending(bg(), pendingTestID(1), PendingFiles{"event.json": []byte("e")})
+			}
+		}()
+		noKeep(what + " that panicked before the ref moved")
+	}
+	r.opts.beforeRefMove = nil
+	lock := filepath.Join(dir, RegistryRef+".lock") // a bare repository
+	if err := os.WriteFile(lock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var le *LockError
+	if _, err := r.Commit(bg(), &b); !errors.As(err, &le) {
+		t.Fatalf("Commit beside a held ref lock = %v, want a *LockError", err)
+	}
+	noKeep("Commit that found the ref locked")
+	os.Remove(lock)
 	fsck(t, dir)
 }

@@ -113,11 +113,7 @@ func (r *Registry) commitLocked(ctx context.Context, parent plumbing.Hash, b *Ba
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	if r.opts.beforeRefMove != nil {
-		r.opts.beforeRefMove()
-	}
-	err = r.casRef(ctx, RegistryRef, parent, id)
-	release()
+	err = r.moveRef(ctx, RegistryRef, parent, id, release)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}

@@ -150,14 +150,11 @@ func (r *Registry) readBlobMax(h plumbing.Hash, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer rd.Close()
-	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
+	data, err := readAtMost(rd, limit)
+	if errors.Is(err, errTooLarge) {
 		return nil, fmt.Errorf("blob %s: %w", h, errTooLarge)
 	}
-	return data, nil
+	return data, err
 }
 
 // readTree decodes a tree object.

@@ -157,26 +157,8 @@ func TestConsolidation(t *testing.T) {
 func TestReaderSeesOtherProcessPacks(t *testing.T) {
 	dir := newGitRepo(t, false)
 	r := openTest(t, dir)
-	a, icp, err := newTestID("reader-A")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b Batch
-	b.Append(icp)
-	if _, err := r.Commit(bg(), &b); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		se, err := a.ixn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b Batch
-		b.Append(se)
-		if _, err := r.Commit(bg(), &b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a := newIdentity(t, r, "reader-A")
+	appendN(t, r, a, 3)
 	s, err := r.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +196,7 @@ func TestReaderSeesOtherProcessPacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = Batch{}
+	var b Batch
 	b.Append(se)
 	if _, err := r.Commit(bg(), &b); err != nil {
 		t.Fatal(err)

@@ -167,11 +167,7 @@ func (r *Registry) putPendingLocked(ctx context.Context, id PendingID, files Pen
 	if err != nil {
 		return nil, err
 	}
-	if r.opts.beforeRefMove != nil {
-		r.opts.beforeRefMove()
-	}
-	err = r.casRef(ctx, ref, cur, cid)
-	release()
+	err = r.moveRef(ctx, ref, cur, cid, release)
 	if err != nil {
 		return nil, err
 	}

@@ -210,7 +210,13 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	return readAtMost(f, limit)
+}
+
+// readAtMost reads rd to its end if that is at most limit bytes; a longer
+// one is errTooLarge, found after reading limit+1 bytes.
+func readAtMost(rd io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +224,18 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return data, nil
+}
+
+// moveRef moves ref name from old to new (casRef) once the objects it
+// names are written, and releases their pack's .keep (see writeObjects)
+// whatever ends the move: an error, a cancelled ctx, a panic recovered by
+// a caller.
+func (r *Registry) moveRef(ctx context.Context, name string, old, new plumbing.Hash, release func()) error {
+	defer release()
+	if r.opts.beforeRefMove != nil {
+		r.opts.beforeRefMove()
+	}
+	return r.casRef(ctx, name, old, new)
 }
 
 func hashString(h plumbing.Hash) string {

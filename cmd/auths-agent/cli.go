@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -165,7 +166,7 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintf(env.stderr, "auths-agent: %s\n", redactURIsIn(ee.msg))
+			fmt.Fprintf(env.stderr, "auths-agent: %s\n", redactURIsIn(scrubArgSecrets(ee.msg, args)))
 		}
 		if ee.hint != "" {
 			fmt.Fprintln(env.stderr, ee.hint)
@@ -174,8 +175,38 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	// Errors from urfave/cli itself (unknown flag, bad flag value) are usage
 	// errors; anything else is a failed operation.
-	fmt.Fprintf(env.stderr, "auths-agent: %s\n", redactURIsIn(oneLine(err.Error())))
+	fmt.Fprintf(env.stderr, "auths-agent: %s\n", redactURIsIn(scrubArgSecrets(oneLine(err.Error()), args)))
 	return exitUsage
+}
+
+// minScrubbed is the shortest secret scrubArgSecrets removes from free
+// text: shorter ones would eat ordinary words and numbers of the message,
+// and no token takes so short a PIN by default.
+const minScrubbed = 4
+
+// scrubArgSecrets removes from msg what the key URIs among args hide (their
+// PIN, unknown attributes), as typed and as %q quotes it. redactURIsIn
+// finds a URI's end at a space or a quote; a PIN may hold either, and its
+// tail would be shown after the redacted URI.
+func scrubArgSecrets(msg string, args []string) string {
+	for _, a := range args {
+		i := strings.Index(a, "pkcs11:")
+		if j := strings.Index(a, "piv:"); j >= 0 && (i < 0 || j < i) {
+			i = j
+		}
+		if i < 0 {
+			continue
+		}
+		for _, sec := range hsm.URISecrets(a[i:]) {
+			if len(sec) < minScrubbed {
+				continue
+			}
+			quoted := strconv.Quote(sec)
+			msg = strings.ReplaceAll(msg, quoted[1:len(quoted)-1], "…")
+			msg = strings.ReplaceAll(msg, sec, "…")
+		}
+	}
+	return msg
 }
 
 // keyURIText is a key URI inside a message, up to a space or a quote.

@@ -17,6 +17,10 @@ import (
 const (
 	plantedPIN = "Zq7Wk3Xj5"
 	splitPIN   = "Zq7&Wk3;Xj5"
+	// spacePIN and quotePIN end a URI for a reader that looks for its
+	// end, such as redactURIsIn; what follows would be shown.
+	spacePIN = "Zq7 Wk3 Xj5"
+	quotePIN = `Zq7"Wk3"Xj5`
 )
 
 var pinPieces = regexp.MustCompile(`Zq7|Wk3|Xj5`)
@@ -35,9 +39,12 @@ func pinShapes(base string) []string {
 		base + sep + plantedPIN,
 		base + sep + "pin=" + plantedPIN,
 		base + sep + "pin-value=" + splitPIN,
+		base + sep + "pin-value=" + spacePIN,
+		base + sep + "pin-value=" + quotePIN,
 		base + sep + "pin-value=" + plantedPIN + "&pin-value=" + plantedPIN,
 		base + sep + "pin-value=" + plantedPIN + "%zz",
 		base + sep + "pin-value=" + plantedPIN + "&pin-source=file:/nonexistent",
+		base + sep + "pin-source=" + plantedPIN,
 		base + ";pin-value=" + plantedPIN,
 		base + ";" + plantedPIN,
 		base + "&pin-value=" + plantedPIN,
@@ -186,6 +193,19 @@ func TestRedactURIsIn(t *testing.T) {
 	} {
 		if got := redactURIsIn(in); got != want {
 			t.Errorf("redactURIsIn(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestScrubArgSecrets(t *testing.T) {
+	args := []string{"anchor", "--seal", "piv:slot=9c?pin-value=" + spacePIN, "--registry", "/r/pkcs11:token=a?pin-value=" + quotePIN + "&Zq9", "x"}
+	for in, want := range map[string]string{
+		`--seal piv:slot=9c?pin-value=Zq7 Wk3 Xj5: malformed seal`:      `--seal piv:slot=9c?pin-value=…: malformed seal`,
+		`registry "/r/pkcs11:token=a?pin-value=Zq7\"Wk3\"Xj5&Zq9": bad`: `registry "/r/pkcs11:token=a?pin-value=…&Zq9": bad`,
+		`x 12 token a`: `x 12 token a`,
+	} {
+		if got := scrubArgSecrets(in, args); got != want {
+			t.Errorf("scrubArgSecrets(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
