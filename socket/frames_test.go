@@ -295,3 +295,90 @@ func TestTokensInParallel(t *testing.T) {
 		t.Error("the slow request finished first: the test proves nothing")
 	}
 }
+
+// TestRequestTimeout: a request still waiting for a busy token when the
+// request timeout passes is answered with the reason "timeout" and never
+// signed; the request on the token completes.
+func TestRequestTimeout(t *testing.T) {
+	reg := newRegistry(t)
+	k := newKey(t, tokens[1], kel.Ed25519)
+	prefix := incept(t, reg, "1", k)
+	n := new(atomic.Int64)
+	started := make(chan struct{}, 1)
+	ao := agent.Options{Opener: slowOpener{d: 800 * time.Millisecond, n: n, started: started}, Registry: reg}
+	path := serveWith(t, agent.Config{Keys: keri(k)}, ao, socket.Options{RequestTimeout: 300 * time.Millisecond})
+	if _, err := dial(t, path).Keys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := keyState(t, reg, prefix)
+	first := make(chan error, 1)
+	go func() {
+		_, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "first").Raw())
+		first <- err
+	}()
+	<-started
+	begin := time.Now()
+	_, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "queued").Raw())
+	waited := time.Since(begin)
+	var ee *socket.ExtensionError
+	if !errors.As(err, &ee) || ee.Reason != "timeout" || !strings.Contains(ee.Error(), "request timeout of 300ms") {
+		t.Fatalf("queued request: %v (%#v), want a timeout failure", err, ee)
+	}
+	if waited > 700*time.Millisecond {
+		t.Errorf("the queued request was answered after %v, not at its timeout", waited)
+	}
+	// The first request started on the device within its timeout; the
+	// device call completes, and its result is dropped.
+	if err := <-first; !errors.As(err, &ee) || ee.Reason != "timeout" {
+		t.Errorf("first request: %v, want a timeout failure", err)
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("%d signatures, want 1 (the queued request was signed)", got)
+	}
+}
+
+// TestStalledReply: a client that sends requests and never reads the
+// replies does not hold up the drain: its connection is closed once a
+// reply has waited ReplyTimeout to be written.
+func TestStalledReply(t *testing.T) {
+	k := newKey(t, tokens[0], kel.Ed25519)
+	a, err := agent.New(agent.Config{Keys: keri(k)}, agent.Options{Opener: providerOpener{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := socket.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := socket.NewServer(a, socket.Options{UID: -1, ReplyTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln.UnixListener) }()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// 20,000 query requests: their replies (about 150 bytes each) fill
+	// the socket's buffers many times over.
+	q := []byte("\x00\x00\x00\x0a\x1b\x00\x00\x00\x05query")
+	go c.Write(bytes.Repeat(q, 20000))
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drain waits for a client that does not read")
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.Copy(io.Discard, c)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after %d bytes of replies: %v, want the connection closed", got, err)
+	}
+}

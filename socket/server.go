@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sshagent "golang.org/x/crypto/ssh/agent"
@@ -29,14 +30,21 @@ type Server struct {
 	log   *slog.Logger
 	uid   int
 	// timeout bounds each request (waiting in a token's queue included).
-	timeout time.Duration
-	ext     map[string]extension
+	timeout    time.Duration
+	errTimeout error // the cause of a request that ran out of time
+	// replyTimeout bounds the write of one reply.
+	replyTimeout time.Duration
+	ext          map[string]extension
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool
 	requests sync.WaitGroup // requests read and not yet answered
 	handlers sync.WaitGroup // connection goroutines
+
+	busy     atomic.Int64 // requests read and not yet answered, for the watchdog
+	wmu      sync.Mutex   // guards watching; never held while taking another lock
+	watching bool         // the watchdog runs
 }
 
 // Options configure a Server.
@@ -45,13 +53,16 @@ type Options struct {
 	// UID is the only peer uid served; -1 means the process's own uid.
 	UID int
 	// RequestTimeout bounds each request; 0 means 2 minutes (a touch or a
-	// PIN prompt may take a while).
+	// PIN prompt may take a while). It is enforced within watchEvery.
 	RequestTimeout time.Duration
+	// ReplyTimeout bounds the write of a reply to a client that does not
+	// read it; the connection is closed then. 0 means 10 seconds.
+	ReplyTimeout time.Duration
 }
 
 // NewServer returns a server for a.
 func NewServer(a *agent.Agent, opts Options) *Server {
-	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, conns: map[*conn]struct{}{}}
+	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, replyTimeout: opts.ReplyTimeout, conns: map[*conn]struct{}{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -61,6 +72,10 @@ func NewServer(a *agent.Agent, opts Options) *Server {
 	if s.timeout <= 0 {
 		s.timeout = 2 * time.Minute
 	}
+	if s.replyTimeout <= 0 {
+		s.replyTimeout = 10 * time.Second
+	}
+	s.errTimeout = fmt.Errorf("no answer within the request timeout of %v: %w", s.timeout, context.DeadlineExceeded)
 	s.ext = extensions()
 	return s
 }
@@ -141,7 +156,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		return
 	}
 	peer := agent.Peer{UID: int(cred.Uid), PID: int(cred.Pid)}
-	c := &conn{s: s, c: nc, r: bufio.NewReaderSize(nc, 4096), peer: peer}
+	c := &conn{s: s, c: nc, r: bufio.NewReaderSize(nc, 4096), peer: peer, base: agent.WithPeer(context.Background(), peer)}
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
@@ -196,15 +211,18 @@ type conn struct {
 	c    *net.UnixConn
 	r    *bufio.Reader // frames usually arrive whole: one read each
 	peer agent.Peer
+	base context.Context // carries the peer; requests' contexts derive from it
 
 	mu       sync.Mutex
 	buf      []byte // the rest of the frame being handed to ServeAgent
 	inFlight bool
-	reached  bool   // a handler method ran for this request
-	reply    []byte // the reply written so far
-	garbage  bool   // the last request did not parse: close after replying
+	started  time.Time // when the request in flight was read
+	writing  time.Time // when the write of its reply began; zero if none is under way
+	reached  bool      // a handler method ran for this request
+	reply    []byte    // the reply written so far
+	garbage  bool      // the last request did not parse: close after replying
 	ctx      context.Context
-	cancel   context.CancelFunc
+	cancel   context.CancelCauseFunc
 }
 
 func (c *conn) wake() {
@@ -238,7 +256,9 @@ func (c *conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.buf, c.inFlight, c.reached, c.reply = frame, true, false, nil
+	c.started = time.Now()
 	c.s.requests.Add(1)
+	c.s.begin()
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]
 	return n, nil
@@ -282,9 +302,10 @@ func (c *conn) Write(p []byte) (int, error) {
 		return len(p), nil // the header; the body follows
 	}
 	reply := c.reply
+	// A client that stops reading must not hold a drain up for ever: the
+	// watchdog closes the connection when this write takes too long.
+	c.writing = time.Now()
 	c.mu.Unlock()
-	// A client that stops reading must not hold a drain up for ever.
-	c.c.SetWriteDeadline(time.Now().Add(replyTimeout))
 	_, err := c.c.Write(reply)
 	n := len(p)
 	if err != nil {
@@ -292,6 +313,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.writing = time.Time{}
 	// A failure that no handler produced is x/crypto refusing a body it
 	// could not parse: garbage, so this connection ends.
 	if !c.reached && len(reply) == 5 && reply[4] == msgFailure {
@@ -302,17 +324,15 @@ func (c *conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// replyTimeout bounds the write of one reply.
-const replyTimeout = 10 * time.Second
-
 func (c *conn) endLocked() {
 	if c.inFlight {
 		c.inFlight = false
+		c.s.busy.Add(-1)
 		c.s.requests.Done()
 	}
 	if c.cancel != nil {
-		c.cancel()
-		c.cancel = nil
+		c.cancel(nil)
+		c.ctx, c.cancel = nil, nil
 	}
 }
 
@@ -324,52 +344,105 @@ func (c *conn) finish() {
 }
 
 // requestContext is the context of the request in flight: it carries the
-// peer, ends at the request timeout, and ends when the client hangs up.
+// peer and ends when the watchdog sees the request time out or its client
+// hang up.
 func (c *conn) requestContext() context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.reached = true
-	if c.cancel != nil {
-		return c.ctx
+	if c.cancel == nil {
+		c.ctx, c.cancel = context.WithCancelCause(c.base)
 	}
-	ctx, cancel := context.WithTimeout(agent.WithPeer(context.Background(), c.peer), c.s.timeout)
-	done := make(chan struct{})
-	// Most requests end within milliseconds: only one still running after
-	// hangupDelay gets a watcher (a poll every 50 ms on a thread of its own).
-	watch := time.AfterFunc(hangupDelay, func() { watchHangup(c.c, done, cancel) })
-	c.ctx = ctx
-	c.cancel = func() { watch.Stop(); close(done); cancel() }
-	return ctx
+	return c.ctx
 }
 
-// hangupDelay is how long a request runs before the server watches for
-// its client hanging up.
-const hangupDelay = 20 * time.Millisecond
+// The watchdog does for the requests in flight what timers per request
+// would: it ends a request at the request timeout, watches a request that
+// runs past watchEvery for its client hanging up (so that it leaves its
+// token's queue), and closes a connection whose client does not read its
+// reply. It is one goroutine that ticks while any request is in flight and
+// exits when none is, because arming and stopping two or three runtime
+// timers on every request cost ~8 us of a ~27 us round trip here (each can
+// wake the thread asleep in the network poller).
+const watchEvery = 20 * time.Millisecond
 
-// watchHangup cancels a request whose client closed the connection, so
-// that it leaves its token's queue. It polls for POLLRDHUP, which the
-// kernel raises when the peer has shut its end, without reading anything.
-func watchHangup(c *net.UnixConn, done <-chan struct{}, cancel context.CancelFunc) {
-	rc, err := c.SyscallConn()
-	if err != nil {
+// begin counts a request in and starts the watchdog if it does not run.
+func (s *Server) begin() {
+	s.busy.Add(1)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.watching {
+		s.watching = true
+		go s.watchdog()
+	}
+}
+
+func (s *Server) watchdog() {
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	var conns []*conn
+	for range t.C {
+		// A request counted in after this check starts a new watchdog,
+		// since begin counts before it looks at watching.
+		s.wmu.Lock()
+		if s.busy.Load() == 0 {
+			s.watching = false
+			s.wmu.Unlock()
+			return
+		}
+		s.wmu.Unlock()
+		conns = conns[:0]
+		s.mu.Lock()
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		now := time.Now()
+		for _, c := range conns {
+			c.watch(now)
+		}
+		clear(conns)
+	}
+}
+
+// watch ends c's request in flight, or c itself, when it is overdue.
+func (c *conn) watch(now time.Time) {
+	c.mu.Lock()
+	if !c.inFlight {
+		c.mu.Unlock()
 		return
 	}
-	for {
-		select {
-		case <-done:
-			return
-		default:
-		}
-		hung := false
-		cerr := rc.Control(func(fd uintptr) {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-			if n, err := unix.Poll(fds, 50); err == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
-				hung = true
-			}
-		})
-		if cerr != nil || hung {
-			cancel()
-			return
-		}
+	age := now.Sub(c.started)
+	stalled := !c.writing.IsZero() && now.Sub(c.writing) > c.s.replyTimeout
+	cancel := c.cancel // nil until a handler runs
+	c.mu.Unlock()
+	switch {
+	case stalled:
+		c.s.log.Warn("connection closed: the client does not read its reply", "pid", c.peer.PID, "waited", c.s.replyTimeout)
+		c.c.Close()
+	case cancel == nil || age < watchEvery:
+	case age >= c.s.timeout:
+		cancel(c.s.errTimeout)
+	case hungUp(c.c):
+		cancel(errHungUp)
 	}
+}
+
+var errHungUp = fmt.Errorf("the client hung up: %w", context.Canceled)
+
+// hungUp says whether c's peer has shut its end, without reading anything
+// and without waiting (POLLRDHUP).
+func hungUp(c *net.UnixConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return true
+	}
+	hung := false
+	err = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+			hung = true
+		}
+	})
+	return err != nil || hung
 }
