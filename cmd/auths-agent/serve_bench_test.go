@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
@@ -106,4 +109,110 @@ func BenchmarkServeRSS(b *testing.B) {
 	}
 	b.ReportMetric(idle/1024, "idle-RSS-MiB")
 	b.ReportMetric(rssKiB(b, pid, "VmHWM")/1024, "peak-RSS-MiB")
+}
+
+// BenchmarkServeSSHSign: ssh-agent sign requests to the real `auths-agent
+// serve` process and to OpenSSH's ssh-agent holding the same SoftHSM P-256
+// key (ssh-add -s), both separate processes, the same client loop (one
+// connection each, requests alternating between the two), medians in µs.
+// socket's BenchmarkSSHSign runs our server inside the benchmark's process;
+// this one pays the same process boundary as OpenSSH.
+func BenchmarkServeSSHSign(b *testing.B) {
+	rig, err := softhsm.New(filepath.Join(b.TempDir(), "softhsm"), softhsm.Token{Label: "sshb", PIN: "1234"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rig.Remove() })
+	uri := rig.URI("sshb", "ssh")
+	bin := agentBinaryB(b)
+	if out, err := execEnv(rig.Env(), bin, "key", "generate", "--algorithm", "p256", uri); err != nil {
+		b.Fatalf("key generate: %v: %s", err, out)
+	}
+	dir := b.TempDir()
+	ours := filepath.Join(dir, "agent.sock")
+	startAgentB(b, rig.Env(), ours, "--log-level", "error", "--ssh-key", uri)
+
+	theirs := filepath.Join(dir, "openssh.sock")
+	real, err := filepath.EvalSymlinks(rig.Module)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sa := exec.Command("ssh-agent", "-D", "-a", theirs, "-P", rig.Module+","+real)
+	sa.Env = append(os.Environ(), rig.Env()...)
+	if err := sa.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sa.Process.Kill(); sa.Wait() })
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(theirs); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	askpass := filepath.Join(dir, "askpass")
+	if err := os.WriteFile(askpass, []byte("#!/bin/sh\necho 1234\n"), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := execEnv(append(rig.Env(), "SSH_AUTH_SOCK="+theirs, "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0"), "ssh-add", "-s", rig.Module); err != nil {
+		b.Fatalf("ssh-add -s: %v: %s", err, out)
+	}
+
+	var pub ssh.PublicKey
+	client := func(name, sock string) sshagent.ExtendedAgent {
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		c := sshagent.NewClient(conn)
+		keys, err := c.List()
+		if err != nil || len(keys) != 1 {
+			b.Fatalf("%s: List: %v (%d keys)", name, err, len(keys))
+		}
+		k, err := ssh.ParsePublicKey(keys[0].Blob)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if pub != nil && !bytes.Equal(pub.Marshal(), k.Marshal()) {
+			b.Fatalf("%s lists another key than the other agent", name)
+		}
+		pub = k
+		return c
+	}
+	a, o := client("auths-agent", ours), client("ssh-agent", theirs)
+	data := ssh.Marshal(struct {
+		Session []byte
+		Msg     byte
+		User    string
+		Service string
+		Method  string
+		Sign    bool
+		Alg     string
+		Blob    []byte
+	}{bytes.Repeat([]byte{7}, 32), 50, "me", "ssh-connection", "publickey", true, pub.Type(), pub.Marshal()})
+	var ta, to []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for _, s := range []struct {
+			c   sshagent.ExtendedAgent
+			out *[]time.Duration
+		}{{a, &ta}, {o, &to}} {
+			start := time.Now()
+			sig, err := s.c.Sign(pub, data)
+			*s.out = append(*s.out, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pub.Verify(data, sig); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Nanoseconds()) / 1e3
+	}
+	b.ReportMetric(median(ta), "auths-median-us")
+	b.ReportMetric(median(to), "openssh-median-us")
 }
