@@ -44,6 +44,10 @@ type Cache struct {
 	mu     sync.Mutex
 	tokens map[string]*token
 	gen    uint64 // bumped by Forget: a prompt under way then is not cached
+
+	locked  bool
+	lockKey [32]byte
+	lockMAC []byte // HMAC-SHA256 of the lock passphrase under lockKey
 }
 
 type token struct {
@@ -88,6 +92,10 @@ func (c *Cache) Prompt(ctx context.Context, what string) (string, error) {
 	defer t.ask.Unlock()
 
 	c.mu.Lock()
+	if c.locked {
+		c.mu.Unlock()
+		return "", ErrLocked
+	}
 	if t.have && (c.opts.TTL <= 0 || c.opts.Clock().Sub(t.at) < c.opts.TTL) {
 		pin := t.pin
 		c.mu.Unlock()
@@ -104,7 +112,7 @@ func (c *Cache) Prompt(ctx context.Context, what string) (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen == c.gen { // not locked meanwhile
+	if gen == c.gen { // not locked or forgotten meanwhile
 		t.pin, t.have, t.at = pin, true, c.opts.Clock()
 	}
 	return pin, nil
@@ -134,6 +142,10 @@ func (c *Cache) Accepted(what string) {
 func (c *Cache) Forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgetLocked()
+}
+
+func (c *Cache) forgetLocked() {
 	c.gen++
 	for _, t := range c.tokens {
 		t.pin, t.have = "", false

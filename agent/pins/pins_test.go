@@ -160,3 +160,39 @@ func TestNeedsAsk(t *testing.T) {
 		t.Error("no error without Ask")
 	}
 }
+
+// TestLockUnlock: a lock forgets the PINs and refuses prompts; only the
+// same passphrase unlocks; then the person is asked again.
+func TestLockUnlock(t *testing.T) {
+	p := &person{answers: []string{"111111", "222222"}}
+	c, _ := New(Options{Ask: p.ask})
+	ctx := context.Background()
+	c.Prompt(ctx, "t")
+	if err := c.Unlock([]byte("x")); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("Unlock when not locked: %v", err)
+	}
+	if err := c.Lock([]byte("correct horse")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Lock([]byte("again")); err == nil {
+		t.Error("locked twice")
+	}
+	if !c.Locked() {
+		t.Error("not Locked")
+	}
+	if _, err := c.Prompt(ctx, "t"); !errors.Is(err, ErrLocked) {
+		t.Errorf("Prompt while locked: %v", err)
+	}
+	if err := c.Unlock([]byte("wrong")); !errors.Is(err, ErrPassphrase) {
+		t.Errorf("Unlock with the wrong passphrase: %v", err)
+	}
+	if err := c.Unlock([]byte("correct horse")); err != nil {
+		t.Fatal(err)
+	}
+	if pin, err := c.Prompt(ctx, "t"); pin != "222222" || err != nil {
+		t.Errorf("after unlock: %q %v, want a new prompt", pin, err)
+	}
+	if len(p.asked) != 2 {
+		t.Errorf("asked %d times, want 2", len(p.asked))
+	}
+}
