@@ -275,3 +275,26 @@ func TestDefaultPath(t *testing.T) {
 		t.Error("no HOME: no error")
 	}
 }
+
+func TestPeerExe(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := PeerExe(os.Getpid()); got != self {
+		t.Errorf("PeerExe(self) = %q, want %q", got, self)
+	}
+	cmd := exec.Command("sleep", "5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if got, want := PeerExe(cmd.Process.Pid), "/usr/bin/sleep"; got != want {
+		if resolved, _ := filepath.EvalSymlinks(want); got != resolved {
+			t.Errorf("PeerExe(sleep) = %q, want %q", got, want)
+		}
+	}
+	if got := PeerExe(-1); got != "" {
+		t.Errorf("PeerExe(-1) = %q", got)
+	}
+}
