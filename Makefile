@@ -67,7 +67,7 @@ bench: test-deps
 # Long fuzz runs stay outside CI (their seeds in testdata/fuzz run with the
 # tests): make fuzz FUZZTIME=60s
 FUZZTIME ?= 60s
-FUZZ_PKGS := ./kel/ ./registry/ ./socket/ ./softhsm-test/vpiv/
+FUZZ_PKGS := ./kel/ ./registry/ ./socket/ ./softhsm-test/vpiv/ ./agent/audit/ ./agent/pinentry/
 fuzz: check-go
 	@for p in $(FUZZ_PKGS); do for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 		echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
