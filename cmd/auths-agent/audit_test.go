@@ -12,11 +12,11 @@ import (
 	"github.com/auths-dev/auths-agent/agent/audit"
 )
 
-// TestAuditScripts runs the scenarios of auths-agent audit in
-// testdata/audit.
-func TestAuditScripts(t *testing.T) {
+// TestPeopleScripts runs the scenarios of the commands around the agent
+// (audit, install-units) in testdata/people.
+func TestPeopleScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/audit",
+		Dir: "testdata/people",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"status":   cmdStatus,
 			"mkaudit":  cmdMkAudit,

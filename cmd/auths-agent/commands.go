@@ -16,5 +16,6 @@ func commands(env *cliEnv) []*cli.Command {
 		envCommand(env),
 		agentCommand(env),
 		auditCommand(env),
+		installUnitsCommand(env),
 	}
 }
