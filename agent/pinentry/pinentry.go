@@ -57,7 +57,9 @@ type Prompter struct {
 	// Args are extra arguments for the program (never a secret).
 	Args []string
 	// TTYName, TTYType and LCCType are passed as OPTION ttyname, ttytype and
-	// lc-ctype when set: the terminal a text pinentry opens.
+	// lc-ctype: the terminal a text pinentry opens. Left empty, they come
+	// from $GPG_TTY (as with gpg-agent), $TERM and $LC_ALL, $LC_CTYPE or
+	// $LANG; an option with no value is not sent.
 	TTYName, TTYType, LCCType string
 	// Title is the window title; "" means "auths-agent".
 	Title string
@@ -65,7 +67,8 @@ type Prompter struct {
 	Timeout time.Duration
 	// Env is the program's environment; nil means the agent's own.
 	Env []string
-	// Getenv reads PINENTRY_PROGRAM; nil means os.Getenv.
+	// Getenv reads PINENTRY_PROGRAM and the terminal's variables; nil
+	// means os.Getenv.
 	Getenv func(string) string
 	// Logger receives debug records (program started, answer kinds); nil
 	// discards them. PINs are never logged.
@@ -195,15 +198,36 @@ func (p *Prompter) PINPrompt() func(ctx context.Context, what string) (string, e
 	}
 }
 
+func (p *Prompter) getenv(k string) string {
+	if p.Getenv == nil {
+		return os.Getenv(k)
+	}
+	return p.Getenv(k)
+}
+
+// tty returns the terminal options to send.
+func (p *Prompter) tty() (name, typ, ctype string) {
+	name, typ, ctype = p.TTYName, p.TTYType, p.LCCType
+	if name == "" {
+		name = p.getenv("GPG_TTY")
+	}
+	if typ == "" {
+		typ = p.getenv("TERM")
+	}
+	for _, k := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		if ctype != "" {
+			break
+		}
+		ctype = p.getenv(k)
+	}
+	return name, typ, ctype
+}
+
 func (p *Prompter) program() string {
 	if p.Program != "" {
 		return p.Program
 	}
-	getenv := p.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if prog := getenv("PINENTRY_PROGRAM"); prog != "" {
+	if prog := p.getenv("PINENTRY_PROGRAM"); prog != "" {
 		return prog
 	}
 	return "pinentry"
@@ -218,10 +242,11 @@ func (p *Prompter) converse(c *conn, r Request) (string, error) {
 	if title == "" {
 		title = "auths-agent"
 	}
+	ttyName, ttyType, lcCType := p.tty()
 	cmds := [][2]string{
-		{"OPTION", "ttyname=" + p.TTYName},
-		{"OPTION", "ttytype=" + p.TTYType},
-		{"OPTION", "lc-ctype=" + p.LCCType},
+		{"OPTION", "ttyname=" + ttyName},
+		{"OPTION", "ttytype=" + ttyType},
+		{"OPTION", "lc-ctype=" + lcCType},
 		{"SETTITLE", title},
 		{"SETDESC", r.Description()},
 		{"SETPROMPT", "PIN:"},

@@ -42,6 +42,7 @@ func standinPrompter(t *testing.T, mode string) (*Prompter, string) {
 		Program: bin,
 		Env:     []string{"STANDIN_MODE=" + mode, "STANDIN_RECORD=" + rec, "STANDIN_PIN=12%2534"},
 		Timeout: 5 * time.Second,
+		Getenv:  func(string) string { return "" },
 	}, rec
 }
 
@@ -173,6 +174,21 @@ func TestContextCancelKills(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("took %v after the cancel", d)
+	}
+}
+
+// TestTerminalFromEnvironment: with no terminal set, GPG_TTY, TERM and the
+// locale variables give the options, as gpg-agent does.
+func TestTerminalFromEnvironment(t *testing.T) {
+	p, rec := standinPrompter(t, "ok")
+	env := map[string]string{"GPG_TTY": "/dev/pts/3", "TERM": "xterm-256color", "LC_CTYPE": "de_DE.UTF-8", "LANG": "C"}
+	p.Getenv = func(k string) string { return env[k] }
+	if _, err := p.GetPIN(context.Background(), Request{TriesLeft: -1}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(rec)
+	if want := "OPTION ttyname=/dev/pts/3\nOPTION ttytype=xterm-256color\nOPTION lc-ctype=de_DE.UTF-8\nSETTITLE"; !strings.HasPrefix(string(got), want) {
+		t.Errorf("lines sent:\n%s\nwant them to start with\n%s", got, want)
 	}
 }
 
