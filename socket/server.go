@@ -31,6 +31,7 @@ type Server struct {
 	// timeout bounds each request (waiting in a token's queue included).
 	timeout time.Duration
 	ext     map[string]extension
+	lock    Locker
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -47,11 +48,22 @@ type Options struct {
 	// RequestTimeout bounds each request; 0 means 2 minutes (a touch or a
 	// PIN prompt may take a while).
 	RequestTimeout time.Duration
+	// Lock serves the ssh-agent lock and unlock messages; nil refuses
+	// them. While it is locked, no key is listed and every signing
+	// request and extension is refused.
+	Lock Locker
+}
+
+// Locker locks the agent with a passphrase (a *pins.Cache in the daemon).
+type Locker interface {
+	Lock(passphrase []byte) error
+	Unlock(passphrase []byte) error
+	Locked() bool
 }
 
 // NewServer returns a server for a.
 func NewServer(a *agent.Agent, opts Options) *Server {
-	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, conns: map[*conn]struct{}{}}
+	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, lock: opts.Lock, conns: map[*conn]struct{}{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -1,5 +1,5 @@
 // Command standin is a scripted pinentry for the tests of package pinentry:
-// it speaks just enough Assuan, records the lines it receives, and plays the
+// it speaks just enough Assuan, records (appends) the lines it receives, and plays the
 // fault named by STANDIN_MODE.
 package main
 
@@ -15,7 +15,7 @@ func main() {
 	mode := os.Getenv("STANDIN_MODE")
 	var rec *os.File
 	if path := os.Getenv("STANDIN_RECORD"); path != "" {
-		f, err := os.Create(path)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			os.Exit(3)
 		}
