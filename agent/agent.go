@@ -191,6 +191,7 @@ func (a *Agent) open(ctx context.Context, k *key) (hsm.Signer, error) {
 		}
 		s, err := a.opener.Open(ctx, k.spec.URI)
 		if err != nil {
+			a.pinRefused(err) // opening logs in: the PIN may be refused here
 			return nil, err
 		}
 		v, err := hsm.Verfer(s)
@@ -214,10 +215,7 @@ func (a *Agent) open(ctx context.Context, k *key) (hsm.Signer, error) {
 // failed reports a refused PIN, and drops k's signer after an error that
 // says its token went away, so the next request opens it again.
 func (a *Agent) failed(k *key, s hsm.Signer, err error) {
-	var we *hsm.WrongPINError
-	if errors.As(err, &we) && a.refuse != nil {
-		a.refuse(we.Token, we.TriesLeft)
-	}
+	a.pinRefused(err)
 	if !errors.Is(err, hsm.ErrTokenAbsent) {
 		return
 	}
@@ -227,6 +225,15 @@ func (a *Agent) failed(k *key, s hsm.Signer, err error) {
 		hsm.Close(s)
 		k.signer = nil
 		a.log.Warn("token gone; the key opens again on the next request", "key", k.uri)
+	}
+}
+
+// pinRefused tells Options.PINRefused when err is a token's refusal of a
+// PIN.
+func (a *Agent) pinRefused(err error) {
+	var we *hsm.WrongPINError
+	if errors.As(err, &we) && a.refuse != nil {
+		a.refuse(we.Token, we.TriesLeft)
 	}
 }
 

@@ -44,12 +44,25 @@ func TestServePeople(t *testing.T) {
 	record := filepath.Join(dir, "pinentry.log")
 	trail := filepath.Join(dir, "state", "audit.jsonl")
 	sock := filepath.Join(dir, "run", "agent.sock")
-	agentEnv := append(env, "PINENTRY_PROGRAM="+standin, "STANDIN_MODE=ok", "STANDIN_PIN=1234", "STANDIN_RECORD="+record)
-	startAgent(t, agentEnv, sock, "--ssh-key", base, "--audit-file", trail)
+	// The person first types a wrong PIN, then the right one.
+	agentEnv := append(env, "PINENTRY_PROGRAM="+standin, "STANDIN_MODE=ok", "STANDIN_PINS=9999,1234", "STANDIN_RECORD="+record)
+	ra := startAgent(t, agentEnv, sock, "--ssh-key", base, "--audit-file", trail)
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", ra.stderr)
+		}
+	}()
 
 	askpass := filepath.Join(dir, "askpass")
 	os.WriteFile(askpass, []byte("#!/bin/sh\necho 'lock phrase'\n"), 0o755)
 	sshEnv := append(env, "SSH_AUTH_SOCK="+sock, "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0")
+	// Listing opens the key, which logs in: the first PIN typed is wrong,
+	// so the first listing has no key, and the second prompt says why.
+	first := exec.Command("ssh-add", "-L")
+	first.Env = append(os.Environ(), sshEnv...)
+	if out, _ := first.CombinedOutput(); !strings.Contains(string(out), "The agent has no identities.") {
+		t.Fatalf("listing with a wrong PIN: %s", out)
+	}
 	pub := run1(t, sshEnv, dir, "", "ssh-add", "-L")
 	pubFile := filepath.Join(dir, "key.pub")
 	os.WriteFile(pubFile, []byte(pub), 0o644)
@@ -67,17 +80,21 @@ func TestServePeople(t *testing.T) {
 	}
 
 	if err := sign(); err != nil {
-		t.Fatalf("first signature: %v", err)
+		t.Fatalf("signature with the right PIN: %v", err)
 	}
 	if err := sign(); err != nil {
-		t.Fatalf("second signature: %v", err)
+		t.Fatalf("third signature: %v", err)
 	}
-	if n := getpins(); n != 1 {
-		t.Errorf("%d pinentry prompts for two signatures, want 1 (the PIN is cached)", n)
+	if n := getpins(); n != 2 {
+		t.Errorf("%d pinentry prompts for a refused PIN, a listing and two signatures, want 2 (the right PIN is cached)", n)
 	}
 	b, _ := os.ReadFile(record)
-	if !strings.Contains(string(b), "SETDESC Enter the PIN of ") {
-		t.Errorf("pinentry was not told which token:\n%s", b)
+	runs := strings.Split(string(b), "GETPIN\n")
+	if !strings.Contains(runs[0], "SETDESC Enter the PIN of token \"people\" (serial ") || strings.Contains(runs[0], "refused") {
+		t.Errorf("first prompt:\n%s", runs[0])
+	}
+	if !strings.Contains(runs[1], "SETDESC The previous PIN was refused.%0AEnter the PIN of ") || !strings.Contains(runs[1], "SETERROR PIN refused") {
+		t.Errorf("the prompt after the refusal does not say so:\n%s", runs[1])
 	}
 
 	run1(t, sshEnv, dir, "", "ssh-add", "-x")
@@ -93,8 +110,8 @@ func TestServePeople(t *testing.T) {
 	if err := sign(); err != nil {
 		t.Fatalf("signature after unlock: %v", err)
 	}
-	if n := getpins(); n != 2 {
-		t.Errorf("%d pinentry prompts after lock and unlock, want 2", n)
+	if n := getpins(); n != 3 {
+		t.Errorf("%d pinentry prompts after lock and unlock, want 3", n)
 	}
 
 	// A refusal: data that is neither a userauth request nor SSHSIG.

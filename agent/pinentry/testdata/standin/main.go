@@ -31,6 +31,15 @@ func main() {
 		fmt.Println("HELLO THERE")
 		return
 	}
+	// STANDIN_PINS=a,b,…: the Nth run answers the Nth PIN (runs counted by
+	// the GETPINs already in the record file).
+	pin := os.Getenv("STANDIN_PIN")
+	if list := os.Getenv("STANDIN_PINS"); list != "" {
+		before, _ := os.ReadFile(os.Getenv("STANDIN_RECORD"))
+		n := strings.Count(string(before), "GETPIN\n")
+		pins := strings.Split(list, ",")
+		pin = pins[min(n, len(pins)-1)]
+	}
 	fmt.Println("OK Pleased to meet you")
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -72,7 +81,7 @@ func main() {
 		default:
 			fmt.Println("S PASSWORD_FROMCACHE")
 			fmt.Println("# a comment")
-			fmt.Println("D " + os.Getenv("STANDIN_PIN"))
+			fmt.Println("D " + pin)
 			fmt.Println("OK")
 		}
 	}
