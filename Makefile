@@ -12,10 +12,12 @@ export GO
 DEMO_PKGS := gcc libc6-dev pkg-config git libpcsclite-dev softhsm2
 # What the tests need besides: pcscd + vpcd for the virtual PIV cards,
 # ykcs11 and OpenSC's pkcs11-spy, OpenSSH and pinentry, the namespace
-# tools of the card rig, and strace (what a registry commit flushes before
-# it is reported).
+# tools of the card rig, strace (what a registry commit flushes before
+# it is reported), and systemd for systemd-analyze and
+# systemd-socket-activate (the user units in contrib/systemd).
 TEST_PKGS := $(DEMO_PKGS) opensc-pkcs11 opensc pcscd vsmartcard-vpcd ykcs11 strace \
-	openssh-client openssh-server pinentry-tty iproute2 util-linux procps
+	openssh-client openssh-server pinentry-tty iproute2 util-linux procps \
+	systemd
 
 .PHONY: all build install check-go demo-deps test-deps demo test bench vet fuzz clean
 
@@ -65,7 +67,7 @@ bench: test-deps
 # Long fuzz runs stay outside CI (their seeds in testdata/fuzz run with the
 # tests): make fuzz FUZZTIME=60s
 FUZZTIME ?= 60s
-FUZZ_PKGS := ./kel/ ./registry/ ./socket/ ./softhsm-test/vpiv/
+FUZZ_PKGS := ./kel/ ./registry/ ./socket/ ./softhsm-test/vpiv/ ./agent/audit/ ./agent/pinentry/
 fuzz: check-go
 	@for p in $(FUZZ_PKGS); do for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 		echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done

@@ -3,6 +3,8 @@ module github.com/auths-dev/auths-agent
 go 1.26.0
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/creack/pty v1.1.24
 	github.com/go-git/go-git/v5 v5.19.3
 	github.com/go-piv/piv-go/v2 v2.6.0
 	github.com/gowebpki/jcs v1.0.2

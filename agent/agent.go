@@ -26,6 +26,10 @@ type Options struct {
 	Audit AuditSink
 	// Clock reads the time (anchor creation and expiry); nil is time.Now.
 	Clock func() time.Time
+	// PINRefused is told when a token refused a PIN (token as named in
+	// hsm.WrongPINError, tries left or -1), so that a PIN cache drops it
+	// and the next prompt says so; nil: nobody is told.
+	PINRefused func(token string, triesLeft int)
 }
 
 // AuditSink records what the agent signed or refused, for the audit trail.
@@ -36,16 +40,18 @@ type AuditSink interface {
 
 // AuditRecord is one signature or refusal.
 type AuditRecord struct {
-	Time    time.Time
-	Peer    Peer
-	Op      string // "ssh-sign", "sign-event", "anchor"
-	Key     string // redacted URI or CESR key
-	Prefix  string // KERI: identity
-	Type    string // KERI: event type
-	Sn      uint64
-	SAID    string
-	What    string // SSH: "userauth" or "sshsig:NAMESPACE"
-	Refused string // the reason, for a refusal
+	Time   time.Time
+	Peer   Peer
+	Op     string // "ssh-sign", "sign-event", "anchor"
+	Key    string // redacted URI or CESR key
+	Prefix string // KERI: identity
+	Type   string // KERI: event type
+	Sn     uint64
+	SAID   string
+	What   string // SSH: "userauth" or "sshsig:NAMESPACE"
+	// Fingerprint is the SSH key's SHA256 fingerprint.
+	Fingerprint string
+	Refused     string // the reason, for a refusal
 }
 
 // Peer is the process at the other end of a request.
@@ -77,6 +83,7 @@ type Agent struct {
 	log    *slog.Logger
 	audit  AuditSink
 	clock  func() time.Time
+	refuse func(token string, triesLeft int)
 	sched  *scheduler
 	keys   []*key
 
@@ -107,7 +114,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opener: opts.Opener, reg: opts.Registry, log: opts.Logger, audit: opts.Audit,
-		clock: opts.Clock, sched: newScheduler(), idLock: map[string]chan struct{}{},
+		clock: opts.Clock, refuse: opts.PINRefused, sched: newScheduler(), idLock: map[string]chan struct{}{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -136,6 +143,19 @@ func (a *Agent) Close() error {
 		}
 		k.mu.Unlock()
 	}
+	return errors.Join(errs...)
+}
+
+// DropSessions closes every key's signer and, when the opener can, every
+// token session, so that the next signature logs in again (with a PIN
+// prompt where the URI names no PIN source). For lock and SIGHUP. A
+// signature under way when it is called may fail.
+func (a *Agent) DropSessions() error {
+	errs := []error{a.Close()}
+	if r, ok := a.opener.(interface{ Reset() error }); ok {
+		errs = append(errs, r.Reset())
+	}
+	a.log.Info("token sessions closed")
 	return errors.Join(errs...)
 }
 
@@ -171,6 +191,7 @@ func (a *Agent) open(ctx context.Context, k *key) (hsm.Signer, error) {
 		}
 		s, err := a.opener.Open(ctx, k.spec.URI)
 		if err != nil {
+			a.pinRefused(err) // opening logs in: the PIN may be refused here
 			return nil, err
 		}
 		v, err := hsm.Verfer(s)
@@ -191,9 +212,10 @@ func (a *Agent) open(ctx context.Context, k *key) (hsm.Signer, error) {
 	return s, nil
 }
 
-// failed drops k's signer after an error that says its token went away, so
-// the next request opens it again.
+// failed reports a refused PIN, and drops k's signer after an error that
+// says its token went away, so the next request opens it again.
 func (a *Agent) failed(k *key, s hsm.Signer, err error) {
+	a.pinRefused(err)
 	if !errors.Is(err, hsm.ErrTokenAbsent) {
 		return
 	}
@@ -203,6 +225,15 @@ func (a *Agent) failed(k *key, s hsm.Signer, err error) {
 		hsm.Close(s)
 		k.signer = nil
 		a.log.Warn("token gone; the key opens again on the next request", "key", k.uri)
+	}
+}
+
+// pinRefused tells Options.PINRefused when err is a token's refusal of a
+// PIN.
+func (a *Agent) pinRefused(err error) {
+	var we *hsm.WrongPINError
+	if errors.As(err, &we) && a.refuse != nil {
+		a.refuse(we.Token, we.TriesLeft)
 	}
 }
 

@@ -26,6 +26,8 @@ type Opener interface {
 type TokenOpener struct {
 	opts TokenOptions
 
+	refused *hsm.RefusedPINs // shared by every provider, for the agent's life
+
 	mu     sync.Mutex
 	pkcs11 map[string]*pkcs11.Provider
 	piv    *piv.Provider
@@ -47,7 +49,7 @@ func NewTokenOpener(opts TokenOptions) *TokenOpener {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &TokenOpener{opts: opts, pkcs11: map[string]*pkcs11.Provider{}}
+	return &TokenOpener{opts: opts, refused: hsm.NewRefusedPINs(), pkcs11: map[string]*pkcs11.Provider{}}
 }
 
 // Open opens the key uri names.
@@ -87,7 +89,7 @@ func (o *TokenOpener) module(u *hsm.PKCS11URI) (*pkcs11.Provider, error) {
 	if p, ok := o.pkcs11[u.ModulePath]; ok {
 		return p, nil
 	}
-	p, err := pkcs11.Open(u.ModulePath, pkcs11.Options{Getenv: o.opts.Getenv, Prompt: o.opts.Prompt, Logger: o.opts.Logger})
+	p, err := pkcs11.Open(u.ModulePath, pkcs11.Options{Getenv: o.opts.Getenv, Prompt: o.opts.Prompt, Logger: o.opts.Logger, RefusedPINs: o.refused})
 	if err != nil {
 		return nil, hsm.NewURIError(u.String(), err)
 	}
@@ -102,7 +104,7 @@ func (o *TokenOpener) pivProvider() (*piv.Provider, error) {
 		return nil, errClosed
 	}
 	if o.piv == nil {
-		o.piv = piv.NewProvider(piv.Options{Getenv: o.opts.Getenv, Prompt: o.opts.Prompt, Touch: o.opts.Touch, Logger: o.opts.Logger})
+		o.piv = piv.NewProvider(piv.Options{Getenv: o.opts.Getenv, Prompt: o.opts.Prompt, Touch: o.opts.Touch, Logger: o.opts.Logger, RefusedPINs: o.refused})
 	}
 	return o.piv, nil
 }
@@ -118,6 +120,28 @@ func (o *TokenOpener) Close() error {
 	}
 	if o.piv != nil {
 		errs = append(errs, o.piv.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Reset closes every provider, which ends every token session and login
+// (the agent was locked, or got SIGHUP); keys open again on their next use.
+// What the tokens refused is kept: a refused PIN is never sent again for
+// the agent's whole life.
+func (o *TokenOpener) Reset() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return nil
+	}
+	var errs []error
+	for m, p := range o.pkcs11 {
+		errs = append(errs, p.Close())
+		delete(o.pkcs11, m)
+	}
+	if o.piv != nil {
+		errs = append(errs, o.piv.Close())
+		o.piv = nil
 	}
 	return errors.Join(errs...)
 }

@@ -80,10 +80,10 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	if err != nil {
 		rerr := &RefusedError{Op: op, Reason: err}
 		a.log.Warn("refused", "op", op, "key", k.uri, "peer", PeerOf(ctx).PID, "reason", err)
-		a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Refused: err.Error()})
+		a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), Refused: err.Error()})
 		return nil, rerr
 	}
-	if err := a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, What: what}); err != nil {
+	if err := a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what}); err != nil {
 		return nil, err
 	}
 	s, err := a.open(ctx, k)

@@ -91,7 +91,7 @@ echo "pending proposals left: $("$A" pending list --registry .demo/registry | wc
 echo
 echo "== the agent: one process holds the three tokens on a temporary socket"
 sock=$(mktemp -d /tmp/auths-demo.XXXXXX)/agent.sock
-"$A" serve --socket "$sock" --registry .demo/registry --key "$(key 1)" --key "$(key 2)" --key "$(key 3)" \
+"$A" serve --socket "$sock" --registry .demo/registry --audit-file .demo/audit.jsonl --key "$(key 1)" --key "$(key 2)" --key "$(key 3)" \
 	>.demo/agent.out 2>.demo/agent.log &
 agent_pid=$!
 trap 'kill -TERM $agent_pid 2>/dev/null || true' EXIT

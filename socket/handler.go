@@ -25,8 +25,17 @@ type handler struct {
 
 var _ sshagent.ExtendedAgent = (*handler)(nil)
 
+// errLocked answers requests while the agent is locked.
+var errLocked = errors.New("agent is locked")
+
+func (h *handler) locked() bool { return h.s.lock != nil && h.s.lock.Locked() }
+
 func (h *handler) List() ([]*sshagent.Key, error) {
-	keys, err := h.s.agent.SSHKeys(h.c.requestContext())
+	ctx := h.c.requestContext()
+	if h.locked() {
+		return nil, nil // as ssh-agent: a locked agent lists no keys
+	}
+	keys, err := h.s.agent.SSHKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -44,22 +53,36 @@ func (h *handler) Sign(key ssh.PublicKey, data []byte) (*ssh.Signature, error) {
 // SignWithFlags signs SSH data. The RSA hash flags do not apply to the key
 // types the agent holds (Ed25519, ECDSA P-256).
 func (h *handler) SignWithFlags(key ssh.PublicKey, data []byte, _ sshagent.SignatureFlags) (*ssh.Signature, error) {
-	return h.s.agent.SignSSH(h.c.requestContext(), key.Marshal(), data)
+	ctx := h.c.requestContext()
+	if h.locked() {
+		return nil, errLocked
+	}
+	return h.s.agent.SignSSH(ctx, key.Marshal(), data)
 }
 
 func (h *handler) Add(sshagent.AddedKey) error { h.c.requestContext(); return errRefused }
 func (h *handler) Remove(ssh.PublicKey) error  { h.c.requestContext(); return errRefused }
 func (h *handler) RemoveAll() error            { h.c.requestContext(); return errRefused }
 
-// Lock and Unlock are not served yet; PINs and sessions are dropped by
-// later work (lock with a passphrase).
-func (h *handler) Lock([]byte) error {
+// Lock and Unlock are the ssh-agent lock messages (ssh-add -x, -X),
+// served by Options.Lock.
+func (h *handler) Lock(passphrase []byte) error {
 	h.c.requestContext()
-	return errors.New("lock is not supported")
+	if h.s.lock == nil {
+		return errors.New("lock is not supported")
+	}
+	err := h.s.lock.Lock(passphrase)
+	h.s.log.Info("lock", "peer_pid", h.c.peer.PID, "err", err)
+	return err
 }
-func (h *handler) Unlock([]byte) error {
+func (h *handler) Unlock(passphrase []byte) error {
 	h.c.requestContext()
-	return errors.New("unlock is not supported")
+	if h.s.lock == nil {
+		return errors.New("unlock is not supported")
+	}
+	err := h.s.lock.Unlock(passphrase)
+	h.s.log.Info("unlock", "peer_pid", h.c.peer.PID, "err", err)
+	return err
 }
 
 // Signers is never called by the server.
@@ -69,7 +92,11 @@ func (h *handler) Signers() ([]ssh.Signer, error) { return nil, errors.New("not 
 // the whole message: SSH_AGENT_SUCCESS + JSON, or
 // SSH_AGENT_EXTENSION_FAILURE + JSON reason.
 func (h *handler) Extension(name string, body []byte) ([]byte, error) {
-	return h.s.dispatch(h.c.requestContext(), name, body)
+	ctx := h.c.requestContext()
+	if h.locked() && name != "query" {
+		return nil, errLocked
+	}
+	return h.s.dispatch(ctx, name, body)
 }
 
 // dispatch serves one extension request and returns the whole reply.

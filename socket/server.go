@@ -35,6 +35,7 @@ type Server struct {
 	// replyTimeout bounds the write of one reply.
 	replyTimeout time.Duration
 	ext          map[string]extension
+	lock         Locker
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -58,11 +59,22 @@ type Options struct {
 	// ReplyTimeout bounds the write of a reply to a client that does not
 	// read it; the connection is closed then. 0 means 10 seconds.
 	ReplyTimeout time.Duration
+	// Lock serves the ssh-agent lock and unlock messages; nil refuses
+	// them. While it is locked, no key is listed and every signing
+	// request and extension is refused.
+	Lock Locker
+}
+
+// Locker locks the agent with a passphrase (a *pins.Cache in the daemon).
+type Locker interface {
+	Lock(passphrase []byte) error
+	Unlock(passphrase []byte) error
+	Locked() bool
 }
 
 // NewServer returns a server for a.
 func NewServer(a *agent.Agent, opts Options) *Server {
-	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, replyTimeout: opts.ReplyTimeout, conns: map[*conn]struct{}{}}
+	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, replyTimeout: opts.ReplyTimeout, lock: opts.Lock, conns: map[*conn]struct{}{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -15,5 +15,7 @@ func commands(env *cliEnv) []*cli.Command {
 		serveCommand(env),
 		envCommand(env),
 		agentCommand(env),
+		auditCommand(env),
+		installUnitsCommand(env),
 	}
 }

@@ -59,6 +59,8 @@ var examples = map[string]string{
 	"pending commit":  "auths-agent pending commit --registry reg \"$P\" \"$SAID\"",
 	"serve":           "auths-agent serve --registry reg --key \"$K1\" --ssh-key \"$SSH1\"",
 	"env":             "auths-agent env --ssh   # then: eval \"$(auths-agent env --ssh)\"",
+	"audit":           "auths-agent audit --since 24h; auths-agent audit --verify",
+	"install-units":   "auths-agent install-units && systemctl --user enable --now auths-agent.socket",
 	"agent keys":      "auths-agent agent keys",
 	"agent":           "auths-agent help agent keys",
 	"help":            "auths-agent help kel verify",

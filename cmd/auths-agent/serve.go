@@ -5,12 +5,13 @@ package main
 // packages agent and socket; this file only wires flags to them.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"net"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -18,6 +19,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/auths-dev/auths-agent/agent"
+	"github.com/auths-dev/auths-agent/agent/audit"
+	"github.com/auths-dev/auths-agent/agent/pinentry"
+	"github.com/auths-dev/auths-agent/agent/pins"
+	"github.com/auths-dev/auths-agent/agent/touch"
 	"github.com/auths-dev/auths-agent/registry"
 	"github.com/auths-dev/auths-agent/socket"
 )
@@ -31,7 +36,12 @@ func serveCommand(env *cliEnv) *cli.Command {
 			"Prints `listening on PATH` when ready; SIGTERM or SIGINT stop it after the\n" +
 			"requests in flight. --key adds a controller key (KERI events of identities\n" +
 			"whose key list holds it), --ssh-key an SSH key; --config FILE (JSON, see\n" +
-			"docs/PROTOCOL.md) gives keys with finer policy.",
+			"docs/PROTOCOL.md) gives keys with finer policy. A key whose URI names no PIN\n" +
+			"source is unlocked through $PINENTRY_PROGRAM (default pinentry); typed PINs\n" +
+			"are kept --pin-cache long, or until ssh-add -x locks the agent or SIGHUP.\n" +
+			"Every signature and refusal is appended to the audit trail first; when it\n" +
+			"cannot be written, nothing is signed. Under systemd socket activation the\n" +
+			"socket systemd passes is served instead of --socket.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Usage: "the socket `PATH`"},
 			&cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR`"},
@@ -39,6 +49,8 @@ func serveCommand(env *cliEnv) *cli.Command {
 			newListFlag("key", "a controller key's `URI` (pkcs11: or piv:); repeat"),
 			newListFlag("ssh-key", "an SSH key's `URI`; repeat"),
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "audit-file", Usage: "the audit trail `FILE` (default $XDG_STATE_HOME/auths-agent/audit.jsonl)", TakesFile: true},
+			&cli.DurationFlag{Name: "pin-cache", Usage: "keep a typed PIN this long (0: until lock or SIGHUP)"},
 		},
 		Action: func(c *cli.Context) error { return serveRun(c, env) },
 	}
@@ -90,36 +102,83 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 			return usageErr("%s: %v", cmd, err)
 		}
 	}
+	auditPath := c.String("audit-file")
+	if auditPath == "" {
+		var err error
+		if auditPath, err = audit.DefaultPath(env.getenv); err != nil {
+			return usageErr("%s: %v", cmd, err)
+		}
+	}
+	trail, err := audit.Open(auditPath)
+	if err != nil {
+		return usageErr("%s: %s", cmd, oneLine(err.Error()))
+	}
+	defer trail.Close()
+	prompter := &pinentry.Prompter{Getenv: env.getenv, Logger: logger}
+	pinCache, err := pins.New(pins.Options{Ask: prompter.GetPIN, TTL: c.Duration("pin-cache")})
+	if err != nil {
+		return err
+	}
+	notifier := touch.New(touch.Options{Logger: logger})
+	defer notifier.Wait()
 	opener := agent.NewTokenOpener(agent.TokenOptions{
 		Getenv: env.getenv,
 		Logger: logger,
-		Touch: func(_ context.Context, what string) {
-			logger.Warn("touch your YubiKey", "card", what)
-		},
+		Prompt: pinCache.Prompt,
+		Touch:  notifier.Notify,
 	})
 	defer opener.Close()
-	a, err := agent.New(cfg, agent.Options{Opener: opener, Registry: reg, Logger: logger})
+	a, err := agent.New(cfg, agent.Options{Opener: opener, Registry: reg, Logger: logger,
+		Audit: auditSink{trail}, PINRefused: pinCache.Reject})
 	if err != nil {
 		return usageErr("%s: %s", cmd, oneLine(err.Error()))
 	}
 	defer a.Close()
-	ln, err := socket.Listen(path)
+	var ul *net.UnixListener
+	activated, err := systemdListener()
 	if err != nil {
-		if errors.Is(err, socket.ErrAgentRunning) {
-			return negativeErr("%s: %s", cmd, oneLine(err.Error()))
-		}
-		return usageErr("%s: %s", cmd, oneLine(err.Error()))
+		return usageErr("%s: %v", cmd, err)
 	}
-	defer ln.Close()
+	if activated != nil {
+		ul = activated.(*net.UnixListener)
+		path = ul.Addr().String()
+		defer ul.Close()
+	} else {
+		ln, err := socket.Listen(path)
+		if err != nil {
+			if errors.Is(err, socket.ErrAgentRunning) {
+				return negativeErr("%s: %s", cmd, oneLine(err.Error()))
+			}
+			return usageErr("%s: %s", cmd, oneLine(err.Error()))
+		}
+		defer ln.Close()
+		ul, path = ln.UnixListener, ln.Path
+	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv := socket.NewServer(a, socket.Options{Logger: logger, UID: -1})
-	fmt.Fprintf(env.stdout, "listening on %s\n", ln.Path)
-	logger.Info("serving", "socket", ln.Path, "keys", len(cfg.Keys), "registry", cfg.Registry)
-	if err := srv.Serve(ctx, ln.UnixListener); err != nil {
+	// SIGHUP (systemctl --user reload) forgets every typed PIN.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				pinCache.Forget()
+				a.DropSessions()
+				logger.Info("SIGHUP: PINs forgotten, token sessions closed")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	srv := socket.NewServer(a, socket.Options{Logger: logger, UID: -1, Lock: locker{pinCache, a}})
+	fmt.Fprintf(env.stdout, "listening on %s\n", path)
+	logger.Info("serving", "socket", path, "keys", len(cfg.Keys), "registry", cfg.Registry, "audit", auditPath, "socket_activation", activated != nil)
+	if err := srv.Serve(ctx, ul); err != nil {
 		return negativeErr("%s: %s", cmd, oneLine(err.Error()))
 	}
-	logger.Info("stopped", "socket", ln.Path)
+	logger.Info("stopped", "socket", path)
 	return nil
 }
 

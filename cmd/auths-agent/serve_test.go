@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,6 +79,9 @@ type runningAgent struct {
 // waits for its `listening on` line.
 func startAgent(t testing.TB, env []string, sock string, args ...string) *runningAgent {
 	t.Helper()
+	if !slices.Contains(args, "--audit-file") {
+		args = append(args, "--audit-file", filepath.Join(t.TempDir(), "audit.jsonl"))
+	}
 	cmd := exec.Command(agentBinary(t), append([]string{"serve", "--socket", sock}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()

@@ -257,9 +257,10 @@ func (t *token) openSession(slot uint) (p11.SessionHandle, error) {
 // loginLocked logs in as userType with the PIN from pin. A PIN this token
 // refused before is not tried again.
 func (t *token) loginLocked(ctx context.Context, h p11.SessionHandle, userType uint, spec hsm.PINSpec) error {
-	if spec.For == "" || spec.For == "the token" {
-		spec.For = t.name
-	}
+	// The prompt names the token found (label and serial), as a refusal
+	// does (WrongPINError.Token), so that a PIN cache keyed by the name
+	// drops the PIN the token refused.
+	spec.For = t.name
 	pin, err := spec.Resolve(ctx, t.p.opts.Getenv, t.p.opts.Prompt)
 	if err != nil {
 		return err
