@@ -69,7 +69,7 @@ func (set *resultSet) add(res *benchfmt.Result) {
 	full := res.Name.String()
 	base, procs := splitProcs(full)
 	pkg := res.GetConfig("pkg")
-	set.cpu = firstNonEmpty(set.cpu, res.GetConfig("cpu"))
+	set.cpu = firstNonEmpty(set.cpu, strings.TrimSpace(res.GetConfig("cpu")))
 	set.goos = firstNonEmpty(set.goos, res.GetConfig("goos"))
 	set.goarch = firstNonEmpty(set.goarch, res.GetConfig("goarch"))
 	key := pkg + " Benchmark" + base

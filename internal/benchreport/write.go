@@ -36,10 +36,11 @@ func cmdOut(name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// format prints a figure with about four significant digits.
+// format prints a figure with about four significant digits, whole
+// numbers from 1,000 up.
 func format(v float64) string {
 	switch {
-	case v >= 1e5 || v <= -1e5:
+	case v >= 1000 || v <= -1000:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case v == 0:
 		return "0"
