@@ -3,8 +3,9 @@
 # one package at a time, printing each result line on stderr as it comes,
 # and regenerates docs/BENCHMARKS.md (and docs/bench-raw.txt, the raw
 # output) with internal/benchreport: medians of BENCH_COUNT runs with their
-# 95% intervals, and the goals of docs/bench-goals.txt. Exits 1 when a goal
-# is missed or not measured, or a benchmark failed.
+# 95% intervals, the goals of docs/bench-goals.txt, and each goal's figure
+# in the previous run (the docs/bench-raw.txt it replaces). Exits 1 when a
+# goal is missed or not measured, or a benchmark failed.
 #
 #   BENCH_COUNT   runs of every benchmark (default 10; 6 is the fewest that
 #                 give a 95% interval of the median, and that interval is
@@ -83,10 +84,17 @@ fi
 elapsed=$(($(date +%s) - start))
 note="figures from BENCH_COUNT=$COUNT runs of each benchmark at -benchtime $BENCHTIME, one package at a time, in $((elapsed / 60))m$((elapsed % 60))s; load average (1 min) $load0 at the start and $(cut -d' ' -f1 /proc/loadavg) at the end, on $(nproc) cores shared with other work"
 say "writing docs/BENCHMARKS.md"
-cp "$raw" docs/bench-raw.txt
+# The previous run's raw output, if any, shows whether the goals' figures
+# agree from one run to the next.
+prev=()
+if [ -s docs/bench-raw.txt ]; then
+	cp docs/bench-raw.txt "$raw.prev"
+	prev=(-previous "$raw.prev")
+fi
 status=0
-"$GO" run ./internal/benchreport -goals docs/bench-goals.txt -rows docs/bench-rows.txt -note "$note" -o docs/BENCHMARKS.md "$raw" || status=$?
-rm -f "$raw"
+"$GO" run ./internal/benchreport -goals docs/bench-goals.txt -rows docs/bench-rows.txt -note "$note" "${prev[@]}" -o docs/BENCHMARKS.md "$raw" || status=$?
+cp "$raw" docs/bench-raw.txt
+rm -f "$raw" "$raw.prev"
 if [ "$failed" -ne 0 ]; then
 	say "a benchmark failed"
 	exit 1

@@ -119,6 +119,25 @@ type outcome struct {
 	inputs  string // the medians it comes from
 	verdict verdict
 	why     string // for unmeasured: what is missing
+	// previous is the same goal on the previous run's output, if given.
+	previous *outcome
+}
+
+// agreement tells whether the previous run's figure agrees with this
+// one's: their intervals overlap.
+func (o outcome) agreement() string {
+	p := o.previous
+	switch {
+	case p == nil:
+		return ""
+	case p.verdict == unmeasured || o.verdict == unmeasured:
+		return "not comparable"
+	case !finite(p.figure) || !finite(o.figure):
+		return format(p.figure.Center) + ", no interval"
+	case p.figure.Hi < o.figure.Lo || p.figure.Lo > o.figure.Hi:
+		return format(p.figure.Center) + " " + interval(p.figure) + ", **differs**"
+	}
+	return format(p.figure.Center) + " " + interval(p.figure) + ", agrees"
 }
 
 // evaluate computes the goal's figure with its interval and the verdict.

@@ -36,6 +36,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	goalsPath := fs.String("goals", "", "goals file (one goal a line)")
 	rowsPath := fs.String("rows", "", "file of one-line explanations of the benchmarks")
 	out := fs.String("o", "-", "output file (- for stdout)")
+	previous := fs.String("previous", "", "raw output of the previous run: each goal shows whether its figure agrees with this run's")
 	var env environment
 	fs.StringVar(&env.note, "note", "", "a line on how the figures were taken (command, load), shown under the header")
 	if err := fs.Parse(args); err != nil {
@@ -49,21 +50,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "benchreport:", err)
 		return 2
 	}
-	in, name := stdin, "stdin"
+	var set *resultSet
+	var err error
 	if fs.NArg() == 1 {
-		f, err := os.Open(fs.Arg(0))
-		if err != nil {
-			return fail(err)
-		}
-		defer f.Close()
-		in, name = f, fs.Arg(0)
+		set, err = parseFile(fs.Arg(0))
+	} else {
+		set, err = parse(stdin, "stdin")
 	}
-	set, err := parse(in, name)
 	if err != nil {
 		return fail(err)
-	}
-	if len(set.benches) == 0 {
-		return fail(fmt.Errorf("%s: no benchmark results", name))
 	}
 	var goals []goal
 	if *goalsPath != "" {
@@ -81,6 +76,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	outcomes := make([]outcome, len(goals))
 	for i, g := range goals {
 		outcomes[i] = g.evaluate(set)
+	}
+	if *previous != "" {
+		prev, err := parseFile(*previous)
+		if err != nil {
+			return fail(fmt.Errorf("previous run: %w", err))
+		}
+		env.previous = *previous
+		for i, g := range goals {
+			p := g.evaluate(prev)
+			outcomes[i].previous = &p
+		}
 	}
 	if *out == "-" {
 		write(stdout, set, env, outcomes, rows)
@@ -107,6 +113,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseFile reads go test -bench output from a file.
+func parseFile(path string) (*resultSet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parse(f, path)
 }
 
 func orNone(s string) string {

@@ -274,3 +274,27 @@ func TestCommittedGoalsNameExistingBenchmarks(t *testing.T) {
 		}
 	}
 }
+
+// -previous compares every goal with the previous run: intervals that
+// overlap agree, disjoint ones differ.
+func TestPreviousRun(t *testing.T) {
+	dir := t.TempDir()
+	prev := filepath.Join(dir, "prev.txt")
+	a := []float64{130, 131, 129, 133, 130, 128, 132, 131, 130}
+	if err := os.WriteFile(prev, []byte(benchOutput("example.com/m/kel", append(pairLines("BenchmarkPair", straddleA, straddleB), pairLines("BenchmarkOther", a, straddleB)...)...)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := []float64{112, 113, 114, 115, 116, 117, 118, 114, 115}
+	in := benchOutput("example.com/m/kel", append(pairLines("BenchmarkPair", b, straddleB), pairLines("BenchmarkOther", b, straddleB)...)...)
+	r := runReport(t, in, "same | kel BenchmarkPair a-ns | kel BenchmarkPair b-ns | max | 1.2\n"+
+		"moved | kel BenchmarkOther a-ns | kel BenchmarkOther b-ns | max | 1.2\n", "-previous", prev)
+	if got := goalRow(t, r.report, "same"); !strings.HasSuffix(got, "| 1.15 [1.11, 1.19], agrees |") {
+		t.Errorf("row %q: want the previous figure, agreeing", got)
+	}
+	if got := goalRow(t, r.report, "moved"); !strings.HasSuffix(got, "| 1.3 [1.29, 1.32], **differs** |") {
+		t.Errorf("row %q: want the previous figure, differing", got)
+	}
+	if r.code != 0 {
+		t.Errorf("exit %d:\n%s", r.code, r.stderr)
+	}
+}

@@ -62,6 +62,9 @@ func parse(r io.Reader, name string) (*resultSet, error) {
 	if err := rd.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	if len(set.benches) == 0 {
+		return nil, fmt.Errorf("%s: no benchmark results", name)
+	}
 	return set, nil
 }
 

@@ -16,6 +16,7 @@ import (
 type environment struct {
 	date, machine, goVersion string
 	note                     string
+	previous                 string // the previous run's raw output, if compared
 }
 
 func (e *environment) fill(set *resultSet) {
@@ -64,6 +65,9 @@ func write(w io.Writer, set *resultSet, env environment, outcomes []outcome, row
 	if env.note != "" {
 		fmt.Fprintf(w, "- %s\n", env.note)
 	}
+	if env.previous != "" {
+		fmt.Fprintf(w, "- the \"previous run\" columns come from the previous run's output (%s as it was before this run); a figure agrees when the two intervals overlap\n", env.previous)
+	}
 	fmt.Fprintln(w)
 	if len(outcomes) > 0 {
 		writeGoals(w, outcomes)
@@ -110,30 +114,41 @@ func writeGoals(w io.Writer, outcomes []outcome) {
 			goals = append(goals, o)
 		}
 	}
+	compared := len(outcomes) > 0 && outcomes[0].previous != nil
+	prevHead, prevRule := "", ""
+	if compared {
+		prevHead, prevRule = " previous run |", " --- |"
+	}
+	prevCell := func(o outcome) string {
+		if !compared {
+			return ""
+		}
+		return " " + o.agreement() + " |"
+	}
 	if len(goals) > 0 {
-		fmt.Fprintf(w, "## Goals\n\n| goal | figure | %.0f%% interval | from | bound | result |\n| --- | --- | --- | --- | --- | --- |\n", 100*confidence)
+		fmt.Fprintf(w, "## Goals\n\n| goal | figure | %.0f%% interval | from | bound | result |%s\n| --- | --- | --- | --- | --- | --- |%s\n", 100*confidence, prevHead, prevRule)
 		for _, o := range goals {
 			bound := o.goal.kind + " " + strconv.FormatFloat(o.goal.bound, 'g', -1, 64)
 			if o.verdict == unmeasured {
-				fmt.Fprintf(w, "| %s | | | %s | %s | **not measured** |\n", o.goal.desc, o.why, bound)
+				fmt.Fprintf(w, "| %s | | | %s | %s | **not measured** |%s\n", o.goal.desc, o.why, bound, prevCell(o))
 				continue
 			}
 			res := string(o.verdict)
 			if o.verdict == missed || o.verdict == inconclusive {
 				res = "**" + res + "**"
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s (%s) | %s | %s |\n", o.goal.desc, format(o.figure.Center), interval(o.figure), o.inputs, o.how, bound, res)
+			fmt.Fprintf(w, "| %s | %s | %s | %s (%s) | %s | %s |%s\n", o.goal.desc, format(o.figure.Center), interval(o.figure), o.inputs, o.how, bound, res, prevCell(o))
 		}
 		fmt.Fprintln(w)
 	}
 	if len(peers) > 0 {
-		fmt.Fprintf(w, "## Peers\n\nComparisons reported without a bound.\n\n| comparison | figure | %.0f%% interval | from |\n| --- | --- | --- | --- |\n", 100*confidence)
+		fmt.Fprintf(w, "## Peers\n\nComparisons reported without a bound.\n\n| comparison | figure | %.0f%% interval | from |%s\n| --- | --- | --- | --- |%s\n", 100*confidence, prevHead, prevRule)
 		for _, o := range peers {
 			if o.verdict == unmeasured {
-				fmt.Fprintf(w, "| %s | | | %s |\n", o.goal.desc, o.why)
+				fmt.Fprintf(w, "| %s | | | %s |%s\n", o.goal.desc, o.why, prevCell(o))
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s (%s) |\n", o.goal.desc, format(o.figure.Center), interval(o.figure), o.inputs, o.how)
+			fmt.Fprintf(w, "| %s | %s | %s | %s (%s) |%s\n", o.goal.desc, format(o.figure.Center), interval(o.figure), o.inputs, o.how, prevCell(o))
 		}
 		fmt.Fprintln(w)
 	}
