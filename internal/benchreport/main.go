@@ -101,7 +101,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	counts := map[verdict]int{}
 	for _, o := range outcomes {
 		counts[o.verdict]++
-		if o.verdict != met {
+		if o.verdict != met && o.verdict != peer {
 			fmt.Fprintf(stderr, "benchreport: %s: %s\n", o.verdict, o.goal.desc)
 		}
 	}
