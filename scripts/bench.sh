@@ -88,13 +88,12 @@ say "writing docs/BENCHMARKS.md"
 # agree from one run to the next.
 prev=()
 if [ -s docs/bench-raw.txt ]; then
-	cp docs/bench-raw.txt "$raw.prev"
-	prev=(-previous "$raw.prev")
+	prev=(-previous docs/bench-raw.txt)
 fi
 status=0
 "$GO" run ./internal/benchreport -goals docs/bench-goals.txt -rows docs/bench-rows.txt -note "$note" "${prev[@]}" -o docs/BENCHMARKS.md "$raw" || status=$?
 cp "$raw" docs/bench-raw.txt
-rm -f "$raw" "$raw.prev"
+rm -f "$raw"
 if [ "$failed" -ne 0 ]; then
 	say "a benchmark failed"
 	exit 1
