@@ -24,7 +24,7 @@ import (
 
 const pivPIN = "123456"
 
-func pivSerials(t *testing.T, want int) []uint32 {
+func pivSerials(t testing.TB, want int) []uint32 {
 	t.Helper()
 	env := os.Getenv("VPIV_SERIALS")
 	if env == "" {

@@ -43,7 +43,7 @@ type options struct {
 	maxPacks int
 	// noSync skips the flush of new objects; only benchmarks set it, to
 	// measure the work that depends on the registry's size apart from the
-	// file system's flush (BenchmarkAppendDurable measures that).
+	// file system's flush (BenchmarkAppendPeers measures that).
 	noSync bool
 	// beforeRefMove, when set, runs between the write of a commit's pack
 	// and the move of its ref: tests run git's maintenance there, the

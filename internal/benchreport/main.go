@@ -1,257 +1,162 @@
 // Command benchreport turns `go test -bench` output into docs/BENCHMARKS.md:
-// one table per package with the median of every metric over the runs, the
-// machine, Go version and date, and the project's performance goals
+// for every benchmark and metric the median of the runs with its 95%
+// confidence interval (golang.org/x/perf: benchfmt reads the output,
+// benchmath summarizes each sample without assuming a distribution), a
+// one-line explanation of each benchmark (docs/bench-rows.txt), the
+// machine, Go version, date and load, and the project's performance goals
 // (docs/bench-goals.txt) checked against the figures of the same run. No
 // figure in the report is typed by hand.
 //
-// Usage: go test -run '^$' -bench . -count 3 ./... | benchreport -goals docs/bench-goals.txt -o docs/BENCHMARKS.md
+// A goal is met only when its whole confidence interval is on the right
+// side of its bound, missed when the whole interval is on the wrong side,
+// and inconclusive when the interval straddles the bound. The command
+// exits 1 when a goal is missed or not measured, 2 on unreadable input, and
+// 0 otherwise (inconclusive goals are listed on stderr).
+//
+// Usage:
+//
+//	go test -run '^$' -bench . -count 6 ./... > bench.txt
+//	benchreport -goals docs/bench-goals.txt -rows docs/bench-rows.txt -o docs/BENCHMARKS.md bench.txt
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"regexp"
-	"runtime"
-	"sort"
-	"strconv"
-	"strings"
-	"time"
 )
 
-// procsSuffix is the -GOMAXPROCS suffix go test adds to benchmark names;
-// the report and the goals name benchmarks without it.
-var procsSuffix = regexp.MustCompile(`-[0-9]+$`)
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-type result struct {
-	pkg, name string
-	metrics   map[string][]float64
-	order     []string
-}
-
-type report struct {
-	byKey map[string]*result
-	keys  []string
-	cpu   string
-}
-
-func main() {
-	goals := flag.String("goals", "", "goals file")
-	out := flag.String("o", "-", "output file")
-	raw := flag.String("raw", "", "also copy the raw benchmark output to this file")
-	flag.Parse()
-	rep, err := parse(os.Stdin, *raw)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchreport:", err)
-		os.Exit(2)
+// run is the command with its arguments and standard streams; it returns
+// the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("benchreport", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	goalsPath := fs.String("goals", "", "goals file (one goal a line)")
+	rowsPath := fs.String("rows", "", "file of one-line explanations of the benchmarks")
+	out := fs.String("o", "-", "output file (- for stdout)")
+	previous := fs.String("previous", "", "raw output of the previous run: each goal shows whether its figure agrees with this run's")
+	var env environment
+	fs.StringVar(&env.note, "note", "", "a line on how the figures were taken (command, load), shown under the header")
+	if err := fs.Parse(args); err != nil {
+		return 2
 	}
-	var w io.Writer = os.Stdout
-	if *out != "-" {
-		f, err := os.Create(*out + ".tmp")
+	if fs.NArg() > 1 {
+		fmt.Fprintf(stderr, "benchreport: one input file at most, got %d\n", fs.NArg())
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "benchreport:", err)
+		return 2
+	}
+	var set *resultSet
+	var err error
+	if fs.NArg() == 1 {
+		set, err = parseFile(fs.Arg(0))
+	} else {
+		set, err = parse(stdin, "stdin")
+	}
+	if err != nil {
+		return fail(err)
+	}
+	var goals []goal
+	if *goalsPath != "" {
+		if goals, err = readGoals(*goalsPath); err != nil {
+			return fail(err)
+		}
+	}
+	rows := map[string]string{}
+	if *rowsPath != "" {
+		if rows, err = readRows(*rowsPath); err != nil {
+			return fail(err)
+		}
+	}
+	env.fill(set)
+	outcomes := make([]outcome, len(goals))
+	for i, g := range goals {
+		outcomes[i] = g.evaluate(set)
+	}
+	if *previous != "" {
+		prev, err := parseFile(*previous)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchreport:", err)
-			os.Exit(2)
+			return fail(fmt.Errorf("previous run: %w", err))
 		}
-		defer func() {
-			f.Close()
-			if err := os.Rename(*out+".tmp", *out); err != nil {
-				fmt.Fprintln(os.Stderr, "benchreport:", err)
-				os.Exit(2)
-			}
-		}()
-		w = f
-	}
-	failed := write(w, rep, *goals)
-	if failed > 0 {
-		fmt.Fprintf(os.Stderr, "benchreport: %d goal(s) missed; see the report\n", failed)
-	}
-}
-
-func parse(r io.Reader, rawPath string) (*report, error) {
-	rep := &report{byKey: map[string]*result{}}
-	var raw io.Writer = io.Discard
-	if rawPath != "" {
-		f, err := os.Create(rawPath)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		raw = f
-	}
-	pkg := ""
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		fmt.Fprintln(raw, line)
-		fmt.Fprintln(os.Stderr, line)
-		switch {
-		case strings.HasPrefix(line, "pkg: "):
-			pkg = strings.TrimPrefix(line, "pkg: ")
-		case strings.HasPrefix(line, "cpu: "):
-			rep.cpu = strings.TrimPrefix(line, "cpu: ")
-		case strings.HasPrefix(line, "Benchmark"):
-			f := strings.Fields(line)
-			if len(f) < 4 {
-				continue
-			}
-			if _, err := strconv.Atoi(f[1]); err != nil {
-				continue
-			}
-			name := procsSuffix.ReplaceAllString(f[0], "")
-			key := pkg + " " + name
-			res := rep.byKey[key]
-			if res == nil {
-				res = &result{pkg: pkg, name: name, metrics: map[string][]float64{}}
-				rep.byKey[key] = res
-				rep.keys = append(rep.keys, key)
-			}
-			for i := 2; i+1 < len(f); i += 2 {
-				v, err := strconv.ParseFloat(f[i], 64)
-				if err != nil {
-					continue
-				}
-				unit := f[i+1]
-				if _, ok := res.metrics[unit]; !ok {
-					res.order = append(res.order, unit)
-				}
-				res.metrics[unit] = append(res.metrics[unit], v)
-			}
+		env.previous = *previous
+		for i, g := range goals {
+			p := g.evaluate(prev)
+			outcomes[i].previous = &p
 		}
 	}
-	return rep, sc.Err()
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	n := len(s)
-	if n == 0 {
-		return 0
+	if *out == "-" {
+		write(stdout, set, env, outcomes, rows)
+	} else if err := writeFile(*out, func(w io.Writer) { write(w, set, env, outcomes, rows) }); err != nil {
+		return fail(err)
 	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func format(v float64) string {
-	switch {
-	case v >= 1e6:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 100:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	default:
-		return strconv.FormatFloat(v, 'g', 4, 64)
-	}
-}
-
-// lookup finds the median of a metric: ref is "PKGSUFFIX BenchmarkName unit".
-func (rep *report) lookup(ref string) (float64, bool) {
-	f := strings.Fields(ref)
-	if len(f) != 3 {
-		return 0, false
-	}
-	for _, k := range rep.keys {
-		r := rep.byKey[k]
-		if strings.HasSuffix(r.pkg, f[0]) && r.name == f[1] {
-			if v, ok := r.metrics[f[2]]; ok {
-				return median(v), true
-			}
+	for _, b := range set.benches {
+		if explain(rows, b) == "" {
+			fmt.Fprintf(stderr, "benchreport: %s has no explanation in %s\n", b.key(), orNone(*rowsPath))
 		}
 	}
-	return 0, false
-}
-
-func cmdOut(name string, args ...string) string {
-	out, err := exec.Command(name, args...).Output()
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func write(w io.Writer, rep *report, goalsPath string) int {
-	fmt.Fprintf(w, "# Benchmarks\n\n")
-	fmt.Fprintf(w, "Generated by `make bench` (internal/benchreport) from `go test -bench` output; every figure below is the median of the runs. Do not edit by hand.\n\n")
-	fmt.Fprintf(w, "- date: %s\n", time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "- machine: %s, %d cores (%s)\n", rep.cpu, runtime.NumCPU(), cmdOut("uname", "-srm"))
-	fmt.Fprintf(w, "- Go: %s\n\n", cmdOut("go", "env", "GOVERSION"))
-	failed := 0
-	if goalsPath != "" {
-		failed = writeGoals(w, rep, goalsPath)
-	}
-	pkgs := map[string][]string{}
-	var order []string
-	for _, k := range rep.keys {
-		p := rep.byKey[k].pkg
-		if _, ok := pkgs[p]; !ok {
-			order = append(order, p)
+	counts := map[verdict]int{}
+	for _, o := range outcomes {
+		counts[o.verdict]++
+		if o.verdict != met && o.verdict != peer {
+			fmt.Fprintf(stderr, "benchreport: %s: %s\n", o.verdict, o.goal.desc)
 		}
-		pkgs[p] = append(pkgs[p], k)
 	}
-	for _, p := range order {
-		fmt.Fprintf(w, "## %s\n\n| benchmark | runs | metrics (median) |\n| --- | --- | --- |\n", p)
-		for _, k := range pkgs[p] {
-			r := rep.byKey[k]
-			var ms []string
-			runs := 0
-			for _, u := range r.order {
-				ms = append(ms, format(median(r.metrics[u]))+" "+u)
-				runs = len(r.metrics[u])
-			}
-			fmt.Fprintf(w, "| `%s` | %d | %s |\n", r.name, runs, strings.Join(ms, ", "))
-		}
-		fmt.Fprintln(w)
+	if len(goals) > 0 {
+		fmt.Fprintf(stderr, "benchreport: %d goal(s): %d met, %d inconclusive, %d missed, %d not measured\n",
+			len(goals)-counts[peer], counts[met], counts[inconclusive], counts[missed], counts[unmeasured])
 	}
-	return failed
-}
-
-// writeGoals reads goals, one per line: DESCRIPTION | A | B | min|max | BOUND,
-// where A and B are "PKGSUFFIX BenchmarkName unit" and the goal is A/B
-// compared with BOUND.
-func writeGoals(w io.Writer, rep *report, path string) int {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintf(w, "Goals file %s unreadable: %v\n\n", path, err)
+	if counts[missed]+counts[unmeasured] > 0 {
 		return 1
 	}
-	fmt.Fprintf(w, "## Goals\n\n| goal | ratio | bound | result |\n| --- | --- | --- | --- |\n")
-	failed := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, "|")
-		if len(f) != 5 {
-			fmt.Fprintf(w, "| malformed goal line %q | | | |\n", line)
-			failed++
-			continue
-		}
-		for i := range f {
-			f[i] = strings.TrimSpace(f[i])
-		}
-		a, okA := rep.lookup(f[1])
-		b, okB := rep.lookup(f[2])
-		bound, err := strconv.ParseFloat(f[4], 64)
-		if !okA || !okB || err != nil || b == 0 {
-			fmt.Fprintf(w, "| %s | not measured in this run | %s %s | missing |\n", f[0], f[3], f[4])
-			failed++
-			continue
-		}
-		ratio := a / b
-		ok := (f[3] == "max" && ratio <= bound) || (f[3] == "min" && ratio >= bound)
-		verdict := "met"
-		if !ok {
-			verdict = "**missed**"
-			failed++
-		}
-		fmt.Fprintf(w, "| %s | %.3f | %s %s | %s |\n", f[0], ratio, f[3], f[4], verdict)
+	return 0
+}
+
+// parseFile reads go test -bench output from a file.
+func parseFile(path string) (*resultSet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintln(w)
-	return failed
+	defer f.Close()
+	return parse(f, path)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(no -rows file)"
+	}
+	return s
+}
+
+// writeFile writes through a temporary file renamed into place, so a
+// failed run leaves the previous report whole.
+func writeFile(path string, fill func(io.Writer)) error {
+	f, err := os.CreateTemp(dirOf(path), ".benchreport-*")
+	if err != nil {
+		return err
+	}
+	fill(f)
+	f.Chmod(0o644)
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			return path[:i+1]
+		}
+	}
+	return "."
 }
