@@ -41,7 +41,9 @@ var (
 )
 
 // Apply validates se as the next event after st (nil before inception) and
-// returns the new key state. st is not modified.
+// returns the new key state. st is not modified. Delegated events (dip,
+// drt) are refused with a *DelegationError: their delegation is not
+// verified.
 func Apply(st *KeyState, se SignedEvent) (*KeyState, error) {
 	return applyChecked(st, se, nil, "")
 }
@@ -63,6 +65,9 @@ func applyChecked(st *KeyState, se SignedEvent, sigOK []bool, said string) (*Key
 		return nil, wrap(err)
 	}
 	if err := checkSigs(st, next, se, sigOK); err != nil {
+		return nil, wrap(err)
+	}
+	if err := checkDelegation(st, e); err != nil {
 		return nil, wrap(err)
 	}
 	return next, nil
