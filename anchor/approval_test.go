@@ -23,7 +23,7 @@ func TestApproval(t *testing.T) {
 	dg := kel.Digest([]byte("approved"))
 	p, err := a.Stage(ctx, prefix, anchor.Change{
 		Seals:        mustSeals(t, "i="+prefix+",s=0,d="+dg),
-		Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, 5)}},
+		Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, 5)}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ func TestSharedProposal(t *testing.T) {
 	a := anchor.New(reg)
 	prefix, cur, _ := identity(t, a, "3", 3)
 	did := "did:key:z6MkShared"
-	p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, 9)}}})
+	p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, 9)}}})
 	if err != nil {
 		t.Fatal(err)
 	}

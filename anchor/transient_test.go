@@ -64,7 +64,7 @@ func TestCommitKeepsEscrowOnTransientError(t *testing.T) {
 			a := anchor.New(st)
 			prefix, cur, _ := identity(t, a, "2", 3)
 			did := "did:key:z6MkTransient"
-			p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, 3)}}})
+			p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, 3)}}})
 			if err != nil {
 				t.Fatal(err)
 			}
