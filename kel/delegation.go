@@ -9,11 +9,11 @@ import (
 // because its delegation is not verified: see [DelegationError].
 var ErrDelegationUnverified = errors.New("delegated events are not verified yet: the delegator's anchoring seal is unchecked")
 
-// DelegationError is a delegated event that validation refuses. A dip or
-// drt is valid only when its delegator's KEL anchors it with a seal of the
-// event; validation sees one KEL at a time and has no delegator's KEL to
-// look in, so it refuses every delegated event. Parsing, SAIDs and display
-// of delegated events are not affected.
+// DelegationError is a delegated event refused because nothing verifies
+// its delegation: a dip or drt is valid only when its delegator's KEL
+// anchors it with a seal of the event, and a KEL stream on its own holds no
+// delegator's KEL to look in. Parsing, SAIDs and display of delegated
+// events are not affected.
 type DelegationError struct {
 	Delegator string // the delegator's prefix ("" when the event names none)
 	Err       error  // ErrDelegationUnverified
@@ -27,17 +27,25 @@ func (e *DelegationError) Error() string {
 }
 func (e *DelegationError) Unwrap() error { return e.Err }
 
-// checkDelegation is the one place where validation meets a delegated
-// event: it refuses dip and drt until delegator seals are verified against
-// the delegator's KEL, and passes every other event. st is the state
-// before e (nil for an inception).
-func checkDelegation(st *KeyState, e *Event) error {
-	if e.Type != TypeDelegatedInception && e.Type != TypeDelegatedRotation {
-		return nil
+// RefuseDelegated returns, for the first delegated event (dip, drt) of a
+// KEL validated without its delegator's KEL, a *DelegationError inside an
+// *EventError; nil when there is none. The registry verifies delegations
+// against the delegator's KEL it holds; a KEL stream alone cannot.
+func RefuseDelegated(events []SignedEvent) error {
+	var delegator string
+	for _, se := range events {
+		e := se.Event
+		if e == nil {
+			continue
+		}
+		if e.Delegator != "" {
+			delegator = e.Delegator
+		}
+		if e.Type != TypeDelegatedInception && e.Type != TypeDelegatedRotation {
+			continue
+		}
+		return &EventError{Sn: e.Sn, SAID: e.SAID, Type: e.Type,
+			Err: &DelegationError{Delegator: delegator, Err: ErrDelegationUnverified}}
 	}
-	delegator := e.Delegator
-	if delegator == "" && st != nil && st.Delegator != nil {
-		delegator = *st.Delegator
-	}
-	return &DelegationError{Delegator: delegator, Err: ErrDelegationUnverified}
+	return nil
 }

@@ -21,9 +21,10 @@ func delegatedEvent(t *testing.T, typ string, fields map[string]any) *Event {
 }
 
 // TestDelegatedEventsRefused: a well-formed, well-signed dip naming a
-// delegator, and a drt, parse and show their fields, but validation
-// (Apply, Replay, ReplayParallel) refuses them with ErrDelegationUnverified
-// naming the delegator: nothing checks the delegator's anchoring seal yet.
+// delegator, and a drt, parse and validate as events, but a KEL without
+// its delegator's KEL is refused by RefuseDelegated with
+// ErrDelegationUnverified naming the delegator: nothing there can check the
+// delegator's anchoring seal.
 func TestDelegatedEventsRefused(t *testing.T) {
 	delegatorICP, _, _ := twoOfThree(t)
 	delegator := delegatorICP.Event.Prefix
@@ -78,12 +79,14 @@ func TestDelegatedEventsRefused(t *testing.T) {
 			}
 		}
 	}
-	_, err = Apply(nil, se)
-	checkRefused("Apply(dip)", err, 0, TypeDelegatedInception, delegator)
-	_, err = Replay(events)
-	checkRefused("Replay(dip)", err, 0, TypeDelegatedInception, delegator)
-	_, err = ReplayParallel(events, 2)
-	checkRefused("ReplayParallel(dip)", err, 0, TypeDelegatedInception, delegator)
+	st0, err := Apply(nil, se)
+	if err != nil || st0.Delegator == nil || *st0.Delegator != delegator {
+		t.Fatalf("Apply(dip): %v", err)
+	}
+	if _, err := ReplayParallel(events, 2); err != nil {
+		t.Fatalf("ReplayParallel(dip): %v", err)
+	}
+	checkRefused("RefuseDelegated(dip)", RefuseDelegated(events), 0, TypeDelegatedInception, delegator)
 
 	// A drt after an ordinary inception, revealing the committed next key.
 	icp, st, _ := twoOfThree(t)
@@ -99,18 +102,15 @@ func TestDelegatedEventsRefused(t *testing.T) {
 		t.Fatalf("ParseEvent(drt): %v", err)
 	}
 	rse := SignedEvent{Event: drt, Sigs: []Siger{rotKey.siger(t, drt, 0, 0)}}
-	_, err = Apply(st, rse)
-	checkRefused("Apply(drt)", err, 1, TypeDelegatedRotation, "")
-	_, err = ReplayParallel([]SignedEvent{icp, rse}, 2)
-	checkRefused("ReplayParallel(icp, drt)", err, 1, TypeDelegatedRotation, "")
+	checkRefused("RefuseDelegated(icp, drt)", RefuseDelegated([]SignedEvent{icp, rse}), 1, TypeDelegatedRotation, "")
 
-	// The same rotation as a rot is valid: the refusal is about delegation.
+	// Without delegated events there is nothing to refuse.
 	rot, err := NewRotation(st, RotationSpec{Keys: pubs(rotKey), Threshold: SimpleThreshold(1),
 		NextDigests: digests(newEd25519Key(t, 10)), NextThreshold: SimpleThreshold(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Apply(st, SignedEvent{Event: rot, Sigs: []Siger{rotKey.siger(t, rot, 0, 0)}}); err != nil {
-		t.Errorf("Apply(rot): %v", err)
+	if err := RefuseDelegated([]SignedEvent{icp, {Event: rot}}); err != nil {
+		t.Errorf("RefuseDelegated(icp, rot): %v", err)
 	}
 }

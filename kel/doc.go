@@ -12,10 +12,10 @@
 //     signing, SAID computation and checks.
 //   - Thresholds (threshold.go): simple hex and weighted with exact rational
 //     arithmetic.
-//   - Key state and validation (state.go, validate.go). Validation refuses
-//     delegated events (dip, drt) with a [DelegationError]
-//     (delegation.go): a delegator's anchoring seal lives in another KEL,
-//     which this package does not see, so no delegation is verified yet.
+//   - Key state and validation (state.go, validate.go). A delegator's
+//     anchoring seal lives in another KEL, which this package does not
+//     see: the registry checks delegations, and [RefuseDelegated]
+//     (delegation.go) refuses delegated events where nothing can.
 //   - Builders (build.go): events that a caller signs elsewhere; building
 //     never signs.
 //   - auths' forms (authsform.go): the threshold forms auths reads with
