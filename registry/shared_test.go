@@ -37,10 +37,29 @@ func TestSharedRegistry(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Each writer anchors its attestations with its own identity.
+			id, icp, err := newTestID(fmt.Sprintf("shared %d", w))
+			if err != nil {
+				fail("writer %d: %v", w, err)
+				return
+			}
+			var b Batch
+			b.Append(icp)
+			if _, err := r.CommitRetry(bg(), &b, 100); err != nil {
+				fail("writer %d inception: %v", w, err)
+				return
+			}
 			for k := 0; k < batches; k++ {
 				did := fmt.Sprintf("did:key:z6MkShared%dN%d", w, k)
+				doc := attestationDoc(id.st.Prefix, did, fmt.Sprintf("s%d-%d", w, k))
 				var b Batch
-				b.StoreAttestation(did, attestationDoc(did, fmt.Sprintf("s%d-%d", w, k), ""))
+				b.StoreAttestation(did, doc)
+				se, err := id.ixn(anchorSeal(doc))
+				if err != nil {
+					fail("writer %d batch %d: %v", w, k, err)
+					return
+				}
+				b.Append(se)
 				if _, err := r.CommitRetry(bg(), &b, 100); err != nil {
 					fail("writer %d batch %d: %v", w, k, err)
 					return
