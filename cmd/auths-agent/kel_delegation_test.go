@@ -57,7 +57,7 @@ func TestKelDelegatedRefused(t *testing.T) {
 	if out, err := exec.Command("git", "init", "-q", "--bare", dir).CombinedOutput(); err != nil {
 		t.Fatalf("git init: %v\n%s", err, out)
 	}
-	if code, _, errs := runCLI(t, delegatorKEL, "kel", "import", "--registry", dir, "-"); code != 0 {
+	if code, _, errs := runCLI(t, delegatorKEL, "kel", "import", "--init", "--registry", dir, "-"); code != 0 {
 		t.Fatalf("import of the delegator: %d %s", code, errs)
 	}
 	head := git(t, dir, "rev-parse", "refs/auths/registry")
@@ -108,7 +108,7 @@ func TestKelDelegatedRefused(t *testing.T) {
 		id + "/tip.json":                         []byte(fmt.Sprintf(`{"version":1,"sequence":0,"said":%q}`, dip.Event.SAID)),
 	})
 	code, out, errs = runCLI(t, nil, "kel", "show", "--registry", dir, prefix)
-	if code != 0 || out != "0 dip "+dip.Event.SAID+" sigs=0\n" {
+	if code != 0 || out != "s=0 dip "+dip.Event.SAID+" sigs=0\n" {
 		t.Errorf("kel show of a dip: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	code, out, errs = runCLI(t, nil, "kel", "verify", "--registry", dir, prefix)
