@@ -20,7 +20,7 @@ const DefaultTTL = time.Hour
 // holds no state of its own besides its options, so one value can serve a
 // long-running process.
 type Anchorer struct {
-	reg   *registry.Registry
+	reg   Store
 	clock func() time.Time
 	ttl   time.Duration
 }
@@ -36,8 +36,9 @@ func WithClock(clock func() time.Time) Option { return func(a *Anchorer) { a.clo
 // DefaultTTL).
 func WithTTL(d time.Duration) Option { return func(a *Anchorer) { a.ttl = d } }
 
-// New returns an Anchorer over reg.
-func New(reg *registry.Registry, opts ...Option) *Anchorer {
+// New returns an Anchorer over reg (a *registry.Registry for a local
+// repository).
+func New(reg Store, opts ...Option) *Anchorer {
 	a := &Anchorer{reg: reg, clock: time.Now, ttl: DefaultTTL}
 	for _, o := range opts {
 		o(a)
@@ -46,7 +47,7 @@ func New(reg *registry.Registry, opts ...Option) *Anchorer {
 }
 
 // Registry returns the registry the Anchorer writes to.
-func (a *Anchorer) Registry() *registry.Registry { return a.reg }
+func (a *Anchorer) Registry() Store { return a.reg }
 
 // Change is what an interaction event anchors: seals given directly, and
 // attestations stored in the same batch whose SAIDs are anchored with
@@ -267,8 +268,11 @@ type Result struct {
 // of its change, as one registry batch: one commit. An expired proposal is
 // refused (ErrExpired); one whose identity's tip moved since staging is
 // stale (a *StaleError, never committed) and its pending ref, if any, is
-// removed; an event already in the KEL is ErrCommitted. On success the
-// pending ref is removed.
+// removed; an event already in the KEL is ErrCommitted and its pending ref
+// is removed too. On success the pending ref is removed. Any other failure
+// (a read error while another process merges packs, a full disk) is
+// returned with the pending ref untouched: signatures collected from
+// several tokens are never thrown away because of a transient error.
 func (a *Anchorer) Commit(ctx context.Context, p *Proposal) (*Result, error) {
 	if p.Expired(a.clock()) {
 		return nil, fmt.Errorf("%s %s: %w at %s", p.Prefix(), p.SAID(), ErrExpired, p.Expires().Format(time.RFC3339))
@@ -278,7 +282,10 @@ func (a *Anchorer) Commit(ctx context.Context, p *Proposal) (*Result, error) {
 		return nil, err
 	}
 	if err := a.checkTip(p); err != nil {
-		return nil, a.cleanupAfter(ctx, p, err)
+		if !Dead(err) {
+			err = fmt.Errorf("commit %s %s: checking the tip: %w", p.Prefix(), p.SAID(), err)
+		}
+		return nil, a.dropIfDead(ctx, p, err)
 	}
 	var b registry.Batch
 	b.Append(se)
@@ -296,9 +303,9 @@ func (a *Anchorer) Commit(ctx context.Context, p *Proposal) (*Result, error) {
 		switch {
 		case errors.As(err, &ce) && ce.Op == 0:
 			err = &StaleError{Prefix: p.Prefix(), SAID: p.SAID(), StagedOn: p.Prior(), Reason: ce.Reason}
-			return nil, a.cleanupAfter(ctx, p, err)
+			return nil, a.dropIfDead(ctx, p, err)
 		case errors.Is(err, registry.ErrDuplicate) && errors.As(err, &oe) && oe.Index == 0:
-			return nil, a.cleanupAfter(ctx, p, fmt.Errorf("%s %s: %w", p.Prefix(), p.SAID(), ErrCommitted))
+			return nil, a.dropIfDead(ctx, p, fmt.Errorf("%s %s: %w", p.Prefix(), p.SAID(), ErrCommitted))
 		}
 		return nil, fmt.Errorf("commit %s %s: %w", p.Prefix(), p.SAID(), err)
 	}
@@ -307,11 +314,16 @@ func (a *Anchorer) Commit(ctx context.Context, p *Proposal) (*Result, error) {
 	return out, nil
 }
 
-// cleanupAfter removes the pending ref of a proposal that can never be
-// committed (stale, already committed, expired) and returns err, joined
-// with the cleanup's failure if any.
-func (a *Anchorer) cleanupAfter(ctx context.Context, p *Proposal, err error) error {
-	if cerr := a.reg.DeletePending(ctx, registry.PendingID{Prefix: p.Prefix(), SAID: p.SAID()}); cerr != nil {
+// dropIfDead returns err after removing the proposal's pending ref when err
+// says the proposal can never be committed (Dead: stale, already
+// committed, expired); the cleanup's failure, if any, is joined to err.
+// Every other error leaves the ref alone: it may be transient, and the ref
+// holds signatures that took several tokens (and people) to collect.
+func (a *Anchorer) dropIfDead(ctx context.Context, p *Proposal, err error) error {
+	if !Dead(err) {
+		return err
+	}
+	if cerr := a.reg.DeletePending(ctx, pendingID(p)); cerr != nil {
 		return errors.Join(err, fmt.Errorf("removing the pending proposal: %w", cerr))
 	}
 	return err

@@ -6,7 +6,7 @@
 //
 // # Flow
 //
-//	a := anchor.New(reg)                                  // reg: *registry.Registry
+//	a := anchor.New(reg)                                  // reg: a Store, e.g. *registry.Registry
 //	p, err := a.Stage(ctx, prefix, anchor.Change{Attestations: ...})
 //	_, err = anchor.Sign(ctx, p, signers)                // hsm.Signer values, concurrently
 //	if !p.Complete() { err = a.Save(ctx, p) }            // escrow: wait for more signatures
@@ -27,7 +27,15 @@
 // (one file per signature, merged by union) and found again by another
 // process with [Anchorer.List] and [Anchorer.Load]. Proposals expire
 // ([DefaultTTL], one hour, as keripy's partial-signature escrow) and are
-// removed when committed or found stale.
+// removed when committed or found stale. Only those outcomes remove a
+// proposal: any other error (a failed read while another process merges
+// packs, a full disk) leaves its pending ref and signatures as they were.
+//
+// # Registry
+//
+// An Anchorer reads and writes through a [Store]: snapshots, batch
+// commits and the pending refs. *registry.Registry is the store of a local
+// repository.
 //
 // # Errors
 //

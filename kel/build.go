@@ -146,10 +146,22 @@ func NewInteraction(st *KeyState, seals []json.RawMessage) (*Event, error) {
 	return finalize(TypeInteraction, fields, st)
 }
 
-// finalize encodes the fields, computes the version string and SAID, and
-// checks the result with the same transition rules validation applies (all
-// but signatures).
+// finalize assembles the event and checks the result with the same
+// transition rules validation applies (all but signatures).
 func finalize(typ string, fields map[string]any, st *KeyState) (*Event, error) {
+	out, err := assemble(typ, fields)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := transition(st, out, ""); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// assemble encodes the fields in the order of typ and computes the version
+// string and SAID.
+func assemble(typ string, fields map[string]any) (*Event, error) {
 	e := &Event{Type: typ, values: map[string]json.RawMessage{}}
 	fields["v"] = versionString(0)
 	fields["d"] = saidPlaceholder
@@ -175,9 +187,6 @@ func finalize(typ string, fields map[string]any, st *KeyState) (*Event, error) {
 	out, err := ParseEvent(raw)
 	if err != nil {
 		return nil, fmt.Errorf("built event does not parse: %w", err)
-	}
-	if _, err := transition(st, out, ""); err != nil {
-		return nil, err
 	}
 	return out, nil
 }

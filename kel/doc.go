@@ -12,7 +12,10 @@
 //     signing, SAID computation and checks.
 //   - Thresholds (threshold.go): simple hex and weighted with exact rational
 //     arithmetic.
-//   - Key state and validation (state.go, validate.go).
+//   - Key state and validation (state.go, validate.go). A delegator's
+//     anchoring seal lives in another KEL, which this package does not
+//     see: the registry checks delegations, and [RefuseDelegated]
+//     (delegation.go) refuses delegated events where nothing can.
 //   - Builders (build.go): events that a caller signs elsewhere; building
 //     never signs.
 //   - auths' forms (authsform.go): the threshold forms auths reads with

@@ -41,7 +41,10 @@ var (
 )
 
 // Apply validates se as the next event after st (nil before inception) and
-// returns the new key state. st is not modified.
+// returns the new key state. st is not modified. Delegated events (dip,
+// drt) pass when they are valid as events: whether the delegator approved
+// them is for a caller that holds the delegator's KEL (the registry), or
+// RefuseDelegated when none does.
 func Apply(st *KeyState, se SignedEvent) (*KeyState, error) {
 	return applyChecked(st, se, nil, "")
 }

@@ -132,6 +132,10 @@ func kelVerifyCommand(env *cliEnv) *cli.Command {
 				return usageErr("%s: not a KEL stream: %s", name, oneLine(err.Error()))
 			}
 			st, err := kel.ReplayParallel(events, 0)
+			if err == nil {
+				// A stream holds no delegator's KEL to check a delegation against.
+				err = kel.RefuseDelegated(events)
+			}
 			if err != nil {
 				return negativeErr("%s: invalid KEL: %s", name, oneLine(err.Error()))
 			}

@@ -202,6 +202,9 @@ func pendingSign(c *cli.Context, env *cliEnv) error {
 	if err := refuseDead(c, a, pd); err != nil {
 		return err
 	}
+	// Say what the signature approves before any token is opened, so the
+	// person reads it before typing a PIN or touching a key.
+	printApproval(env, cmd, pd.Proposal)
 	ts := newTokenSet(env)
 	defer ts.Close()
 	signers, _, err := ts.open(c.Context, cmd, uris)
@@ -209,6 +212,16 @@ func pendingSign(c *cli.Context, env *cliEnv) error {
 		return err
 	}
 	return signAndFinish(c.Context, env, cmd, a, pd.Proposal, signers)
+}
+
+// printApproval writes on stderr what a signature over p approves: the
+// identity, the event type and sn, the keys an establishment event sets,
+// its seals and the attestations stored with it (anchor.Approval).
+func printApproval(env *cliEnv, cmd string, p *anchor.Proposal) {
+	fmt.Fprintf(env.stderr, "auths-agent: %s: the signature approves\n", cmd)
+	for _, l := range p.Approval().Lines() {
+		fmt.Fprintf(env.stderr, "auths-agent: %s:   %s\n", cmd, l)
+	}
 }
 
 func pendingCommit(c *cli.Context, env *cliEnv) error {

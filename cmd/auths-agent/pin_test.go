@@ -164,14 +164,17 @@ func TestPINNeverShown(t *testing.T) {
 			if r.code != 1 && r.code != 2 {
 				t.Errorf("%s: exit %d, want 1 or 2 (stdout %q, stderr %q)", what, r.code, r.stdout, r.stderr)
 			}
-			// One line, and for bad usage the line saying where the help is.
-			msg := usageHintLine.ReplaceAllString(r.stderr, "\n")
+			// One line, and for bad usage the line saying where the help is;
+			// pending sign says what the signature approves before it opens
+			// a token (printApproval), the error is the line after.
+			msg := approvalLines.ReplaceAllString(r.stderr, "")
+			msg = usageHintLine.ReplaceAllString(msg, "\n")
 			if !strings.HasPrefix(msg, "auths-agent: ") || strings.Count(msg, "\n") != 1 {
 				t.Errorf("%s: stderr %q, want one line", what, r.stderr)
 			}
 			// A PIN the token refused is a negative answer; anything else
 			// here is bad usage.
-			wrongPIN := strings.Contains(r.stderr, "wrong PIN")
+			wrongPIN := strings.Contains(msg, "wrong PIN")
 			if wrongPIN && r.code != 1 || !wrongPIN && r.code != 2 {
 				t.Errorf("%s: exit %d for %q", what, r.code, r.stderr)
 			}
@@ -182,6 +185,10 @@ func TestPINNeverShown(t *testing.T) {
 
 // usageHintLine is the second line of a usage error.
 var usageHintLine = regexp.MustCompile(`\nsee 'auths-agent [a-z ]*--help'\n$`)
+
+// approvalLines matches what printApproval writes before pending sign
+// opens its tokens.
+var approvalLines = regexp.MustCompile(`(?m)^auths-agent: pending sign: (the signature approves|  .*)\n`)
 
 func TestRedactURIsIn(t *testing.T) {
 	for in, want := range map[string]string{
