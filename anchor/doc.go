@@ -23,7 +23,7 @@
 // # Escrow
 //
 // A proposal that is not fully signed can be saved with [Anchorer.Save]
-// under refs/auths/pending/<prefix>/<said> in the registry's repository
+// under refs/auths-agent/pending/<prefix>/<said> in the registry's repository
 // (one file per signature, merged by union) and found again by another
 // process with [Anchorer.List] and [Anchorer.Load]. Proposals expire
 // ([DefaultTTL], one hour, as keripy's partial-signature escrow) and are

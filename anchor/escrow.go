@@ -59,7 +59,7 @@ func pendingID(p *Proposal) registry.PendingID {
 }
 
 // Save writes the proposal, with every signature collected so far, to its
-// pending ref refs/auths/pending/<prefix>/<said>, merging by union with
+// pending ref refs/auths-agent/pending/<prefix>/<said>, merging by union with
 // what is there (signatures another process added stay).
 func (a *Anchorer) Save(ctx context.Context, p *Proposal) error {
 	files, err := escrowFiles(p)

@@ -122,7 +122,7 @@ func (r *Registry) tryLock() (func(), error) {
 }
 
 // Unlock removes the git lock files a crashed writer left on the refs this
-// package writes: refs/auths/registry.lock, the locks of pending refs and
+// package writes: refs/auths/registry.lock, the locks of pending refs (both namespaces) and
 // packed-refs.lock. It is the explicit recovery a *LockError points to; a
 // commit never does it. It refuses (ErrLockHeld) while any process holds
 // registry.lock, as every writer of this package and of auths does while
@@ -138,11 +138,13 @@ func (r *Registry) Unlock() ([]string, error) {
 		filepath.Join(r.gitDir, filepath.FromSlash(RegistryRef)+".lock"),
 		filepath.Join(r.gitDir, "packed-refs.lock"),
 	}
-	pending, err := filepath.Glob(filepath.Join(r.gitDir, filepath.FromSlash(PendingRefPrefix), "*", "*.lock"))
-	if err != nil {
-		return nil, err
+	for _, ns := range []string{PendingRefPrefix, LegacyPendingRefPrefix} {
+		pending, err := filepath.Glob(filepath.Join(r.gitDir, filepath.FromSlash(ns), "*", "*.lock"))
+		if err != nil {
+			return nil, err
+		}
+		locks = append(locks, pending...)
 	}
-	locks = append(locks, pending...)
 	var removed []string
 	for _, p := range locks {
 		err := os.Remove(p)

@@ -1,8 +1,8 @@
 package registry
 
 // This file is the git side of partial-signature escrow: proposals that are
-// not fully signed yet wait under refs/auths/pending/<prefix>/<said>, one
-// ref each, as a commit whose tree holds the proposal's files (the event,
+// not fully signed yet wait under refs/auths-agent/pending/<prefix>/<said>,
+// one ref each, as a commit whose tree holds the proposal's files (the event,
 // one file per collected signature, metadata, the documents the change will
 // store). What the files mean belongs to package anchor; here they are
 // paths and bytes, merged by union so that two sets of signatures for one
@@ -24,8 +24,16 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// PendingRefPrefix is the ref namespace of pending proposals.
-const PendingRefPrefix = "refs/auths/pending/"
+// PendingRefPrefix is the ref namespace of pending proposals. It is outside
+// refs/auths/: auths replicates that whole namespace to its witnesses and
+// its pre-receive hook refuses deleting any ref there, while a proposal's
+// ref goes away once it is committed or stale.
+const PendingRefPrefix = "refs/auths-agent/pending/"
+
+// LegacyPendingRefPrefix is where earlier versions kept proposals; they are
+// moved to PendingRefPrefix the first time the pending refs are used (see
+// migratePendingLocked).
+const LegacyPendingRefPrefix = "refs/auths/pending/"
 
 // Limits on what a pending ref may hold, so a hostile ref cannot make a
 // reader allocate without bound.
@@ -45,7 +53,7 @@ type PendingID struct {
 	SAID   string
 }
 
-// Ref returns refs/auths/pending/<prefix>/<said>.
+// Ref returns refs/auths-agent/pending/<prefix>/<said>.
 func (id PendingID) Ref() string { return PendingRefPrefix + id.Prefix + "/" + id.SAID }
 
 func (id PendingID) String() string { return id.Prefix + "/" + id.SAID }
@@ -99,6 +107,9 @@ func (r *Registry) PutPending(ctx context.Context, id PendingID, files PendingFi
 		return nil, err
 	}
 	defer unlock()
+	if err := r.migratePendingLocked(ctx); err != nil {
+		return nil, err
+	}
 	for attempt := 1; ; attempt++ {
 		res, err := r.putPendingLocked(ctx, id, files)
 		if err == nil || !refConflict(err) || attempt >= pendingPutAttempts || ctx.Err() != nil {
@@ -259,6 +270,9 @@ func (r *Registry) readPending(id PendingID) (PendingFiles, plumbing.Hash, error
 	if err := id.check(); err != nil {
 		return nil, plumbing.ZeroHash, fmt.Errorf("pending %s: %w", id, err)
 	}
+	if err := r.migratePending(); err != nil {
+		return nil, plumbing.ZeroHash, err
+	}
 	ref := id.Ref()
 	cur, err := r.readRef(ref)
 	if err != nil {
@@ -291,10 +305,20 @@ func (r *Registry) readPending(id PendingID) (PendingFiles, plumbing.Hash, error
 }
 
 // ListPending lists the pending proposals of the repository (loose and
-// packed refs), sorted by prefix and SAID.
+// packed refs), sorted by prefix and SAID. Proposals still under the legacy
+// namespace are moved first.
 func (r *Registry) ListPending() ([]PendingID, error) {
+	if err := r.migratePending(); err != nil {
+		return nil, err
+	}
+	return r.pendingIDsUnder(PendingRefPrefix)
+}
+
+// pendingIDsUnder lists the refs <ns><prefix>/<said> that resolve, loose
+// or packed, sorted by prefix and SAID.
+func (r *Registry) pendingIDsUnder(ns string) ([]PendingID, error) {
 	seen := map[PendingID]bool{}
-	base := filepath.Join(r.gitDir, filepath.FromSlash(PendingRefPrefix))
+	base := filepath.Join(r.gitDir, filepath.FromSlash(ns))
 	prefixes, err := os.ReadDir(base)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("list pending: %w", err)
@@ -317,12 +341,12 @@ func (r *Registry) ListPending() ([]PendingID, error) {
 			}
 		}
 	}
-	packed, err := r.packedRefNames(PendingRefPrefix)
+	packed, err := r.packedRefNames(ns)
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range packed {
-		prefix, said, ok := strings.Cut(strings.TrimPrefix(name, PendingRefPrefix), "/")
+		prefix, said, ok := strings.Cut(strings.TrimPrefix(name, ns), "/")
 		id := PendingID{Prefix: prefix, SAID: said}
 		if ok && id.check() == nil {
 			seen[id] = true
@@ -332,7 +356,7 @@ func (r *Registry) ListPending() ([]PendingID, error) {
 	for id := range seen {
 		// A loose ref may exist but be empty or deleted meanwhile; keep
 		// only those that resolve.
-		if h, err := r.readRef(id.Ref()); err == nil && !h.IsZero() {
+		if h, err := r.readRef(ns + id.String()); err == nil && !h.IsZero() {
 			out = append(out, id)
 		}
 	}
@@ -386,7 +410,15 @@ func (r *Registry) DeletePending(ctx context.Context, id PendingID) error {
 		return err
 	}
 	defer unlock()
-	ref := id.Ref()
+	if err := r.migratePendingLocked(ctx); err != nil {
+		return err
+	}
+	return r.deleteRefLocked(ctx, id.Ref())
+}
+
+// deleteRefLocked removes ref, loose and packed; the caller holds the
+// flock.
+func (r *Registry) deleteRefLocked(ctx context.Context, ref string) error {
 	refPath := filepath.Join(r.gitDir, filepath.FromSlash(ref))
 	lockPath := refPath + ".lock"
 	if _, err := os.Stat(filepath.Dir(refPath)); errors.Is(err, os.ErrNotExist) {

@@ -145,7 +145,7 @@ func TestPendingPackedRefs(t *testing.T) {
 	if ids, err := r.ListPending(); err != nil || len(ids) != 0 {
 		t.Errorf("ListPending after deleting all: %v %v", ids, err)
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(dir, ".git", "refs", "auths", "pending", "*", "*.lock"))
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".git", filepath.FromSlash(PendingRefPrefix), "*", "*.lock"))
 	if len(leftovers) > 0 {
 		t.Errorf("lock files left: %v", leftovers)
 	}

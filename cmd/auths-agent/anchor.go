@@ -37,7 +37,7 @@ func anchorCommand(env *cliEnv) *cli.Command {
 		Description: "Stages the interaction event on the identity's tip, signs it with every --key\n" +
 			"token at once, and commits it with the attestations in one commit when the\n" +
 			"signatures meet the threshold. Otherwise it saves the proposal under\n" +
-			"refs/auths/pending/PREFIX/SAID and prints what it still needs; add signatures\n" +
+			"refs/auths-agent/pending/PREFIX/SAID and prints what it still needs; add signatures\n" +
 			"with `pending sign`. Output: `committed PREFIX s=HEX SAID` or\n" +
 			"`pending PREFIX SAID: NEEDS`, both exit 0; a refusal exits 1.\n" +
 			"--seal d=SAID | --seal i=AID,s=HEX,d=SAID; --attestation FILE pairs with the\n" +

@@ -1,7 +1,7 @@
 package main
 
 // This file holds `auths-agent pending`: list, show, sign and commit the
-// proposals waiting for signatures under refs/auths/pending/.
+// proposals waiting for signatures under refs/auths-agent/pending/.
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ func pendingCommand(env *cliEnv) *cli.Command {
 	reg := &cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR`", Required: true}
 	return &cli.Command{
 		Name:  "pending",
-		Usage: "proposals waiting for signatures (refs/auths/pending/PREFIX/SAID)",
+		Usage: "proposals waiting for signatures (refs/auths-agent/pending/PREFIX/SAID)",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "list",
