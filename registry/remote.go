@@ -1,0 +1,337 @@
+package registry
+
+// Exchanging the registry and the pending proposals with a git remote,
+// through go-git: file paths (go-git runs git-upload-pack and
+// git-receive-pack), ssh:// (authentication through the ssh-agent at
+// SSH_AUTH_SOCK and host keys checked against known_hosts, go-git's
+// defaults when no Auth is given) and https:// (Auth from the caller).
+//
+// A fetch lands in a namespace of its own,
+// refs/auths-agent/remotes/<remote>/registry and …/pending/<prefix>/<said>,
+// written by go-git: what the remote served, nothing more. Only after the
+// fetched registry commits are verified (verify.go) does the local registry
+// ref move, and only forward, with this package's lock-file protocol under
+// the flock; proposals are then merged into the local ones by union
+// (pendingmerge.go), each one first checked by the caller (its signatures
+// mean something only to package anchor).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// RemotesRefPrefix is where fetched refs wait, per remote.
+const RemotesRefPrefix = "refs/auths-agent/remotes/"
+
+// Remote names a git remote: a remote configured in the repository
+// (remote.<name>.url), or a URL or path given directly.
+type Remote struct {
+	Name string
+	// Auth authenticates to the remote; nil uses go-git's defaults (for
+	// ssh://, the ssh-agent at SSH_AUTH_SOCK and known_hosts).
+	Auth transport.AuthMethod
+}
+
+// CheckPending judges a proposal fetched from a remote before it is merged:
+// it returns the paths to leave out (a signature that does not verify) or
+// an error refusing the whole proposal (stale, damaged, committed).
+type CheckPending func(id PendingID, files PendingFiles) (refused []string, err error)
+
+// PullResult says what a pull changed.
+type PullResult struct {
+	Remote string // the remote's name (or URL)
+	URL    string // its URL, as shown: never with credentials
+	// From and To are the local registry commit before and after ("" when
+	// absent); Commits is the number of commits taken (all verified).
+	From, To string
+	Commits  int
+	// Ahead is true when the local registry holds commits the remote does
+	// not have (push them).
+	Ahead   bool
+	Pending []PendingPull
+}
+
+// PendingPull is what happened to one proposal the remote holds.
+type PendingPull struct {
+	ID PendingID
+	*MergeResult
+	Refused []string // paths of the remote's copy left out, with why
+	Err     error    // the proposal was not taken
+}
+
+// resolve returns the name for the remotes/ namespace and the URL.
+func (r *Registry) resolve(rem Remote) (name, url string, err error) {
+	if rem.Name == "" {
+		rem.Name = "origin"
+	}
+	repo, err := git.PlainOpen(r.topDir)
+	if err != nil {
+		return "", "", fmt.Errorf("remote %s: %w", rem.Name, err)
+	}
+	if gr, err := repo.Remote(rem.Name); err == nil && len(gr.Config().URLs) > 0 {
+		return rem.Name, gr.Config().URLs[0], nil
+	}
+	if strings.Contains(rem.Name, "/") || strings.Contains(rem.Name, ":") {
+		// A URL or a path: its fetched refs go under a name derived from it.
+		sum := plumbing.ComputeHash(plumbing.BlobObject, []byte(rem.Name)).String()
+		return "url-" + sum[:12], rem.Name, nil
+	}
+	return "", "", fmt.Errorf("remote %q: not configured in %s (git remote add %s URL), and not a URL or path", clip(rem.Name), r.topDir, clip(rem.Name))
+}
+
+// ShowURL returns a URL without its user information, for messages.
+func ShowURL(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		rest := u[i+3:]
+		host, path, _ := strings.Cut(rest, "/")
+		if at := strings.LastIndexByte(host, '@'); at >= 0 {
+			host = host[at+1:]
+		}
+		return u[:i+3] + host + "/" + path
+	}
+	return u
+}
+
+func (r *Registry) goRemote(name, url string) (*git.Remote, error) {
+	repo, err := git.PlainOpen(r.topDir)
+	if err != nil {
+		return nil, err
+	}
+	return git.NewRemote(repo.Storer, &config.RemoteConfig{Name: name, URLs: []string{url}}), nil
+}
+
+// Pull fetches the remote's registry ref and proposals, verifies every new
+// registry commit and fast-forwards the local registry ref to the remote's
+// (never anything else: a remote that diverged is ErrNotFastForward, a
+// commit that fails verification a *RefusedError, and the local refs stay
+// as they were), then merges each proposal the remote holds into the local
+// one, after check (which may be nil) has judged it.
+func (r *Registry) Pull(ctx context.Context, rem Remote, check CheckPending) (*PullResult, error) {
+	name, url, err := r.resolve(rem)
+	if err != nil {
+		return nil, err
+	}
+	res := &PullResult{Remote: rem.Name, URL: ShowURL(url)}
+	if res.Remote == "" {
+		res.Remote = "origin"
+	}
+	fail := func(err error) (*PullResult, error) {
+		return nil, fmt.Errorf("pull from %s: %w", res.URL, err)
+	}
+	gr, err := r.goRemote(name, url)
+	if err != nil {
+		return fail(err)
+	}
+	refs, err := gr.ListContext(ctx, &git.ListOptions{Auth: rem.Auth})
+	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		return fail(err)
+	}
+	ns := RemotesRefPrefix + name + "/"
+	var specs []config.RefSpec
+	var remoteReg bool
+	var remotePending []PendingID
+	for _, ref := range refs {
+		n := ref.Name().String()
+		switch {
+		case n == RegistryRef:
+			remoteReg = true
+		case strings.HasPrefix(n, PendingRefPrefix):
+			prefix, said, _ := strings.Cut(strings.TrimPrefix(n, PendingRefPrefix), "/")
+			if id := (PendingID{Prefix: prefix, SAID: said}); id.check() == nil {
+				remotePending = append(remotePending, id)
+			}
+		}
+	}
+	if !remoteReg {
+		return fail(fmt.Errorf("the remote has no %s", RegistryRef))
+	}
+	specs = append(specs, config.RefSpec("+"+RegistryRef+":"+ns+"registry"))
+	if len(remotePending) > 0 {
+		specs = append(specs, config.RefSpec("+"+PendingRefPrefix+"*:"+ns+"pending/*"))
+	}
+	err = gr.FetchContext(ctx, &git.FetchOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, Tags: git.NoTags})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return fail(err)
+	}
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+	if err := r.migratePendingLocked(ctx); err != nil {
+		return fail(err)
+	}
+	theirs, err := r.readRef(ns + "registry")
+	if err != nil || theirs.IsZero() {
+		return fail(fmt.Errorf("fetched %s missing: %v", RegistryRef, err))
+	}
+	local, err := r.readRef(RegistryRef)
+	if err != nil {
+		return fail(err)
+	}
+	res.From, res.To = hashString(local), hashString(local)
+	chain, ahead, err := r.chainTo(ctx, local, theirs)
+	if err != nil {
+		return fail(err)
+	}
+	res.Ahead = ahead && local != theirs
+	parent := local
+	for _, c := range chain {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		if err := r.verifyStep(parent, c); err != nil {
+			return fail(&RefusedError{Commit: c.String(), Reason: err})
+		}
+		parent = c
+	}
+	if len(chain) > 0 {
+		if err := r.casRef(ctx, RegistryRef, local, theirs); err != nil {
+			return fail(err)
+		}
+		res.To, res.Commits = theirs.String(), len(chain)
+	}
+	sort.Slice(remotePending, func(i, j int) bool { return remotePending[i].String() < remotePending[j].String() })
+	for _, id := range remotePending {
+		res.Pending = append(res.Pending, r.pullPendingLocked(ctx, ns, id, check))
+	}
+	return res, nil
+}
+
+// pullPendingLocked merges the fetched copy of proposal id into the local
+// one; the caller holds the flock.
+func (r *Registry) pullPendingLocked(ctx context.Context, ns string, id PendingID, check CheckPending) PendingPull {
+	pp := PendingPull{ID: id}
+	ref := ns + "pending/" + id.String()
+	h, err := r.readRef(ref)
+	if err != nil || h.IsZero() {
+		pp.Err = fmt.Errorf("fetched %s missing: %v", ref, err)
+		return pp
+	}
+	files, err := r.pendingFilesAt(ref, h)
+	if err != nil {
+		pp.Err = err
+		return pp
+	}
+	if check != nil {
+		refused, err := check(id, files)
+		if err != nil {
+			pp.Err = err
+			return pp
+		}
+		if len(refused) > 0 {
+			// The remote's history holds files that do not verify: it is
+			// not taken as a parent. What verifies is added on top of the
+			// local copy, which then no longer contains the remote's.
+			pp.Refused = refused
+			for _, p := range refused {
+				delete(files, p)
+			}
+			if len(files) == 0 {
+				return pp
+			}
+			put, err := r.putPendingLocked(ctx, id, files)
+			if err != nil {
+				pp.Err = err
+				return pp
+			}
+			how := "added"
+			if len(put.Added) == 0 {
+				how = "unchanged"
+			}
+			pp.MergeResult = &MergeResult{Commit: put.Commit, Added: put.Added, Kept: put.Kept, How: how}
+			return pp
+		}
+	}
+	pp.MergeResult, pp.Err = r.mergePendingLocked(ctx, id.Ref(), id, h)
+	return pp
+}
+
+// pendingFilesAt reads the files of the proposal tree of commit h.
+func (r *Registry) pendingFilesAt(ref string, h plumbing.Hash) (PendingFiles, error) {
+	c, err := r.readCommit(h)
+	if err != nil {
+		return nil, corrupt(ref, "commit %s unreadable: %v", h, err)
+	}
+	files := PendingFiles{}
+	ids := map[string]plumbing.Hash{}
+	err = r.walkPending(ref, c.TreeHash, ids, func(p string, bh plumbing.Hash) error {
+		data, err := r.readBlobMax(bh, maxPendingFileSize)
+		if errors.Is(err, errTooLarge) {
+			return corrupt(ref+":"+p, "more than %d bytes", maxPendingFileSize)
+		}
+		if err != nil {
+			return corrupt(ref+":"+p, "blob unreadable: %v", err)
+		}
+		files[p] = data
+		return nil
+	})
+	return files, err
+}
+
+// PushResult says what a push sent.
+type PushResult struct {
+	Remote, URL string
+	Refs        []string // the refs pushed
+	UpToDate    bool     // the remote already had everything
+}
+
+// Push sends the registry ref and every local proposal to the remote, each
+// only as a fast-forward: a remote that moved is ErrNotFastForward (pull,
+// then push again); nothing is forced and nothing is deleted there.
+func (r *Registry) Push(ctx context.Context, rem Remote) (*PushResult, error) {
+	name, url, err := r.resolve(rem)
+	if err != nil {
+		return nil, err
+	}
+	res := &PushResult{Remote: rem.Name, URL: ShowURL(url)}
+	if res.Remote == "" {
+		res.Remote = "origin"
+	}
+	fail := func(err error) (*PushResult, error) {
+		return nil, fmt.Errorf("push to %s: %w", res.URL, err)
+	}
+	if err := r.migratePending(); err != nil {
+		return fail(err)
+	}
+	var specs []config.RefSpec
+	if h, err := r.readRef(RegistryRef); err != nil {
+		return fail(err)
+	} else if !h.IsZero() {
+		specs = append(specs, config.RefSpec(RegistryRef+":"+RegistryRef))
+		res.Refs = append(res.Refs, RegistryRef)
+	}
+	ids, err := r.pendingIDsUnder(PendingRefPrefix)
+	if err != nil {
+		return fail(err)
+	}
+	for _, id := range ids {
+		specs = append(specs, config.RefSpec(id.Ref()+":"+id.Ref()))
+		res.Refs = append(res.Refs, id.Ref())
+	}
+	if len(specs) == 0 {
+		return fail(fmt.Errorf("nothing to push: no %s and no proposals", RegistryRef))
+	}
+	gr, err := r.goRemote(name, url)
+	if err != nil {
+		return fail(err)
+	}
+	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth})
+	switch {
+	case errors.Is(err, git.NoErrAlreadyUpToDate):
+		res.UpToDate = true
+	case err != nil && strings.Contains(err.Error(), "non-fast-forward"):
+		return fail(fmt.Errorf("%w: %v (pull, then push again)", ErrNotFastForward, err))
+	case err != nil:
+		return fail(err)
+	}
+	return res, nil
+}
