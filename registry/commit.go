@@ -75,41 +75,7 @@ func (r *Registry) commitOnce(ctx context.Context, b *Batch) (*CommitResult, err
 // commitLocked verifies and writes b on top of parent; the caller holds the
 // flock.
 func (r *Registry) commitLocked(ctx context.Context, parent plumbing.Hash, b *Batch) (plumbing.Hash, error) {
-	snap, err := r.snapshotAt(parent)
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	now := r.opts.clock()
-	p, err := newPlanner(snap, now)
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	for i, o := range b.ops {
-		if err := p.op(i, o); err != nil {
-			return plumbing.ZeroHash, err
-		}
-	}
-	if err := p.checkAnchors(); err != nil {
-		return plumbing.ZeroHash, err
-	}
-	msg, err := p.finish()
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	root, err := snap.applyEdits(p.ob, p.edits)
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	sig := object.Signature{Name: "auths-agent", Email: "auths-agent@localhost", When: now.UTC()}
-	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: root}
-	if !parent.IsZero() {
-		c.ParentHashes = []plumbing.Hash{parent}
-	}
-	id, err := p.ob.addEncoded(c)
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("commit object: %w", err)
-	}
-	release, err := r.writeObjects(p.ob)
+	id, release, err := r.buildCommitLocked(parent, b)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
@@ -119,4 +85,49 @@ func (r *Registry) commitLocked(ctx context.Context, parent plumbing.Hash, b *Ba
 	}
 	r.afterWrite()
 	return id, nil
+}
+
+// buildCommitLocked verifies b on top of parent and writes its objects and
+// commit, without moving any ref; release drops the .keep that protects
+// the new pack until a ref points at it. The caller holds the flock.
+func (r *Registry) buildCommitLocked(parent plumbing.Hash, b *Batch) (plumbing.Hash, func(), error) {
+	snap, err := r.snapshotAt(parent)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	now := r.opts.clock()
+	p, err := newPlanner(snap, now)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	for i, o := range b.ops {
+		if err := p.op(i, o); err != nil {
+			return plumbing.ZeroHash, nil, err
+		}
+	}
+	if err := p.checkAnchors(); err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	msg, err := p.finish()
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	root, err := snap.applyEdits(p.ob, p.edits)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	sig := object.Signature{Name: "auths-agent", Email: "auths-agent@localhost", When: now.UTC()}
+	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: root}
+	if !parent.IsZero() {
+		c.ParentHashes = []plumbing.Hash{parent}
+	}
+	id, err := p.ob.addEncoded(c)
+	if err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("commit object: %w", err)
+	}
+	release, err := r.writeObjects(p.ob)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	return id, release, nil
 }

@@ -31,6 +31,13 @@ import (
 // RemotesRefPrefix is where fetched refs wait, per remote.
 const RemotesRefPrefix = "refs/auths-agent/remotes/"
 
+// outgoingRef points at a registry commit while it is pushed, before the
+// local registry ref moves to it: go-git pushes from a ref.
+const outgoingRef = "refs/auths-agent/outgoing/registry"
+
+// ErrRemoteEmpty means the remote holds no registry yet.
+var ErrRemoteEmpty = errors.New("remote without a registry")
+
 // Remote names a git remote: a remote configured in the repository
 // (remote.<name>.url), or a URL or path given directly.
 type Remote struct {
@@ -151,7 +158,7 @@ func (r *Registry) Pull(ctx context.Context, rem Remote, check CheckPending) (*P
 		}
 	}
 	if !remoteReg {
-		return fail(fmt.Errorf("the remote has no %s", RegistryRef))
+		return fail(fmt.Errorf("%w: it has no %s", ErrRemoteEmpty, RegistryRef))
 	}
 	specs = append(specs, config.RefSpec("+"+RegistryRef+":"+ns+"registry"))
 	if len(remotePending) > 0 {
@@ -282,6 +289,48 @@ type PushResult struct {
 	Remote, URL string
 	Refs        []string // the refs pushed
 	UpToDate    bool     // the remote already had everything
+	// Attempts is the number of pushes PushRetry made; Pulls what the
+	// pulls between them took.
+	Attempts int
+	Pulls    []*PullResult
+}
+
+// remoteMoved tells whether a push failed because a ref on the remote is
+// not where the push expected it: go-git's own fast-forward check (the
+// remote moved to a commit this repository lacks or that does not lead
+// to ours), or git-receive-pack losing the compare-and-swap to a
+// concurrent push.
+func remoteMoved(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"non-fast-forward", "failed to update ref", "cannot lock ref", "failed to lock", "fetch first", "stale info"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// PushRetry pushes; when the remote moved meanwhile it pulls (verifying
+// and merging as Pull does, check judging proposals) and pushes again, at
+// most attempts pushes in all. A registry that diverged (two machines
+// committed different events) is not retried: Pull reports it.
+func (r *Registry) PushRetry(ctx context.Context, rem Remote, check CheckPending, attempts int) (*PushResult, error) {
+	var pulls []*PullResult
+	for n := 1; ; n++ {
+		res, err := r.Push(ctx, rem)
+		if err == nil {
+			res.Attempts, res.Pulls = n, pulls
+			return res, nil
+		}
+		if !errors.Is(err, ErrNotFastForward) || n >= max(attempts, 1) || ctx.Err() != nil {
+			return nil, err
+		}
+		pr, perr := r.Pull(ctx, rem, check)
+		if perr != nil {
+			return nil, fmt.Errorf("%v; then %w", err, perr)
+		}
+		pulls = append(pulls, pr)
+	}
 }
 
 // Push sends the registry ref and every local proposal to the remote, each
@@ -328,10 +377,99 @@ func (r *Registry) Push(ctx context.Context, rem Remote) (*PushResult, error) {
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 		res.UpToDate = true
-	case err != nil && strings.Contains(err.Error(), "non-fast-forward"):
-		return fail(fmt.Errorf("%w: %v (pull, then push again)", ErrNotFastForward, err))
+	case err != nil && remoteMoved(err):
+		return fail(fmt.Errorf("%w: the remote moved: %v (pull, then push again)", ErrNotFastForward, err))
 	case err != nil:
 		return fail(err)
 	}
 	return res, nil
+}
+
+// CommitPushResult describes a batch committed through a remote.
+type CommitPushResult struct {
+	CommitResult
+	Remote, URL string
+	Pulls       []*PullResult // what each pull before a push took
+}
+
+// CommitPush commits b so that it lands on the remote first: it pulls
+// (verified, fast-forward only), builds the commit on the local tip under
+// the flock, pushes it as the remote's registry ref (a fast-forward), and
+// only when the remote took it moves the local ref. A remote that moved
+// meanwhile (another machine committed) is pulled again and the batch
+// verified again on the new tip, at most attempts times in all: a batch
+// still valid there commits on top, one whose event's sequence number the
+// other machine took fails as Commit does (a *ConflictError naming the
+// operation), and the local registry then holds exactly what the remote
+// holds. A remote without a registry receives the local one.
+func (r *Registry) CommitPush(ctx context.Context, b *Batch, rem Remote, check CheckPending, attempts int) (*CommitPushResult, error) {
+	if b == nil || b.Len() == 0 {
+		return nil, errors.New("commit: empty batch")
+	}
+	name, url, err := r.resolve(rem)
+	if err != nil {
+		return nil, err
+	}
+	out := &CommitPushResult{Remote: rem.Name, URL: ShowURL(url)}
+	for n := 1; ; n++ {
+		pr, err := r.Pull(ctx, rem, check)
+		switch {
+		case errors.Is(err, ErrRemoteEmpty):
+		case err != nil:
+			return nil, err
+		default:
+			out.Pulls = append(out.Pulls, pr)
+		}
+		res, err := r.commitPushOnce(ctx, b, name, url, rem.Auth)
+		if err == nil {
+			res.Attempts = n
+			out.CommitResult = *res
+			return out, nil
+		}
+		if !errors.Is(err, ErrNotFastForward) || n >= max(attempts, 1) || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url string, auth transport.AuthMethod) (*CommitResult, error) {
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	parent, err := r.readRef(RegistryRef)
+	if err != nil {
+		return nil, err
+	}
+	id, release, err := r.buildCommitLocked(parent, b)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	old, err := r.readRef(outgoingRef)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.casRef(ctx, outgoingRef, old, id); err != nil {
+		return nil, err
+	}
+	defer r.deleteRefLocked(ctx, outgoingRef)
+	gr, err := r.goRemote(name, url)
+	if err != nil {
+		return nil, err
+	}
+	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, Auth: auth,
+		RefSpecs: []config.RefSpec{config.RefSpec(outgoingRef + ":" + RegistryRef)}})
+	switch {
+	case err != nil && remoteMoved(err):
+		return nil, fmt.Errorf("push to %s: %w: the remote moved: %v", ShowURL(url), ErrNotFastForward, err)
+	case err != nil:
+		return nil, fmt.Errorf("push to %s: %w", ShowURL(url), err)
+	}
+	if err := r.casRef(ctx, RegistryRef, parent, id); err != nil {
+		return nil, fmt.Errorf("the remote took %s, but the local ref: %w", id, err)
+	}
+	r.afterWrite()
+	return &CommitResult{Commit: id.String(), Parent: hashString(parent)}, nil
 }

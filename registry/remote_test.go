@@ -288,7 +288,7 @@ func TestRemoteBadInput(t *testing.T) {
 		rem  Remote
 		want string
 	}{
-		{Remote{}, "the remote has no refs/auths/registry"},
+		{Remote{}, "remote without a registry: it has no refs/auths/registry"},
 		{Remote{Name: "nosuch"}, `remote "nosuch": not configured`},
 		{Remote{Name: filepath.Join(t.TempDir(), "missing")}, "pull from /"},
 	} {
@@ -305,5 +305,207 @@ func TestRemoteBadInput(t *testing.T) {
 	cancel()
 	if _, err := r.Pull(ctx, Remote{}, nil); err == nil {
 		t.Error("pull with a cancelled context succeeded")
+	}
+}
+
+// preReceiveHook is the rule auths provision installs on a shared
+// registry: no deletion and no non-fast-forward update under refs/auths/.
+const preReceiveHook = `#!/bin/sh
+z=0000000000000000000000000000000000000000
+while read old new ref; do
+	case "$ref" in refs/auths/*)
+		if [ "$new" = "$z" ]; then echo "pre-receive: refusing to delete $ref" >&2; exit 1; fi
+		if [ "$old" != "$z" ] && ! git merge-base --is-ancestor "$old" "$new"; then
+			echo "pre-receive: refusing non-fast-forward $ref" >&2; exit 1
+		fi;;
+	esac
+done
+`
+
+// TestRemotePreReceiveHook: against a bare remote carrying auths'
+// pre-receive rule, the registry and proposals travel (proposals live
+// outside refs/auths/, and every update of them is a fast-forward); the
+// hook is live: git's own forced push of a rewritten registry is refused.
+func TestRemotePreReceiveHook(t *testing.T) {
+	origin := newGitRepo(t, true)
+	if err := os.WriteFile(filepath.Join(origin, "hooks", "pre-receive"), []byte(preReceiveHook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dirA, a := clone(t, origin)
+	_, b := clone(t, origin)
+	if _, _, err := Init(bg(), dirA, false, WithClock(fixedClock())); err != nil {
+		t.Fatal(err)
+	}
+	id, icp, err := newTestID("hook-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bt Batch
+	bt.Append(icp)
+	if _, err := a.Commit(bg(), &bt); err != nil {
+		t.Fatal(err)
+	}
+	pid := PendingID{Prefix: id.st.Prefix, SAID: kel.Digest([]byte("p"))}
+	if _, err := a.PutPending(bg(), pid, PendingFiles{"event.json": []byte("e"), "sigs/0.qb64": []byte("s0")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Push(bg(), Remote{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pull(bg(), Remote{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutPending(bg(), pid, PendingFiles{"sigs/1.qb64": []byte("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	ixn, err := id.ixn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bt = Batch{}
+	bt.Append(ixn)
+	if _, err := b.Commit(bg(), &bt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Push(bg(), Remote{}); err != nil {
+		t.Fatalf("push through the hook: %v", err)
+	}
+	if got := gitEnv(t, origin, nil, "", "rev-parse", RegistryRef); got != head(t, b) {
+		t.Errorf("origin's registry %s, want B's %s", got, head(t, b))
+	}
+	if got := gitEnv(t, origin, nil, "", "ls-tree", "-r", "--name-only", pid.Ref()); got != "event.json\nsigs/0.qb64\nsigs/1.qb64" {
+		t.Errorf("origin's proposal:\n%s", got)
+	}
+	// The hook is live: a forced rewind by git itself is refused.
+	cmd := exec.Command("git", "push", "--force", origin, head(t, a)+":"+RegistryRef)
+	cmd.Dir = dirA
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "refusing non-fast-forward") {
+		t.Errorf("forced rewind through the hook: %v\n%s", err, out)
+	}
+}
+
+// TestRemoteRaceBothPush: A and B add their signatures to one proposal
+// at the same moment and both push: one push is refused as the remote
+// moved, and the loser's pull-and-push (PushRetry) merges; both signatures
+// survive on the remote, as a fast-forward of each side.
+func TestRemoteRaceBothPush(t *testing.T) {
+	origin, id, _, regs := threeMachines(t)
+	pid := PendingID{Prefix: id.st.Prefix, SAID: kel.Digest([]byte("race"))}
+	if _, err := regs[0].PutPending(bg(), pid, PendingFiles{"event.json": []byte("e")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := regs[0].Push(bg(), Remote{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := regs[1].Pull(bg(), Remote{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range regs[:2] {
+		if _, err := r.PutPending(bg(), pid, PendingFiles{"sigs/" + string(rune('0'+i)) + ".qb64": []byte{'s', byte('0' + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, 2)
+	for _, r := range regs[:2] {
+		go func(r *Registry) { _, err := r.Push(bg(), Remote{}); errs <- err }(r)
+	}
+	var failed []*Registry
+	for range 2 {
+		if err := <-errs; err != nil {
+			if !errors.Is(err, ErrNotFastForward) {
+				t.Fatalf("losing push: %v, want ErrNotFastForward", err)
+			}
+			t.Logf("losing push: %v", err)
+			failed = append(failed, nil)
+		}
+	}
+	if len(failed) != 1 {
+		t.Fatalf("%d pushes refused, want exactly one", len(failed))
+	}
+	for _, r := range regs[:2] {
+		res, err := r.PushRetry(bg(), Remote{}, nil, 3)
+		if err != nil {
+			t.Fatalf("push with retry: %v", err)
+		}
+		t.Logf("push with retry: %+v", res)
+	}
+	if got := gitEnv(t, origin, nil, "", "ls-tree", "-r", "--name-only", pid.Ref()); got != "event.json\nsigs/0.qb64\nsigs/1.qb64" {
+		t.Errorf("origin's proposal after the race:\n%s", got)
+	}
+}
+
+// TestRemoteCommitPushRace: two machines commit different events for the
+// same s at once through CommitPush: exactly one lands; the other fails as
+// a conflict on its operation after pulling, and its local registry holds
+// exactly the remote's (its own commit never became visible anywhere). A
+// batch that is still valid on the new tip (another identity's event)
+// commits on top after one pull.
+func TestRemoteCommitPushRace(t *testing.T) {
+	origin, id, _, regs := threeMachines(t)
+	// Two different interactions at s=1: one per machine.
+	st := id.st
+	var batches [2]Batch
+	for i := range batches {
+		e, err := kel.NewInteraction(st, []json.RawMessage{kel.DigestSeal(kel.Digest([]byte{byte(i)}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches[i].Append(sign(id.key, 0, e))
+	}
+	type out struct {
+		i   int
+		res *CommitPushResult
+		err error
+	}
+	ch := make(chan out, 2)
+	for i := range batches {
+		go func(i int) {
+			res, err := regs[i].CommitPush(bg(), &batches[i], Remote{}, nil, 3)
+			ch <- out{i, res, err}
+		}(i)
+	}
+	var won, lost []out
+	for range 2 {
+		o := <-ch
+		if o.err == nil {
+			won = append(won, o)
+		} else {
+			lost = append(lost, o)
+		}
+	}
+	if len(won) != 1 || len(lost) != 1 {
+		t.Fatalf("won %d, lost %d; want one each: %+v", len(won), len(lost), append(won, lost...))
+	}
+	var ce *ConflictError
+	if !errors.As(lost[0].err, &ce) || ce.Op != 0 || strings.Contains(lost[0].err.Error(), "\n") {
+		t.Fatalf("losing commit: %v, want a one-line conflict on operation 0", lost[0].err)
+	}
+	t.Logf("lost: %v", lost[0].err)
+	remote := gitEnv(t, origin, nil, "", "rev-parse", RegistryRef)
+	if remote != won[0].res.Commit {
+		t.Errorf("origin at %s, want the winner's %s", remote, won[0].res.Commit)
+	}
+	for _, o := range append(won, lost...) {
+		if got := head(t, regs[o.i]); got != remote {
+			t.Errorf("machine %d at %s, want the remote's %s", o.i, got, remote)
+		}
+	}
+	// Another identity's inception is still valid on the new tip: the
+	// loser's next batch lands after a pull, on top of the winner's.
+	_, icp, err := newTestID("second identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Append(icp)
+	res, err := regs[lost[0].i].CommitPush(bg(), &b, Remote{}, nil, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Parent != remote || gitEnv(t, origin, nil, "", "rev-parse", RegistryRef) != res.Commit {
+		t.Errorf("second commit %+v, want on top of %s and on the remote", res.CommitResult, remote)
+	}
+	if got := runGit(t, origin, "for-each-ref", "--format=%(refname)"); strings.Contains(got, "outgoing") {
+		t.Errorf("outgoing ref pushed:\n%s", got)
 	}
 }
