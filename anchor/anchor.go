@@ -274,6 +274,14 @@ type Result struct {
 // returned with the pending ref untouched: signatures collected from
 // several tokens are never thrown away because of a transient error.
 func (a *Anchorer) Commit(ctx context.Context, p *Proposal) (*Result, error) {
+	return a.commit(ctx, p, func(b *registry.Batch) (*registry.CommitResult, error) {
+		return a.reg.CommitRetry(ctx, b, 3)
+	})
+}
+
+// commit is Commit with the registry write given: a local commit, or one
+// that lands on a remote first (CommitPush).
+func (a *Anchorer) commit(ctx context.Context, p *Proposal, write func(*registry.Batch) (*registry.CommitResult, error)) (*Result, error) {
 	if p.Expired(a.clock()) {
 		return nil, fmt.Errorf("%s %s: %w at %s", p.Prefix(), p.SAID(), ErrExpired, p.Expires().Format(time.RFC3339))
 	}
@@ -296,7 +304,7 @@ func (a *Anchorer) Commit(ctx context.Context, p *Proposal) (*Result, error) {
 			b.StoreAttestation(at.Device, at.Document)
 		}
 	}
-	res, err := a.reg.CommitRetry(ctx, &b, 3)
+	res, err := write(&b)
 	if err != nil {
 		var ce *registry.ConflictError
 		var oe *registry.OpError

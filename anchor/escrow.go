@@ -226,7 +226,7 @@ func (a *Anchorer) decode(id registry.PendingID, files registry.PendingFiles) (*
 			_, err = p.Add(id.SAID, s)
 		}
 		if err != nil {
-			refused = append(refused, fmt.Errorf("%s: %w", name, err))
+			refused = append(refused, &FileError{File: name, Err: err})
 		}
 	}
 	if p.Expired(a.clock()) {

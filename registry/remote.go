@@ -473,3 +473,33 @@ func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url strin
 	r.afterWrite()
 	return &CommitResult{Commit: id.String(), Parent: hashString(parent)}, nil
 }
+
+// DeleteRemotePending deletes proposals on the remote (those committed or
+// dead), as a push of deletions; a proposal the remote lacks is not an
+// error. Proposals live outside refs/auths/, where auths' pre-receive hook
+// refuses deletions.
+func (r *Registry) DeleteRemotePending(ctx context.Context, rem Remote, ids ...PendingID) error {
+	name, url, err := r.resolve(rem)
+	if err != nil {
+		return err
+	}
+	var specs []config.RefSpec
+	for _, id := range ids {
+		if err := id.check(); err != nil {
+			return fmt.Errorf("pending %s: %w", id, err)
+		}
+		specs = append(specs, config.RefSpec(":"+id.Ref()))
+	}
+	if len(specs) == 0 {
+		return nil
+	}
+	gr, err := r.goRemote(name, url)
+	if err != nil {
+		return err
+	}
+	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return fmt.Errorf("delete proposals on %s: %w", ShowURL(url), err)
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package anchor
+
+// Co-signing through git remotes: proposals and the registry travel with
+// registry.Pull and registry.Push; what a remote serves is judged here
+// before it is merged, because only this package knows what the files of
+// a proposal mean.
+
+import (
+	"context"
+	"errors"
+
+	"github.com/auths-dev/auths-agent/registry"
+)
+
+// FileError names a file of a pending proposal that was not kept (a
+// signature that does not verify, one for a wrong index, an unreadable
+// one).
+type FileError struct {
+	File string
+	Err  error
+}
+
+func (e *FileError) Error() string { return e.File + ": " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// CheckPending is a registry.CheckPending: it loads a proposal fetched from
+// a remote as Load does, against the local registry (already fast-forwarded
+// to the remote's), and returns the files to leave out (each signature is
+// verified against its key over the event's bytes), or an error refusing
+// the whole proposal: damaged, stale, committed or expired.
+func (a *Anchorer) CheckPending(id registry.PendingID, files registry.PendingFiles) ([]string, error) {
+	p, refused, err := a.decode(id, files)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, errors.New("not loadable")
+	}
+	var out []string
+	for _, r := range refused {
+		var fe *FileError
+		if errors.As(r, &fe) {
+			out = append(out, fe.File)
+		}
+	}
+	return out, nil
+}
+
+var _ registry.CheckPending = (*Anchorer)(nil).CheckPending
+
+// PullResult is what a pull took and what it made dead.
+type PullResult struct {
+	*registry.PullResult
+	// Dropped lists the local proposals that can never be committed after
+	// the pull (stale: the remote's registry moved their identity's tip;
+	// committed; expired), removed.
+	Dropped []*Pending
+}
+
+// Pull fetches the registry and the proposals of a remote (see
+// registry.Registry.Pull: registry commits verified, fast-forward only;
+// proposals checked with CheckPending and merged by union), then removes
+// the local proposals the new registry made dead.
+func (a *Anchorer) Pull(ctx context.Context, rem registry.Remote) (*PullResult, error) {
+	res, err := a.reg.Pull(ctx, rem, a.CheckPending)
+	if err != nil {
+		return nil, err
+	}
+	dropped, err := a.Prune(ctx)
+	return &PullResult{PullResult: res, Dropped: dropped}, err
+}
+
+// Push sends the registry and the proposals to a remote; when the remote
+// moved meanwhile it pulls (merging what the others signed) and pushes
+// again, three pushes at most.
+func (a *Anchorer) Push(ctx context.Context, rem registry.Remote) (*registry.PushResult, error) {
+	return a.reg.PushRetry(ctx, rem, a.CheckPending, 3)
+}
+
+// CommitPush is Commit through a remote: the commit lands on the remote
+// before the local registry ref moves (registry.Registry.CommitPush); when
+// another machine committed meanwhile, the proposal is checked again on the
+// new tip and either committed on top or reported stale (a *StaleError;
+// its pending ref removed), with the local registry equal to the remote's.
+//
+// Once committed, the proposal's ref is removed on the remote as well as
+// locally (a failure there is in Result.CleanupErr: the others then find
+// it committed and drop it when they pull).
+func (a *Anchorer) CommitPush(ctx context.Context, p *Proposal, rem registry.Remote) (*Result, error) {
+	res, err := a.commit(ctx, p, func(b *registry.Batch) (*registry.CommitResult, error) {
+		res, err := a.reg.CommitPush(ctx, b, rem, a.CheckPending, 3)
+		if err != nil {
+			return nil, err
+		}
+		return &res.CommitResult, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if derr := a.reg.DeleteRemotePending(ctx, rem, pendingID(p)); derr != nil {
+		res.CleanupErr = errors.Join(res.CleanupErr, derr)
+	}
+	return res, nil
+}
