@@ -19,6 +19,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -502,4 +504,46 @@ func (r *Registry) DeleteRemotePending(ctx context.Context, rem Remote, ids ...P
 		return fmt.Errorf("delete proposals on %s: %w", ShowURL(url), err)
 	}
 	return nil
+}
+
+// PendingRemotes names the remotes from which proposal id was fetched (the
+// remotes whose fetched refs hold it), sorted.
+func (r *Registry) PendingRemotes(id PendingID) ([]string, error) {
+	if err := id.check(); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	entries, err := os.ReadDir(filepath.Join(r.gitDir, filepath.FromSlash(RemotesRefPrefix)))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("list remotes of %s: %w", id, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if h, err := r.readRef(RemotesRefPrefix + e.Name() + "/pending/" + id.String()); err == nil && !h.IsZero() {
+				seen[e.Name()] = true
+			}
+		}
+	}
+	packed, err := r.packedRefNames(RemotesRefPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range packed {
+		name, rest, _ := strings.Cut(strings.TrimPrefix(n, RemotesRefPrefix), "/")
+		if rest == "pending/"+id.String() {
+			seen[name] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// RemoteURL returns the URL a Remote names (configured remote or URL).
+func (r *Registry) RemoteURL(rem Remote) (string, error) {
+	_, url, err := r.resolve(rem)
+	return url, err
 }

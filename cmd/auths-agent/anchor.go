@@ -137,6 +137,12 @@ func openAnchorer(c *cli.Context, cmd string) (*anchor.Anchorer, error) {
 // complete or saves it in escrow. Signatures collected before a signer
 // failed are never lost: they are saved.
 func signAndFinish(ctx context.Context, env *cliEnv, cmd string, a *anchor.Anchorer, p *anchor.Proposal, signers []hsm.Signer) error {
+	return signAndFinishVia(ctx, env, cmd, a, p, signers, nil)
+}
+
+// signAndFinishVia is signAndFinish that, given a remote, commits through
+// it (the commit lands there before the local registry moves).
+func signAndFinishVia(ctx context.Context, env *cliEnv, cmd string, a *anchor.Anchorer, p *anchor.Proposal, signers []hsm.Signer, rem *registry.Remote) error {
 	_, signErr := anchor.Sign(ctx, p, signers)
 	if errors.Is(signErr, anchor.ErrSignerNotInKeys) || errors.Is(signErr, anchor.ErrDuplicateSigner) {
 		return anchorErr(cmd, signErr) // refused before anything was signed
@@ -154,7 +160,13 @@ func signAndFinish(ctx context.Context, env *cliEnv, cmd string, a *anchor.Ancho
 		}
 		return nil
 	}
-	res, err := a.Commit(ctx, p)
+	var res *anchor.Result
+	var err error
+	if rem != nil {
+		res, err = a.CommitPush(ctx, p, *rem)
+	} else {
+		res, err = a.Commit(ctx, p)
+	}
 	if err != nil {
 		if !anchor.Dead(err) && !errors.Is(err, anchor.ErrIncomplete) {
 			// Keep the signatures for a later `pending commit`.

@@ -1,11 +1,13 @@
 package main
 
 // This file holds `auths-agent pending`: list, show, sign and commit the
-// proposals waiting for signatures under refs/auths-agent/pending/.
+// proposals waiting for signatures under refs/auths-agent/pending/ (push
+// and pull with remotes are in pending_remote.go).
 
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -28,6 +30,8 @@ func pendingCommand(env *cliEnv) *cli.Command {
 					return pendingList(c, env)
 				},
 			},
+			pendingPushCommand(env, reg),
+			pendingPullCommand(env, reg),
 			{
 				Name:      "show",
 				Usage:     "show a proposal: event, keys and their signatures, attestations, expiry",
@@ -39,7 +43,7 @@ func pendingCommand(env *cliEnv) *cli.Command {
 				Name:      "sign",
 				Usage:     "add signatures from tokens; commit when complete, else say what is missing",
 				ArgsUsage: "PREFIX SAID",
-				Flags: []cli.Flag{reg,
+				Flags: []cli.Flag{reg, remoteFlag(),
 					newListFlag("key", "a signing key's `URI` (pkcs11: or piv:); repeat"), noAgentFlag},
 				Action: func(c *cli.Context) error { return pendingSign(c, env) },
 			},
@@ -47,7 +51,7 @@ func pendingCommand(env *cliEnv) *cli.Command {
 				Name:      "commit",
 				Usage:     "commit a fully signed proposal (stale, expired or committed ones are refused and removed)",
 				ArgsUsage: "PREFIX SAID",
-				Flags:     []cli.Flag{reg},
+				Flags:     []cli.Flag{reg, remoteFlag()},
 				Action:    func(c *cli.Context) error { return pendingCommit(c, env) },
 			},
 		},
@@ -91,7 +95,15 @@ func pendingList(c *cli.Context, env *cliEnv) error {
 			ev = fmt.Sprintf("%s s=%x", pd.Proposal.Type(), pd.Proposal.Sn())
 			expires = pd.Proposal.Expires().Format(time.RFC3339)
 		}
-		fmt.Fprintf(env.stdout, "%s\t%s\t%s\t%s\t%s\texpires %s\n", pd.ID.Prefix, pd.ID.SAID, ev, state, detail, expires)
+		missing := "-"
+		if pd.Proposal != nil && len(pd.Proposal.Status().Missing) > 0 {
+			missing = joinInts(pd.Proposal.Status().Missing)
+		}
+		from := "local"
+		if rs, err := a.Registry().PendingRemotes(pd.ID); err == nil && len(rs) > 0 {
+			from = strings.Join(rs, ",")
+		}
+		fmt.Fprintf(env.stdout, "%s\t%s\t%s\t%s\t%s\texpires %s\tmissing %s\tfrom %s\n", pd.ID.Prefix, pd.ID.SAID, ev, state, detail, expires, missing, from)
 	}
 	return nil
 }
@@ -188,8 +200,12 @@ func refuseDead(c *cli.Context, a *anchor.Anchorer, pd *anchor.Pending) error {
 
 func pendingSign(c *cli.Context, env *cliEnv) error {
 	cmd := commandPath(c)
-	if done, err := pendingSignViaAgent(c, env); done {
-		return err
+	// The agent commits locally; a commit through a remote opens the
+	// tokens here (agent extensions for remotes do not exist yet).
+	if !c.IsSet("remote") {
+		if done, err := pendingSignViaAgent(c, env); done {
+			return err
+		}
 	}
 	uris, err := keyURIs(c, "key", true)
 	if err != nil {
@@ -211,7 +227,7 @@ func pendingSign(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	return signAndFinish(c.Context, env, cmd, a, pd.Proposal, signers)
+	return signAndFinishVia(c.Context, env, cmd, a, pd.Proposal, signers, remoteOf(c))
 }
 
 // printApproval writes on stderr what a signature over p approves: the
@@ -237,5 +253,5 @@ func pendingCommit(c *cli.Context, env *cliEnv) error {
 	if !p.Complete() {
 		return negativeErr("%s: %s %s: not enough signatures: needs %s", cmd, p.Prefix(), p.SAID(), p.Status().Needs())
 	}
-	return signAndFinish(c.Context, env, cmd, a, p, nil)
+	return signAndFinishVia(c.Context, env, cmd, a, p, nil, remoteOf(c))
 }
