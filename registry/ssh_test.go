@@ -1,0 +1,254 @@
+package registry
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sshRig is a real OpenSSH server on loopback with its own configuration,
+// host key and authorized key, and a real ssh-agent holding the user key.
+type sshRig struct {
+	dir, user, port string
+	agentSock       string
+	knownHosts      string
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// startBackground starts a long-running command, stopped when the test ends.
+func startBackground(t *testing.T, log *bytes.Buffer, env []string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+}
+
+func newSSHRig(t *testing.T) *sshRig {
+	t.Helper()
+	sshd := "/usr/sbin/sshd"
+	if _, err := os.Stat(sshd); err != nil {
+		t.Fatalf("ssh tests need Debian's openssh-server (%s; make test-deps installs it): %v", sshd, err)
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// sshd started by root insists on its privilege separation
+		// directory, which Debian's service unit creates at start.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	rig := &sshRig{dir: dir, user: u.Username}
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "hostkey"))
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "userkey"))
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "otherkey"))
+	pub, err := os.ReadFile(filepath.Join(dir, "userkey.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rig.port, _ = net.SplitHostPort(l.Addr().String())
+	l.Close()
+	conf := fmt.Sprintf(`Port %s
+ListenAddress 127.0.0.1
+HostKey %s/hostkey
+AuthorizedKeysFile %s/authorized_keys
+PidFile %s/sshd.pid
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+UseDNS no
+`, rig.port, dir, dir, dir)
+	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var sshdLog bytes.Buffer
+	startBackground(t, &sshdLog, nil, sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sshd:\n%s", sshdLog.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+rig.port)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd does not listen on %s: %v\n%s", rig.port, err, sshdLog.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hostPub, err := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(hostPub))
+	rig.knownHosts = filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%s %s %s\n", rig.port, fields[0], fields[1])
+	if err := os.WriteFile(rig.knownHosts, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rig.agentSock = filepath.Join(dir, "agent.sock")
+	var agentLog bytes.Buffer
+	startBackground(t, &agentLog, nil, "ssh-agent", "-D", "-a", rig.agentSock)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat(rig.agentSock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh-agent did not start:\n%s", agentLog.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd := exec.Command("ssh-add", filepath.Join(dir, "userkey"))
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+rig.agentSock)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v\n%s", err, out)
+	}
+	// go-git's ssh transport, with no Auth given, asks the agent at
+	// SSH_AUTH_SOCK and checks host keys against SSH_KNOWN_HOSTS.
+	t.Setenv("SSH_AUTH_SOCK", rig.agentSock)
+	t.Setenv("SSH_KNOWN_HOSTS", rig.knownHosts)
+	return rig
+}
+
+func (s *sshRig) url(path string) string {
+	return fmt.Sprintf("ssh://%s@127.0.0.1:%s%s", s.user, s.port, path)
+}
+
+// TestRemoteSSH: the registry and a proposal travel between two clones
+// through a bare origin behind a real sshd on loopback, authenticated by
+// an ssh-agent; a host key that known_hosts does not list and a user key
+// the server does not accept are one-line errors that change nothing.
+func TestRemoteSSH(t *testing.T) {
+	rig := newSSHRig(t)
+	origin := newGitRepo(t, true)
+	url := rig.url(origin)
+	var dirs [2]string
+	var regs [2]*Registry
+	for i := range dirs {
+		dirs[i] = newGitRepo(t, false)
+		runGit(t, dirs[i], "remote", "add", "origin", url)
+		regs[i] = openTest(t, dirs[i])
+	}
+	if _, _, err := Init(bg(), dirs[0], false, WithClock(fixedClock())); err != nil {
+		t.Fatal(err)
+	}
+	id, icp, err := newTestID("ssh-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Append(icp)
+	if _, err := regs[0].Commit(bg(), &b); err != nil {
+		t.Fatal(err)
+	}
+	pid := PendingID{Prefix: id.st.Prefix, SAID: "E" + strings.Repeat("A", 43)}
+	if _, err := regs[0].PutPending(bg(), pid, PendingFiles{"event.json": []byte("e"), "sigs/0.qb64": []byte("s0")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := regs[0].Push(bg(), Remote{}); err != nil {
+		t.Fatalf("push over ssh: %v", err)
+	}
+	t0 := time.Now()
+	res, err := regs[1].Pull(bg(), Remote{}, nil)
+	if err != nil {
+		t.Fatalf("pull over ssh: %v", err)
+	}
+	t.Logf("pull over ssh took %s", time.Since(t0))
+	if res.Commits != 2 || res.To != head(t, regs[0]) || len(res.Pending) != 1 || res.URL != ShowURL(url) {
+		t.Errorf("pull over ssh: %+v", res)
+	}
+	if _, err := regs[1].PutPending(bg(), pid, PendingFiles{"sigs/1.qb64": []byte("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	ixn, err := id.ixn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = Batch{}
+	b.Append(ixn)
+	cp, err := regs[1].CommitPush(bg(), &b, Remote{}, nil, 3)
+	if err != nil {
+		t.Fatalf("commit through ssh: %v", err)
+	}
+	if _, err := regs[1].Push(bg(), Remote{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := regs[0].Pull(bg(), Remote{}, nil); err != nil || res.To != cp.Commit {
+		t.Fatalf("A pulls B's commit over ssh: %+v %v", res, err)
+	}
+	if files, err := regs[0].ReadPending(pid); err != nil || len(files) != 3 {
+		t.Errorf("A's proposal after pulling: %q %v", files, err)
+	}
+	before := runGit(t, dirs[0], "for-each-ref")
+
+	// A host whose key known_hosts does not hold.
+	other, err := os.ReadFile(filepath.Join(rig.dir, "otherkey.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(other))
+	wrong := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(wrong, []byte(fmt.Sprintf("[127.0.0.1]:%s %s %s\n", rig.port, f[0], f[1])), 0o600)
+	t.Setenv("SSH_KNOWN_HOSTS", wrong)
+	_, err = regs[0].Pull(bg(), Remote{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "key mismatch") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("pull from a host with another key: %v, want a one-line key mismatch", err)
+	}
+	t.Setenv("SSH_KNOWN_HOSTS", rig.knownHosts)
+
+	// An agent without the key the server accepts.
+	emptySock := filepath.Join(t.TempDir(), "empty.sock")
+	var log bytes.Buffer
+	startBackground(t, &log, nil, "ssh-agent", "-D", "-a", emptySock)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(emptySock); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Setenv("SSH_AUTH_SOCK", emptySock)
+	_, err = regs[0].Push(bg(), Remote{})
+	if err == nil || !strings.Contains(err.Error(), "unable to authenticate") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("push with an agent lacking the key: %v, want a one-line authentication failure", err)
+	}
+	t.Logf("auth failure: %v", err)
+	if after := runGit(t, dirs[0], "for-each-ref"); after != before {
+		t.Errorf("refs changed by failed exchanges:\n%s\nwas\n%s", after, before)
+	}
+}
