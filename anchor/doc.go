@@ -37,6 +37,13 @@
 // commits and the pending refs. *registry.Registry is the store of a local
 // repository.
 //
+// # Remotes
+//
+// [Anchorer.Pull], [Anchorer.Push] and [Anchorer.CommitPush] exchange the
+// registry and the proposals with a git remote through package registry;
+// [Anchorer.CheckPending] judges what a remote serves (every signature
+// verified again) before it is merged.
+//
 // # Errors
 //
 // Callers branch with errors.Is on [ErrStale], [ErrExpired],

@@ -82,4 +82,16 @@
 // [Snapshot.Prefixes] and [Snapshot.Attestation] read through it. Content
 // that does not follow the layout is reported as a [*CorruptError] with its
 // path ([ErrCorrupt]) and is never overwritten.
+//
+// # Proposals and remotes
+//
+// Pending proposals live under refs/auths-agent/pending/<prefix>/<said>
+// ([Registry.PutPending], [Registry.ReadPending], [Registry.ListPending],
+// [Registry.DeletePending]); two histories of one proposal join in a merge
+// commit. [Registry.Pull] fetches a remote's registry and proposals with
+// go-git, verifies every new registry commit (KELs replayed from their
+// events, attestations anchored) before the local ref fast-forwards, and
+// merges proposals after a caller's [CheckPending]; [Registry.Push],
+// [Registry.PushRetry] and [Registry.CommitPush] send them back, only ever
+// as fast-forwards.
 package registry
