@@ -140,7 +140,7 @@ func TestCosignThreeMachines(t *testing.T) {
 
 	// An anchor: staged and signed on A, signed on B, committed by C.
 	did := "did:key:z6MkCosigned"
-	stg, err := A.a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, 1)}}})
+	stg, err := A.a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, 1)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestCosignThreeMachines(t *testing.T) {
 	// signature, writing the files below anchor (registry.PutPending
 	// does not verify), and pushes.
 	did2 := "did:key:z6MkForged"
-	stg2, err := C.a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did2, Document: attestation(did2, 2)}}})
+	stg2, err := C.a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did2, Document: attestation(prefix, did2, 2)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestCosignCommitRace(t *testing.T) {
 	var props [2]*anchor.Proposal
 	for i, m := range ms {
 		did := "did:key:z6MkRace" + string(rune('A'+i))
-		p, err := m.a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(did, i)}}})
+		p, err := m.a.Stage(ctx, prefix, anchor.Change{Attestations: []anchor.Attestation{{Device: did, Document: attestation(prefix, did, i)}}})
 		if err != nil {
 			t.Fatal(err)
 		}

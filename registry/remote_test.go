@@ -10,7 +10,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/auths-dev/auths-agent/internal/attesttest"
 	"github.com/auths-dev/auths-agent/kel"
 )
 
@@ -191,8 +193,9 @@ func TestRemoteThreeClones(t *testing.T) {
 	}
 }
 
-// TestRemoteTampering: a remote serving a registry commit with altered
-// event bytes, one with a forged event (valid SAID, signed by a key that is
+// TestRemoteTampering: a remote serving a registry commit with a device
+// attestation no KEL anchors, one with altered event bytes, one with a
+// forged event (valid SAID, signed by a key that is
 // not the identity's, with a state.json claiming it valid), one that drops
 // an identity, or history that is not a fast-forward of the local one is
 // refused with a reason, and the local refs stay as they were.
@@ -222,11 +225,15 @@ func TestRemoteTampering(t *testing.T) {
 	if altered == icp {
 		t.Fatalf("inception blob has no kt to alter:\n%s", icp)
 	}
+	did := "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+	devDir, _ := DeviceDir(did)
+	unanchored := attesttest.NewDevice(did).Attestation(id.st.Prefix, did, "rid-unanchored", time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC), false).Pretty()
 	for _, tc := range []struct {
 		name  string
 		files map[string][]byte
 		want  string
 	}{
+		{"unanchored attestation", map[string][]byte{devDir + "/attestation.json": unanchored}, "attestation not anchored"},
 		{"altered event bytes", map[string][]byte{icpPath: []byte(altered)}, "SAID"},
 		{"forged event", map[string][]byte{dir + "/events/00000001.json": blob, dir + "/events/00000001.attachments.cesr": att,
 			dir + "/tip.json": tip, dir + "/state.json": state}, "signature"},

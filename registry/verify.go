@@ -10,8 +10,8 @@ package registry
 // when it claims to be valid); the events the parent already held must
 // still be there, byte for byte; no identity or device disappears; and the
 // SAID of every changed device attestation must be anchored by a digest
-// seal in the KEL of the identity that issued it or in an event the same
-// commit adds. The registry's history is linear, so the walk follows one
+// seal in the KEL of the identity that issued it (the checks a batch
+// makes before storing one). The registry's history is linear, so the walk follows one
 // parent.
 
 import (
@@ -120,7 +120,6 @@ func (r *Registry) verifyStep(p, c plumbing.Hash) error {
 	if err != nil {
 		return err
 	}
-	var newSeals []json.RawMessage
 	for path, h := range after {
 		if before[path] == h {
 			continue
@@ -150,9 +149,6 @@ func (r *Registry) verifyStep(p, c plumbing.Hash) error {
 				return fmt.Errorf("identity %s: event s=%x rewritten (%s, was %s)", prefix, i, events[i].Event.SAID, se.Event.SAID)
 			}
 		}
-		for _, se := range events[len(old):] {
-			newSeals = append(newSeals, se.Event.Seals...)
-		}
 	}
 	for path := range before {
 		if _, ok := after[path]; !ok {
@@ -176,17 +172,19 @@ func (r *Registry) verifyStep(p, c plumbing.Hash) error {
 		if devBefore[path] == h {
 			continue
 		}
-		if err := sc.checkAnchored(devicesPath+"/"+path, newSeals); err != nil {
+		if err := sc.checkAnchored(devicesPath + "/" + path); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkAnchored checks that the attestation.json under dir is anchored: a
-// digest seal of its SAID in an event the commit adds (seals) or in the
-// KEL of its issuer (did:keri:<prefix>).
-func (s *Snapshot) checkAnchored(dir string, seals []json.RawMessage) error {
+// checkAnchored checks the attestation.json under dir as a batch checks
+// one before storing it: an auths attestation whose device signature
+// verifies, issued by a did:keri identity of the registry whose KEL holds a
+// digest seal of its SAID, and whose identity_signature, when present,
+// verifies with the keys of that anchoring event.
+func (s *Snapshot) checkAnchored(dir string) error {
 	path := dir + "/attestation.json"
 	doc, ok, err := s.readFile(path)
 	if err != nil {
@@ -195,32 +193,40 @@ func (s *Snapshot) checkAnchored(dir string, seals []json.RawMessage) error {
 	if !ok {
 		return corrupt(path, "missing")
 	}
-	said, err := kel.AttestationSAID(doc)
+	a, err := kel.ParseAttestation(doc)
 	if err != nil {
-		return &CorruptError{Path: path, Reason: "not an attestation", Err: err}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := a.VerifyDevice(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	said, err := a.SAID()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	issuer, ok := strings.CutPrefix(a.Issuer, "did:keri:")
+	if !ok || checkPrefix(issuer) != nil {
+		return fmt.Errorf("%s: issuer %s is not a did:keri identity: %w", path, clip(a.Issuer), ErrUnanchored)
+	}
+	events, err := s.KEL(issuer)
+	if err != nil {
+		return fmt.Errorf("%s: issuer: %w", path, err)
 	}
 	seal := string(kel.DigestSeal(said))
-	has := func(l []json.RawMessage) bool {
-		return slices.ContainsFunc(l, func(x json.RawMessage) bool { return string(x) == seal })
-	}
-	if has(seals) {
+	for i, se := range events {
+		if !slices.ContainsFunc(se.Event.Seals, func(x json.RawMessage) bool { return string(x) == seal }) {
+			continue
+		}
+		st, err := kel.Replay(events[:i+1])
+		if err != nil {
+			return fmt.Errorf("%s: issuer %s: %w", path, issuer, err)
+		}
+		if err := a.VerifyIdentity(st.CurrentKeys); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		return nil
 	}
-	var head struct {
-		Issuer string `json:"issuer"`
-	}
-	if json.Unmarshal(doc, &head) == nil {
-		if prefix, ok := strings.CutPrefix(head.Issuer, "did:keri:"); ok && checkPrefix(prefix) == nil {
-			if events, err := s.KEL(prefix); err == nil {
-				for _, se := range events {
-					if has(se.Event.Seals) {
-						return nil
-					}
-				}
-			}
-		}
-	}
-	return fmt.Errorf("%s: attestation %s is not anchored in a KEL", path, said)
+	return fmt.Errorf("%s: %w: the KEL of %s seals no SAID %s", path, ErrUnanchored, issuer, said)
 }
 
 // subtrees lists the folders three levels below base (<a>/<b>/<name>,

@@ -9,7 +9,7 @@
 #    from two tokens are folded into one event, committed with the
 #    attestation in one commit.
 # 3. A second anchor signed by one token only stays pending under
-#    refs/auths/pending/; a separate process adds the missing signature from
+#    refs/auths-agent/pending/; a separate process adds the missing signature from
 #    another token and commits it.
 # 4. The KEL verifies; every attestation in the registry is one auths can
 #    load; the prefix and the KEL are printed.
@@ -81,7 +81,7 @@ echo "$out"
 said=$(echo "$out" | awk '$1 == "pending" { sub(":", "", $3); print $3 }')
 [ -n "$said" ] || { echo "demo: expected a pending proposal" >&2; exit 1; }
 "$A" pending list --registry .demo/registry
-git -C .demo/registry for-each-ref refs/auths/pending/ | sed 's/^/  /'
+git -C .demo/registry for-each-ref refs/auths-agent/pending/ | sed 's/^/  /'
 
 echo
 echo "== another process adds token 1's signature and commits"
