@@ -21,7 +21,7 @@ type sshRig struct {
 	knownHosts      string
 }
 
-func run(t *testing.T, name string, args ...string) {
+func run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
@@ -29,7 +29,7 @@ func run(t *testing.T, name string, args ...string) {
 }
 
 // startBackground starts a long-running command, stopped when the test ends.
-func startBackground(t *testing.T, log *bytes.Buffer, env []string, name string, args ...string) {
+func startBackground(t testing.TB, log *bytes.Buffer, env []string, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -43,7 +43,7 @@ func startBackground(t *testing.T, log *bytes.Buffer, env []string, name string,
 	})
 }
 
-func newSSHRig(t *testing.T) *sshRig {
+func newSSHRig(t testing.TB) *sshRig {
 	t.Helper()
 	sshd := "/usr/sbin/sshd"
 	if _, err := os.Stat(sshd); err != nil {
@@ -250,5 +250,79 @@ func TestRemoteSSH(t *testing.T) {
 	t.Logf("auth failure: %v", err)
 	if after := runGit(t, dirs[0], "for-each-ref"); after != before {
 		t.Errorf("refs changed by failed exchanges:\n%s\nwas\n%s", after, before)
+	}
+}
+
+// sshBenchSetup: a registry with one identity on "machine A", pushed to a
+// bare origin behind the rig's sshd.
+func sshBenchSetup(b *testing.B) (*sshRig, string, *Registry, *testID) {
+	rig := newSSHRig(b)
+	origin := newGitRepo(b, true)
+	dir := newGitRepo(b, false)
+	runGit(b, dir, "remote", "add", "origin", rig.url(origin))
+	if _, _, err := Init(bg(), dir, false, WithClock(fixedClock())); err != nil {
+		b.Fatal(err)
+	}
+	r := openTest(b, dir)
+	id, icp, err := newTestID("ssh-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bt Batch
+	bt.Append(icp)
+	if _, err := r.Commit(bg(), &bt); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.Push(bg(), Remote{}); err != nil {
+		b.Fatal(err)
+	}
+	return rig, dir, r, id
+}
+
+// BenchmarkCommitPushSSH: from a fully signed event to its commit on a
+// remote over a loopback ssh:// (CommitPush: pull, verify, build, push,
+// move the local ref).
+func BenchmarkCommitPushSSH(b *testing.B) {
+	_, _, r, id := sshBenchSetup(b)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		ixn, err := id.ixn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var bt Batch
+		bt.Append(ixn)
+		b.StartTimer()
+		if _, err := r.CommitPush(bg(), &bt, Remote{}, nil, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGitPushSSH: git push, by the git binary over the same loopback
+// ssh://, of a registry commit of the same size, for comparison.
+func BenchmarkGitPushSSH(b *testing.B) {
+	rig, dir, r, id := sshBenchSetup(b)
+	ssh := fmt.Sprintf("ssh -o BatchMode=yes -o UserKnownHostsFile=%s", rig.knownHosts)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		ixn, err := id.ixn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var bt Batch
+		bt.Append(ixn)
+		if _, err := r.Commit(bg(), &bt); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command("git", "push", "-q", "origin", RegistryRef)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+ssh, "SSH_AUTH_SOCK="+rig.agentSock)
+		b.StartTimer()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("git push: %v\n%s", err, out)
+		}
 	}
 }
