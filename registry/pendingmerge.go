@@ -125,9 +125,7 @@ func (r *Registry) mergePendingLocked(ctx context.Context, ref string, id Pendin
 	if err != nil {
 		return nil, err
 	}
-	err = r.casRef(ctx, ref, cur, cid)
-	release()
-	if err != nil {
+	if err := r.moveRef(ctx, ref, cur, cid, release); err != nil {
 		return nil, err
 	}
 	r.afterWrite()
