@@ -57,6 +57,8 @@ var examples = map[string]string{
 	"pending show":    "auths-agent pending show --registry reg \"$P\" \"$SAID\"",
 	"pending sign":    "auths-agent pending sign --registry reg --key \"$K2\" \"$P\" \"$SAID\"",
 	"pending commit":  "auths-agent pending commit --registry reg \"$P\" \"$SAID\"",
+	"pending push":    "auths-agent pending push --remote origin --registry reg",
+	"pending pull":    "auths-agent pending pull --remote origin --registry reg",
 	"serve":           "auths-agent serve --registry reg --key \"$K1\" --ssh-key \"$SSH1\"",
 	"env":             "auths-agent env --ssh   # then: eval \"$(auths-agent env --ssh)\"",
 	"audit":           "auths-agent audit --since 24h; auths-agent audit --verify",
