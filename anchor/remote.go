@@ -12,6 +12,28 @@ import (
 	"github.com/auths-dev/auths-agent/registry"
 )
 
+// RemoteStore is the optional part of a Store that exchanges the registry
+// and the proposals with git remotes; *registry.Registry has it.
+type RemoteStore interface {
+	Pull(ctx context.Context, rem registry.Remote, check registry.CheckPending) (*registry.PullResult, error)
+	PushRetry(ctx context.Context, rem registry.Remote, check registry.CheckPending, attempts int) (*registry.PushResult, error)
+	CommitPush(ctx context.Context, b *registry.Batch, rem registry.Remote, check registry.CheckPending, attempts int) (*registry.CommitPushResult, error)
+	DeleteRemotePending(ctx context.Context, rem registry.Remote, ids ...registry.PendingID) error
+}
+
+var _ RemoteStore = (*registry.Registry)(nil)
+
+// ErrNoRemotes means the Anchorer's Store cannot reach git remotes.
+var ErrNoRemotes = errors.New("the registry store cannot reach git remotes")
+
+func (a *Anchorer) remotes() (RemoteStore, error) {
+	rs, ok := a.reg.(RemoteStore)
+	if !ok {
+		return nil, ErrNoRemotes
+	}
+	return rs, nil
+}
+
 // FileError names a file of a pending proposal that was not kept (a
 // signature that does not verify, one for a wrong index, an unreadable
 // one).
@@ -62,7 +84,11 @@ type PullResult struct {
 // proposals checked with CheckPending and merged by union), then removes
 // the local proposals the new registry made dead.
 func (a *Anchorer) Pull(ctx context.Context, rem registry.Remote) (*PullResult, error) {
-	res, err := a.reg.Pull(ctx, rem, a.CheckPending)
+	rs, err := a.remotes()
+	if err != nil {
+		return nil, err
+	}
+	res, err := rs.Pull(ctx, rem, a.CheckPending)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +100,11 @@ func (a *Anchorer) Pull(ctx context.Context, rem registry.Remote) (*PullResult, 
 // moved meanwhile it pulls (merging what the others signed) and pushes
 // again, three pushes at most.
 func (a *Anchorer) Push(ctx context.Context, rem registry.Remote) (*registry.PushResult, error) {
-	return a.reg.PushRetry(ctx, rem, a.CheckPending, 3)
+	rs, err := a.remotes()
+	if err != nil {
+		return nil, err
+	}
+	return rs.PushRetry(ctx, rem, a.CheckPending, 3)
 }
 
 // CommitPush is Commit through a remote: the commit lands on the remote
@@ -87,8 +117,12 @@ func (a *Anchorer) Push(ctx context.Context, rem registry.Remote) (*registry.Pus
 // locally (a failure there is in Result.CleanupErr: the others then find
 // it committed and drop it when they pull).
 func (a *Anchorer) CommitPush(ctx context.Context, p *Proposal, rem registry.Remote) (*Result, error) {
+	rs, err := a.remotes()
+	if err != nil {
+		return nil, err
+	}
 	res, err := a.commit(ctx, p, func(b *registry.Batch) (*registry.CommitResult, error) {
-		res, err := a.reg.CommitPush(ctx, b, rem, a.CheckPending, 3)
+		res, err := rs.CommitPush(ctx, b, rem, a.CheckPending, 3)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +131,7 @@ func (a *Anchorer) CommitPush(ctx context.Context, p *Proposal, rem registry.Rem
 	if err != nil {
 		return nil, err
 	}
-	if derr := a.reg.DeleteRemotePending(ctx, rem, pendingID(p)); derr != nil {
+	if derr := rs.DeleteRemotePending(ctx, rem, pendingID(p)); derr != nil {
 		res.CleanupErr = errors.Join(res.CleanupErr, derr)
 	}
 	return res, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
 )
 
 func pendingCommand(env *cliEnv) *cli.Command {
@@ -100,8 +101,12 @@ func pendingList(c *cli.Context, env *cliEnv) error {
 			missing = joinInts(pd.Proposal.Status().Missing)
 		}
 		from := "local"
-		if rs, err := a.Registry().PendingRemotes(pd.ID); err == nil && len(rs) > 0 {
-			from = strings.Join(rs, ",")
+		if pr, ok := a.Registry().(interface {
+			PendingRemotes(registry.PendingID) ([]string, error)
+		}); ok {
+			if rs, err := pr.PendingRemotes(pd.ID); err == nil && len(rs) > 0 {
+				from = strings.Join(rs, ",")
+			}
 		}
 		fmt.Fprintf(env.stdout, "%s\t%s\t%s\t%s\t%s\texpires %s\tmissing %s\tfrom %s\n", pd.ID.Prefix, pd.ID.SAID, ev, state, detail, expires, missing, from)
 	}

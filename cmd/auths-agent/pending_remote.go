@@ -60,11 +60,12 @@ func pendingPushCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 			if err := wantArgs(c); err != nil {
 				return err
 			}
-			a, err := openAnchorer(c, cmd)
+			r, err := registry.Open(c.String("registry"))
 			if err != nil {
-				return err
+				return usageErr("%s: %v", cmd, oneLine(err.Error()))
 			}
-			rem := withAuth(env, a.Registry(), registry.Remote{Name: c.String("remote")})
+			a := anchor.New(r)
+			rem := withAuth(env, r, registry.Remote{Name: c.String("remote")})
 			res, err := a.Push(c.Context, rem)
 			if err != nil {
 				return remoteErr(cmd, err)
