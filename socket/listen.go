@@ -21,6 +21,7 @@ type Listener struct {
 	*net.UnixListener
 	Path string
 	lock *os.File
+	file os.FileInfo // the socket file as bound, to remove only that
 }
 
 // Listen prepares and listens on the socket at path (see the package
@@ -28,20 +29,14 @@ type Listener struct {
 func Listen(path string) (*Listener, error) {
 	path = filepath.Clean(path)
 	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("socket directory %s: %w", dir, unwrapPath(err))
-		}
-		// Ours: make it 0700 whatever the umask.
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("socket directory %s: %w", dir, unwrapPath(err))
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("socket directory %s: %w", dir, unwrapPath(err))
+	if err := prepareDir(dir); err != nil {
+		return nil, err
 	}
 	// Two agents starting at once on one path would both find no live
 	// socket; the lock file orders them. It stays beside the socket.
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: in a shared directory a symlink planted at the lock's
+	// name must not make us create or open a file elsewhere.
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("socket lock %s.lock: %w", path, unwrapPath(err))
 	}
@@ -72,21 +67,94 @@ func Listen(path string) (*Listener, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fail(fmt.Errorf("%s: %w", path, unwrapPath(err)))
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, fi, err := bindPrivate(dir, path)
 	if err != nil {
-		return fail(fmt.Errorf("listen on %s: %w", path, err))
+		return fail(err)
 	}
-	ln.SetUnlinkOnClose(true)
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return fail(fmt.Errorf("socket %s: %w", path, unwrapPath(err)))
-	}
-	return &Listener{UnixListener: ln, Path: path, lock: lock}, nil
+	return &Listener{UnixListener: ln, Path: path, lock: lock, file: fi}, nil
 }
 
-// Close stops listening, removes the socket file and releases the lock.
+// prepareDir creates the socket's directory 0700 when it is missing. A
+// directory that exists, or that another process creates at the same
+// moment, is left as it is: only a directory this call made is chmodded
+// (through a descriptor opened without following symlinks, so a directory
+// swapped for a symlink meanwhile is not followed).
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return fmt.Errorf("socket directory %s: %w", dir, unwrapPath(err))
+	}
+	err := os.Mkdir(dir, 0o700)
+	if errors.Is(err, fs.ErrExist) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("socket directory %s: %w", dir, unwrapPath(err))
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("socket directory %s: not a directory", dir)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket directory %s: %w", dir, unwrapPath(err))
+	}
+	// Ours: 0700 whatever the umask took away.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket directory %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		return fmt.Errorf("socket directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// bindPrivate binds the socket inside a fresh 0700 directory beside path,
+// makes it 0600 there, and renames it to path. bind(2) creates the socket
+// with 0777 less the umask, so binding at path directly would leave it
+// wider than 0600 until the chmod; inside the private directory nobody
+// else can reach it meanwhile, and the rename shows it at path with its
+// final mode.
+func bindPrivate(dir, path string) (*net.UnixListener, os.FileInfo, error) {
+	tmp, err := os.MkdirTemp(dir, ".auths-agent-bind-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("socket directory %s: %w", dir, unwrapPath(err))
+	}
+	defer os.RemoveAll(tmp)
+	name := filepath.Join(tmp, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// The listener's own name is gone after the rename; Close removes
+	// path itself, and only while it is still this socket.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(name, 0o600); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("socket %s: %w", path, unwrapPath(err))
+	}
+	if err := os.Rename(name, path); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("socket %s: %w", path, unwrapPath(err))
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("socket %s: %w", path, unwrapPath(err))
+	}
+	return ln, fi, nil
+}
+
+// Close stops listening, removes the socket file if it is still the one
+// this listener bound (not a file someone put in its place), and releases
+// the lock.
 func (l *Listener) Close() error {
 	err := l.UnixListener.Close()
+	if fi, lerr := os.Lstat(l.Path); lerr == nil && os.SameFile(fi, l.file) {
+		if rerr := os.Remove(l.Path); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
 	l.lock.Close()
 	return err
 }
