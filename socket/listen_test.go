@@ -1,16 +1,21 @@
 package socket_test
 
 import (
+	"encoding/binary"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/auths-dev/auths-agent/agent"
 	"github.com/auths-dev/auths-agent/socket"
 )
 
@@ -102,4 +107,75 @@ func TestListenCloseKeepsOthers(t *testing.T) {
 		t.Fatalf("the other agent's socket does not answer: %v", err)
 	}
 	c.Close()
+}
+
+// TestSlowClients: a client that announces a frame and trickles it, or
+// that sends nothing, is disconnected at its deadline; frames announced
+// at 16 MiB and left unsent do not cost 16 MiB each.
+func TestSlowClients(t *testing.T) {
+	path := serveWith(t, agent.Config{}, agent.Options{Opener: providerOpener{}},
+		socket.Options{FrameTimeout: 300 * time.Millisecond, IdleTimeout: 500 * time.Millisecond})
+	closed := func(t *testing.T, c net.Conn, within time.Duration) {
+		t.Helper()
+		start := time.Now()
+		c.SetReadDeadline(time.Now().Add(within))
+		_, err := io.ReadAll(c)
+		if errors.Is(err, syscall.ECONNRESET) {
+			err = nil
+		}
+		if err != nil {
+			t.Fatalf("connection still open after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+	t.Run("idle", func(t *testing.T) {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		closed(t, c, 5*time.Second)
+	})
+	t.Run("trickle", func(t *testing.T) {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{0, 0, 0, 100, 11})
+		// One byte every 100 ms keeps the idle timer happy, not the frame's.
+		go func() {
+			for i := 0; i < 50; i++ {
+				time.Sleep(100 * time.Millisecond)
+				if _, err := c.Write([]byte{0}); err != nil {
+					return
+				}
+			}
+		}()
+		closed(t, c, 4*time.Second)
+	})
+	t.Run("announced", func(t *testing.T) {
+		const n = 16
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var conns []net.Conn
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(binary.BigEndian.AppendUint32(nil, socket.MaxFrame))
+			c.Write([]byte{27})
+			conns = append(conns, c)
+		}
+		time.Sleep(150 * time.Millisecond) // the server reads the headers
+		runtime.ReadMemStats(&after)
+		if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 32<<20 {
+			t.Errorf("%d frames announced at 16 MiB grew the heap by %d MiB", n, grew>>20)
+		}
+		for _, c := range conns {
+			closed(t, c, 5*time.Second)
+		}
+	})
 }

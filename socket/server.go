@@ -2,6 +2,7 @@ package socket
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -34,8 +35,11 @@ type Server struct {
 	errTimeout error // the cause of a request that ran out of time
 	// replyTimeout bounds the write of one reply.
 	replyTimeout time.Duration
-	ext          map[string]extension
-	lock         Locker
+	// frameTimeout bounds the arrival of a frame's body once its length
+	// is read; idleTimeout bounds the wait for the next request.
+	frameTimeout, idleTimeout time.Duration
+	ext                       map[string]extension
+	lock                      Locker
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -63,6 +67,14 @@ type Options struct {
 	// them. While it is locked, no key is listed and every signing
 	// request and extension is refused.
 	Lock Locker
+	// FrameTimeout bounds how long a frame's body may take to arrive once
+	// its length is read; 0 means 10 seconds. A client trickling a frame
+	// cannot hold a connection and its buffer for ever.
+	FrameTimeout time.Duration
+	// IdleTimeout closes a connection that sends no request for that long
+	// (give or take a quarter); 0 means 10 minutes (ssh and git connect
+	// per operation).
+	IdleTimeout time.Duration
 }
 
 // Locker locks the agent with a passphrase (a *pins.Cache in the daemon).
@@ -74,7 +86,8 @@ type Locker interface {
 
 // NewServer returns a server for a.
 func NewServer(a *agent.Agent, opts Options) *Server {
-	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, replyTimeout: opts.ReplyTimeout, lock: opts.Lock, conns: map[*conn]struct{}{}}
+	s := &Server{agent: a, log: opts.Logger, uid: opts.UID, timeout: opts.RequestTimeout, replyTimeout: opts.ReplyTimeout, lock: opts.Lock,
+		frameTimeout: opts.FrameTimeout, idleTimeout: opts.IdleTimeout, conns: map[*conn]struct{}{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -86,6 +99,12 @@ func NewServer(a *agent.Agent, opts Options) *Server {
 	}
 	if s.replyTimeout <= 0 {
 		s.replyTimeout = 10 * time.Second
+	}
+	if s.frameTimeout <= 0 {
+		s.frameTimeout = 10 * time.Second
+	}
+	if s.idleTimeout <= 0 {
+		s.idleTimeout = 10 * time.Minute
 	}
 	s.errTimeout = fmt.Errorf("no answer within the request timeout of %v: %w", s.timeout, context.DeadlineExceeded)
 	s.ext = extensions()
@@ -233,6 +252,8 @@ type conn struct {
 	reached  bool      // a handler method ran for this request
 	reply    []byte    // the reply written so far
 	garbage  bool      // the last request did not parse: close after replying
+	woken    bool      // a drain set the read deadline: leave it
+	idleSet  time.Time // when the idle deadline was last set
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 }
@@ -241,6 +262,7 @@ func (c *conn) wake() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.inFlight {
+		c.woken = true
 		c.c.SetReadDeadline(time.Now())
 	}
 }
@@ -258,6 +280,9 @@ func (c *conn) Read(p []byte) (int, error) {
 	if garbage {
 		return 0, errors.New("malformed request")
 	}
+	// The deadline is set before the drain check: a drain that starts
+	// after it overrides it (wake), one that started before is seen below.
+	c.idleDeadline()
 	if c.s.isDraining() {
 		return 0, io.EOF
 	}
@@ -287,17 +312,58 @@ func (c *conn) readFrame() ([]byte, error) {
 		c.s.log.Warn("connection closed: bad frame size", "pid", c.peer.PID, "size", n, "max", MaxFrame)
 		return nil, fmt.Errorf("frame of %d bytes (1 to %d allowed)", n, MaxFrame)
 	}
-	frame := make([]byte, 4+n)
-	copy(frame, hdr[:])
-	if _, err := io.ReadFull(c.r, frame[4:]); err != nil {
-		c.s.log.Warn("connection closed: truncated frame", "pid", c.peer.PID, "size", n)
+	// The length is only a claim: the buffer grows as bytes arrive, so a
+	// client announcing 16 MiB and sending little holds little, and only
+	// until frameTimeout. A body already buffered (the usual small
+	// request) needs no deadline of its own.
+	slow := c.r.Buffered() < int(n)
+	if slow {
+		c.setReadDeadline(time.Now().Add(c.s.frameTimeout))
+	}
+	var buf bytes.Buffer
+	buf.Grow(4 + int(min(n, frameChunk)))
+	buf.Write(hdr[:])
+	if _, err := io.CopyN(&buf, c.r, int64(n)); err != nil {
+		c.s.log.Warn("connection closed: truncated frame", "pid", c.peer.PID, "size", n, "got", buf.Len()-4)
 		return nil, fmt.Errorf("truncated frame: %w", err)
 	}
+	if slow {
+		c.mu.Lock()
+		c.idleSet = time.Time{} // the idle deadline is set again before the next frame
+		c.mu.Unlock()
+	}
+	frame := buf.Bytes()
 	if !knownRequests[frame[4]] {
 		c.s.log.Warn("connection closed: unknown message type", "pid", c.peer.PID, "type", frame[4])
 		return nil, fmt.Errorf("unknown message type %d", frame[4])
 	}
 	return frame, nil
+}
+
+// frameChunk is the most a frame's buffer holds before its bytes arrive.
+const frameChunk = 64 << 10
+
+// idleDeadline bounds the wait for the next frame by the idle timeout. A
+// deadline arms a runtime timer, so it is moved only once a quarter of
+// the idle timeout has passed since it was last set, not on every request.
+func (c *conn) idleDeadline() {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.woken || now.Sub(c.idleSet) < c.s.idleTimeout/4 {
+		return
+	}
+	c.idleSet = now
+	c.c.SetReadDeadline(now.Add(c.s.idleTimeout))
+}
+
+// setReadDeadline sets the read deadline t unless a drain has set it.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.woken {
+		c.c.SetReadDeadline(t)
+	}
 }
 
 // Write collects the reply ServeAgent writes in two calls (length, then
