@@ -290,11 +290,21 @@ func (c *conn) Read(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The request counts as in flight only if no drain has begun: a
+	// drain's Wait must not run concurrently with this Add (sync.WaitGroup
+	// forbids it, and the drain would close this connection under the
+	// request). A frame that arrives as the drain begins goes unanswered.
+	c.s.mu.Lock()
+	if c.s.draining {
+		c.s.mu.Unlock()
+		return 0, io.EOF
+	}
+	c.s.requests.Add(1)
+	c.s.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.buf, c.inFlight, c.reached, c.reply = frame, true, false, nil
 	c.started = time.Now()
-	c.s.requests.Add(1)
 	c.s.begin()
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]
