@@ -35,22 +35,17 @@ const maxRestage = 8
 // staged again on the new tip, because the agent holds the signatures it
 // needs.
 func (a *Agent) Anchor(ctx context.Context, prefix string, ch anchor.Change) (*AnchorResult, error) {
-	const op = "anchor"
-	if a.reg == nil {
-		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
-	}
-	release, err := a.lockIdentity(ctx, prefix)
+	an, release, err := a.lockedAnchorer(ctx, "anchor", prefix)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	an := anchor.New(a.reg, anchor.WithClock(a.clock))
 	for attempt := 0; ; attempt++ {
 		p, err := an.Stage(ctx, prefix, ch)
 		if err != nil {
 			return nil, err
 		}
-		res, err := a.signProposal(ctx, an, p, op)
+		res, err := a.signProposal(ctx, an, p, "anchor")
 		if err != nil && attempt < maxRestage && (errors.Is(err, anchor.ErrStale) || errors.Is(err, registry.ErrConflict)) {
 			a.log.Info("tip moved; staging the anchor again", "prefix", prefix, "attempt", attempt+1)
 			continue
@@ -66,15 +61,11 @@ func (a *Agent) Anchor(ctx context.Context, prefix string, ch anchor.Change) (*A
 // prefix/said and commits it when complete, else saves it back.
 func (a *Agent) PendingSign(ctx context.Context, prefix, said string) (*AnchorResult, error) {
 	const op = "pending sign"
-	if a.reg == nil {
-		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
-	}
-	release, err := a.lockIdentity(ctx, prefix)
+	an, release, err := a.lockedAnchorer(ctx, op, prefix)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	an := anchor.New(a.reg, anchor.WithClock(a.clock))
 	pd, err := an.Load(ctx, prefix, said)
 	if err != nil {
 		return nil, err
@@ -247,6 +238,20 @@ func (a *Agent) lockIdentity(ctx context.Context, prefix string) (func(), error)
 	}
 }
 
+// lockedAnchorer returns an anchorer on the agent's registry once the
+// caller holds prefix's turn (release gives it back); op names the
+// refusal when the agent has no registry.
+func (a *Agent) lockedAnchorer(ctx context.Context, op, prefix string) (*anchor.Anchorer, func(), error) {
+	if a.reg == nil {
+		return nil, nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	release, err := a.lockIdentity(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	return anchor.New(a.reg, anchor.WithClock(a.clock)), release, nil
+}
+
 // IDCreate stages the inception spec describes, signs it with the held
 // keys among its keys, and commits it when the threshold is met (or saves
 // it in escrow).
@@ -273,15 +278,11 @@ func (a *Agent) IDCreate(ctx context.Context, spec kel.InceptionSpec) (*AnchorRe
 // index), and commits it when both thresholds are met (or saves it).
 func (a *Agent) IDRotate(ctx context.Context, prefix string, spec kel.RotationSpec) (*AnchorResult, error) {
 	const op = "id rotate"
-	if a.reg == nil {
-		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
-	}
-	release, err := a.lockIdentity(ctx, prefix)
+	an, release, err := a.lockedAnchorer(ctx, op, prefix)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	an := anchor.New(a.reg, anchor.WithClock(a.clock))
 	p, err := an.Rotate(ctx, prefix, spec)
 	if err != nil {
 		return nil, err
