@@ -102,7 +102,24 @@ type signingKey struct {
 // then.
 func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, error) {
 	const op = "sign-event"
-	e, keys, err := a.checkEvent(ctx, raw)
+	e, err := kel.ParseEvent(raw)
+	var keys []signingKey
+	if err != nil {
+		err = refuse(op, ErrBadEvent, "%v", err)
+	} else {
+		// The check and the signatures happen in the identity's turn, as
+		// an anchor's stage, sign and commit do: otherwise an anchor
+		// could take the sequence number this event was checked for while
+		// it waits for its token, and the agent would sign two events at
+		// one sequence number.
+		var release func()
+		release, err = a.lockIdentity(ctx, e.Prefix)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		keys, err = a.checkParsed(ctx, e)
+	}
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) {
@@ -130,14 +147,21 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 }
 
 // checkEvent parses and checks raw and finds the held keys that sign it.
+// The caller holds the identity's turn (lockIdentity).
 func (a *Agent) checkEvent(ctx context.Context, raw []byte) (*kel.Event, []signingKey, error) {
-	const op = "sign-event"
 	e, err := kel.ParseEvent(raw)
 	if err != nil {
-		return nil, nil, refuse(op, ErrBadEvent, "%v", err)
+		return nil, nil, refuse("sign-event", ErrBadEvent, "%v", err)
 	}
+	keys, err := a.checkParsed(ctx, e)
+	return e, keys, err
+}
+
+// checkParsed checks e and finds the held keys that sign it.
+func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, error) {
+	const op = "sign-event"
 	if err := e.CheckSAID(); err != nil {
-		return e, nil, refuse(op, ErrSAID, "%v", err)
+		return nil, refuse(op, ErrSAID, "%v", err)
 	}
 	var prior *kel.KeyState
 	switch e.Type {
@@ -145,34 +169,34 @@ func (a *Agent) checkEvent(ctx context.Context, raw []byte) (*kel.Event, []signi
 		if a.reg != nil {
 			snap, err := a.reg.Snapshot()
 			if err != nil {
-				return e, nil, err
+				return nil, err
 			}
 			if _, err := snap.Tip(e.Prefix); err == nil {
-				return e, nil, refuse(op, ErrNotNext, "identity %s is already incepted in the registry", e.Prefix)
+				return nil, refuse(op, ErrNotNext, "identity %s is already incepted in the registry", e.Prefix)
 			} else if !errors.Is(err, registry.ErrNotFound) {
-				return e, nil, err
+				return nil, err
 			}
 		}
 	case kel.TypeRotation, kel.TypeInteraction:
 		if a.reg == nil {
-			return e, nil, refuse(op, ErrNoRegistry, "a %s event is checked against its KEL and the agent has no registry (--registry)", e.Type)
+			return nil, refuse(op, ErrNoRegistry, "a %s event is checked against its KEL and the agent has no registry (--registry)", e.Type)
 		}
 		snap, err := a.reg.Snapshot()
 		if err != nil {
-			return e, nil, err
+			return nil, err
 		}
 		prior, err = snap.KeyState(e.Prefix)
 		if errors.Is(err, registry.ErrNotFound) {
-			return e, nil, refuse(op, ErrNotNext, "identity %s has no KEL in the registry", e.Prefix)
+			return nil, refuse(op, ErrNotNext, "identity %s has no KEL in the registry", e.Prefix)
 		}
 		if err != nil {
-			return e, nil, fmt.Errorf("identity %s: %w", e.Prefix, err)
+			return nil, fmt.Errorf("identity %s: %w", e.Prefix, err)
 		}
 	default:
-		return e, nil, refuse(op, ErrBadEvent, "%s events are not signed by this agent (icp, rot, ixn only)", e.Type)
+		return nil, refuse(op, ErrBadEvent, "%s events are not signed by this agent (icp, rot, ixn only)", e.Type)
 	}
 	if _, err := kel.Next(prior, e); err != nil {
-		return e, nil, refuse(op, ErrNotNext, "%v", err)
+		return nil, refuse(op, ErrNotNext, "%v", err)
 	}
 	list, priorNext := e.Keys, []string(nil)
 	switch e.Type {
@@ -190,7 +214,7 @@ func (a *Agent) checkEvent(ctx context.Context, raw []byte) (*kel.Event, []signi
 		v, err := a.verferOf(ctx, k)
 		if err != nil {
 			if ctx.Err() != nil {
-				return e, nil, err
+				return nil, err
 			}
 			continue // a key that cannot be opened cannot be in the list for us
 		}
@@ -212,11 +236,11 @@ func (a *Agent) checkEvent(ctx context.Context, raw []byte) (*kel.Event, []signi
 	}
 	if len(keys) == 0 {
 		if len(denied) > 0 {
-			return e, nil, refuse(op, ErrPolicy, "key %s may not sign for identity %s", denied[0], e.Prefix)
+			return nil, refuse(op, ErrPolicy, "key %s may not sign for identity %s", denied[0], e.Prefix)
 		}
-		return e, nil, refuse(op, ErrNoKey, "none of the %d signing keys of %s %s is held by this agent", len(list), e.Type, e.SAID)
+		return nil, refuse(op, ErrNoKey, "none of the %d signing keys of %s %s is held by this agent", len(list), e.Type, e.SAID)
 	}
-	return e, keys, nil
+	return keys, nil
 }
 
 // signAll signs msg with every key at once (each on its token's queue) and

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -228,5 +229,40 @@ func TestPeerUID(t *testing.T) {
 	}
 	if n.Load() != 0 {
 		t.Errorf("%d signatures made", n.Load())
+	}
+}
+
+// TestSignEventDuringAnchor: a sign-event for the identity an anchor of
+// the agent is signing waits for that anchor and is checked against the
+// tip it leaves: an interaction at the sequence number the anchor takes is
+// refused as not next, so the agent never signs two events at one
+// sequence number (duplicity).
+func TestSignEventDuringAnchor(t *testing.T) {
+	reg := newRegistry(t)
+	k := newKey(t, tokens[1], kel.Ed25519)
+	prefix := incept(t, reg, "1", k)
+	n := new(atomic.Int64)
+	started := make(chan struct{}, 1)
+	path := serveWith(t, agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{d: 300 * time.Millisecond, n: n, started: started}, Registry: reg}, socket.Options{})
+	if _, err := dial(t, path).Keys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := keyState(t, reg, prefix) // the tip the anchor stages on
+	anchored := make(chan error, 1)
+	go func() {
+		_, err := dial(t, path).Anchor(context.Background(), socket.AnchorRequest{Prefix: prefix, Seals: []string{"d=" + kel.Digest([]byte("anchor"))}})
+		anchored <- err
+	}()
+	<-started // the anchor's event is on the device
+	_, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "same sn").Raw())
+	if aerr := <-anchored; aerr != nil {
+		t.Fatalf("anchor: %v", aerr)
+	}
+	var ee *socket.ExtensionError
+	if !errors.As(err, &ee) || ee.Reason != "not-next" {
+		t.Fatalf("sign-event at the sn the anchor took: %v, want a not-next refusal", err)
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("%d signatures, want 1 (the anchor's)", got)
 	}
 }
