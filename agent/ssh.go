@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -163,7 +165,7 @@ func checkUserAuth(b []byte, pub ssh.PublicKey) (string, error) {
 		return "", fmt.Errorf("%w: user-authentication request with a session id of %d bytes", ErrNotSSHData, len(session))
 	case msg != msgUserAuthRequest:
 		return "", fmt.Errorf("%w: message type %d, want SSH_MSG_USERAUTH_REQUEST (50)", ErrNotSSHData, msg)
-	case !printable(user) || !printable(service):
+	case !printableUTF8(user) || !printable(service):
 		return "", fmt.Errorf("%w: user or service name is not printable", ErrNotSSHData)
 	case hasSig != 1:
 		return "", fmt.Errorf("%w: user-authentication request without the signature flag", ErrNotSSHData)
@@ -188,6 +190,20 @@ func checkUserAuth(b []byte, pub ssh.PublicKey) (string, error) {
 		return "", fmt.Errorf("%w: the user-authentication request names another key (%s)", ErrNotSSHData, clip(string(alg)))
 	}
 	return "userauth", nil
+}
+
+// printableUTF8 accepts a user name: RFC 4252 section 5 makes it UTF-8
+// (ISO-10646), so only invalid UTF-8 and control characters are refused.
+func printableUTF8(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func printable(b []byte) bool {

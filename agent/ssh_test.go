@@ -24,9 +24,12 @@ func TestCheckSSHData(t *testing.T) {
 	other, _, _ := ed25519.GenerateKey(nil)
 	opub, _ := ssh.NewPublicKey(other)
 	session := bytes.Repeat([]byte{1}, 32)
-	userauth := func(method string, p ssh.PublicKey, extra ...[]byte) []byte {
-		return cat(append([][]byte{sshString(session), {50}, sshString([]byte("me")), sshString([]byte("ssh-connection")),
+	userauthAs := func(user, method string, p ssh.PublicKey, extra ...[]byte) []byte {
+		return cat(append([][]byte{sshString(session), {50}, sshString([]byte(user)), sshString([]byte("ssh-connection")),
 			sshString([]byte(method)), {1}, sshString([]byte(p.Type())), sshString(p.Marshal())}, extra...)...)
+	}
+	userauth := func(method string, p ssh.PublicKey, extra ...[]byte) []byte {
+		return userauthAs("me", method, p, extra...)
 	}
 	sshsig := func(ns, hash string, n int) []byte {
 		return cat([]byte("SSHSIG"), sshString([]byte(ns)), sshString(nil), sshString([]byte(hash)), sshString(make([]byte, n)))
@@ -36,6 +39,8 @@ func TestCheckSSHData(t *testing.T) {
 		want string
 	}{
 		{userauth("publickey", pub), "userauth"},
+		// RFC 4252 section 5: the user name is UTF-8.
+		{userauthAs("zoë", "publickey", pub), "userauth"},
 		{userauth("publickey-hostbound-v00@openssh.com", pub, sshString(opub.Marshal())), "userauth"},
 		{sshsig("git", "sha512", 64), "sshsig:git"},
 		{sshsig("file", "sha256", 32), "sshsig:file"},
@@ -54,6 +59,8 @@ func TestCheckSSHData(t *testing.T) {
 		{"KERI event", []byte(`{"v":"KERI10JSON0000ed_","t":"ixn","d":"E"}`), "a KERI event"},
 		{"random", []byte("hello"), "neither an SSHSIG blob nor"},
 		{"another key", userauth("publickey", opub), "names another key"},
+		{"control in user", userauthAs("me\nroot", "publickey", pub), "not printable"},
+		{"user not UTF-8", userauthAs("me\xff", "publickey", pub), "not printable"},
 		{"password method", userauth("password", pub), `method "password"`},
 		{"trailing bytes", append(userauth("publickey", pub), 0), "bytes after"},
 		{"hostbound without host key", userauth("publickey-hostbound-v00@openssh.com", pub), "without a host key"},
