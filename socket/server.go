@@ -205,6 +205,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 	if peer.UID != s.uid {
 		s.log.Warn("connection from another uid: every request refused", "uid", peer.UID, "pid", peer.PID, "agent_uid", s.uid)
 		h = &refuser{uid: peer.UID, want: s.uid}
+		c.foreign = true
 	} else {
 		h = &handler{s: s, c: c}
 	}
@@ -253,6 +254,8 @@ type conn struct {
 	reply    []byte    // the reply written so far
 	garbage  bool      // the last request did not parse: close after replying
 	woken    bool      // a drain set the read deadline: leave it
+	foreign  bool      // a peer of another uid: one refusal, then the connection ends
+	answered bool      // a reply was written on this connection
 	idleSet  time.Time // when the idle deadline was last set
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
@@ -275,10 +278,15 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		return n, nil
 	}
-	garbage := c.garbage
+	garbage, done := c.garbage, c.foreign && c.answered
 	c.mu.Unlock()
 	if garbage {
 		return 0, errors.New("malformed request")
+	}
+	// A peer of another uid gets its one refusal; nothing more it sends
+	// is read or parsed.
+	if done {
+		return 0, io.EOF
 	}
 	// The deadline is set before the drain check: a drain that starts
 	// after it overrides it (wake), one that started before is seen below.
@@ -402,6 +410,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.writing = time.Time{}
+	c.answered = true
 	// A failure that no handler produced is x/crypto refusing a body it
 	// could not parse: garbage, so this connection ends.
 	if !c.reached && len(reply) == 5 && reply[4] == msgFailure {

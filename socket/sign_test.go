@@ -220,6 +220,12 @@ func TestPeerUID(t *testing.T) {
 	if !errors.As(err, &ee) || ee.Reason != "peer-uid" || !strings.Contains(ee.Failure.Error, "is not the agent's uid 4242") {
 		t.Fatalf("err = %v, want a peer-uid refusal", err)
 	}
+	// One refusal per connection: the agent parses nothing more from a
+	// peer it does not serve.
+	_, err = c.SignEvent(context.Background(), ixn(t, keyState(t, reg, prefix), "x").Raw())
+	if err == nil || errors.As(err, &ee) {
+		t.Errorf("second request on the refused connection: %v, want the connection closed", err)
+	}
 	sa, err := c.SSH()
 	if err != nil {
 		t.Fatal(err)
