@@ -196,7 +196,7 @@ func (a *Agent) signAllKept(ctx context.Context, msg []byte, keys []signingKey) 
 	for i, sk := range keys {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			sigs, err := a.signAll(ctx, msg, []signingKey{sk})
+			sigs, err := a.signAll(touchPosition(ctx, i, n), msg, []signingKey{sk})
 			if err != nil {
 				res[i].err = err
 				return

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/auths-dev/auths-agent/agent/touch"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
@@ -250,7 +251,7 @@ func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, er
 func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]kel.Siger, error) {
 	sigs := make([]kel.Siger, len(keys))
 	errs := make([]error, len(keys))
-	one := func(i int, sk signingKey) {
+	one := func(ctx context.Context, i int, sk signingKey) {
 		raw, err := a.signKERI(ctx, sk.k, msg)
 		if err != nil {
 			errs[i] = fmt.Errorf("%s: %w", sk.k.uri, err)
@@ -259,14 +260,14 @@ func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]k
 		sigs[i] = kel.NewSiger(sk.alg, sk.index, sk.ondex, raw)
 	}
 	if len(keys) == 1 {
-		one(0, keys[0]) // no goroutine for the common one-key case
+		one(ctx, 0, keys[0]) // no goroutine for the common one-key case
 	} else {
 		var wg sync.WaitGroup
 		for i, sk := range keys {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				one(i, sk)
+				one(touchPosition(ctx, i, len(keys)), i, sk)
 			}()
 		}
 		wg.Wait()
@@ -276,6 +277,16 @@ func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]k
 	}
 	slices.SortFunc(sigs, func(x, y kel.Siger) int { return x.Index - y.Index })
 	return sigs, nil
+}
+
+// touchPosition marks ctx as the signature of the i-th (from 0) of n keys
+// one request signs with, so that a touch notice says which of them waits:
+// "(1 of 2)", in the order of the agent's keys. Alone, a key has none.
+func touchPosition(ctx context.Context, i, n int) context.Context {
+	if n < 2 {
+		return ctx
+	}
+	return touch.WithPosition(ctx, i+1, n)
 }
 
 // KeyState returns the key state of prefix in the agent's registry.

@@ -57,6 +57,13 @@ func readmeBlocks(t *testing.T) []readmeBlock {
 	return blocks
 }
 
+// readmeTested names the README blocks a test runs: the CI guide
+// (TestReadmeCIGuide) and the YubiKey guide (TestReadmeYubiKeyGuide, vpiv).
+var readmeTested = map[string]bool{
+	"ci-guide": true, "ci-guide-anchor": true,
+	"yubikey-guide": true, "yubikey-guide-use": true,
+}
+
 // TestReadmeBlocks: every sh block of the README is run by a test, or says
 // why not, so none can drift from the CLI unnoticed.
 func TestReadmeBlocks(t *testing.T) {
@@ -68,7 +75,7 @@ func TestReadmeBlocks(t *testing.T) {
 			t.Errorf("README.md:%d: sh block without <!-- test: NAME --> or <!-- not run by the README test: WHY --> before it", b.line)
 		case strings.HasPrefix(b.marker, "test: "):
 			tested++
-			if name := strings.TrimPrefix(b.marker, "test: "); name != "ci-guide" && name != "ci-guide-anchor" {
+			if name := strings.TrimPrefix(b.marker, "test: "); !readmeTested[name] {
 				t.Errorf("README.md:%d: no test runs block %q", b.line, name)
 			}
 		}
