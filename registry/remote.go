@@ -139,35 +139,26 @@ func (r *Registry) Pull(ctx context.Context, rem Remote, check CheckPending) (*P
 	if err != nil {
 		return fail(err)
 	}
-	refs, err := gr.ListContext(ctx, &git.ListOptions{Auth: rem.Auth})
-	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
+	// One connection: the fetch itself reads the remote's refs. The
+	// registry refspec names one ref, so a remote without it fails with
+	// NoMatchingRefSpecError; the pending one is a wildcard that may match
+	// nothing. Prune drops the tracking refs of proposals the remote no
+	// longer holds, so the tracking namespace lists exactly the remote's.
+	ns := RemotesRefPrefix + name + "/"
+	specs := []config.RefSpec{
+		config.RefSpec("+" + RegistryRef + ":" + ns + "registry"),
+		config.RefSpec("+" + PendingRefPrefix + "*:" + ns + "pending/*"),
+	}
+	err = gr.FetchContext(ctx, &git.FetchOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, Tags: git.NoTags, Prune: true})
+	switch {
+	case err == nil || errors.Is(err, git.NoErrAlreadyUpToDate):
+	case errors.Is(err, transport.ErrEmptyRemoteRepository) || errors.Is(err, git.NoMatchingRefSpecError{}):
+		return fail(fmt.Errorf("%w: it has no %s", ErrRemoteEmpty, RegistryRef))
+	default:
 		return fail(err)
 	}
-	ns := RemotesRefPrefix + name + "/"
-	var specs []config.RefSpec
-	var remoteReg bool
-	var remotePending []PendingID
-	for _, ref := range refs {
-		n := ref.Name().String()
-		switch {
-		case n == RegistryRef:
-			remoteReg = true
-		case strings.HasPrefix(n, PendingRefPrefix):
-			prefix, said, _ := strings.Cut(strings.TrimPrefix(n, PendingRefPrefix), "/")
-			if id := (PendingID{Prefix: prefix, SAID: said}); id.check() == nil {
-				remotePending = append(remotePending, id)
-			}
-		}
-	}
-	if !remoteReg {
-		return fail(fmt.Errorf("%w: it has no %s", ErrRemoteEmpty, RegistryRef))
-	}
-	specs = append(specs, config.RefSpec("+"+RegistryRef+":"+ns+"registry"))
-	if len(remotePending) > 0 {
-		specs = append(specs, config.RefSpec("+"+PendingRefPrefix+"*:"+ns+"pending/*"))
-	}
-	err = gr.FetchContext(ctx, &git.FetchOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, Tags: git.NoTags})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+	remotePending, err := r.pendingIDsUnder(ns + "pending/")
+	if err != nil {
 		return fail(err)
 	}
 	unlock, err := r.lock(ctx)
@@ -208,7 +199,6 @@ func (r *Registry) Pull(ctx context.Context, rem Remote, check CheckPending) (*P
 		}
 		res.To, res.Commits = theirs.String(), len(chain)
 	}
-	sort.Slice(remotePending, func(i, j int) bool { return remotePending[i].String() < remotePending[j].String() })
 	for _, id := range remotePending {
 		res.Pending = append(res.Pending, r.pullPendingLocked(ctx, ns, id, check))
 	}

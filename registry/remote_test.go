@@ -516,3 +516,55 @@ func TestRemoteCommitPushRace(t *testing.T) {
 		t.Errorf("outgoing ref pushed:\n%s", got)
 	}
 }
+
+// TestRemotePullForgetsRemovedProposals: Pull fetches without listing the
+// remote first, so the proposals it reports come from the tracking refs the
+// fetch leaves; one the remote no longer holds is pruned from them and not
+// reported again, and a remote that has refs but no registry is
+// ErrRemoteEmpty with nothing written.
+func TestRemotePullForgetsRemovedProposals(t *testing.T) {
+	origin := newGitRepo(t, true)
+	dirA, a := clone(t, origin)
+	_, b := clone(t, origin)
+	if _, _, err := Init(bg(), dirA, false, WithClock(fixedClock())); err != nil {
+		t.Fatal(err)
+	}
+	id, icp, err := newTestID("prune")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch Batch
+	batch.Append(icp)
+	if _, err := a.Commit(bg(), &batch); err != nil {
+		t.Fatal(err)
+	}
+	pid := PendingID{Prefix: id.st.Prefix, SAID: "E" + strings.Repeat("B", 43)}
+	if _, err := a.PutPending(bg(), pid, PendingFiles{"event.json": []byte("e")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Push(bg(), Remote{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.Pull(bg(), Remote{}, nil); err != nil || len(res.Pending) != 1 || res.Pending[0].ID != pid {
+		t.Fatalf("first pull: %+v %v", res, err)
+	}
+	runGit(t, origin, "update-ref", "-d", pid.Ref())
+	res, err := b.Pull(bg(), Remote{}, nil)
+	if err != nil || len(res.Pending) != 0 {
+		t.Fatalf("pull after the remote dropped %s: %+v %v", pid, res, err)
+	}
+	if ids, err := b.pendingIDsUnder(RemotesRefPrefix + "origin/pending/"); err != nil || len(ids) != 0 {
+		t.Errorf("tracking refs after the prune: %v %v", ids, err)
+	}
+
+	branchOnly := newGitRepo(t, false)
+	runGit(t, branchOnly, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty", "-m", "x")
+	dir, r := clone(t, branchOnly)
+	_, err = r.Pull(bg(), Remote{}, nil)
+	if !errors.Is(err, ErrRemoteEmpty) || !strings.Contains(err.Error(), "it has no "+RegistryRef) {
+		t.Errorf("pull from a remote with a branch only: %v", err)
+	}
+	if got := runGit(t, dir, "for-each-ref"); got != "" {
+		t.Errorf("refs written:\n%s", got)
+	}
+}

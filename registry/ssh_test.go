@@ -3,12 +3,14 @@ package registry
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -19,6 +21,43 @@ type sshRig struct {
 	dir, user, port string
 	agentSock       string
 	knownHosts      string
+	sshdLog         *syncBuffer
+}
+
+// syncBuffer is sshd's log, written by exec's copying goroutine while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// connections counts the ssh sessions sshd has authenticated so far.
+func (s *sshRig) connections() int {
+	return strings.Count(s.sshdLog.String(), "Accepted publickey for ")
+}
+
+// connectionsAfter waits for sshd to log the sessions opened since it
+// counted n (its log reaches the test through a pipe, after the client
+// has returned) and returns how many there were.
+func (s *sshRig) connectionsAfter(n int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for s.connections() == n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // a second session would be logged by now
+	return s.connections() - n
 }
 
 func run(t testing.TB, name string, args ...string) {
@@ -29,7 +68,7 @@ func run(t testing.TB, name string, args ...string) {
 }
 
 // startBackground starts a long-running command, stopped when the test ends.
-func startBackground(t testing.TB, log *bytes.Buffer, env []string, name string, args ...string) {
+func startBackground(t testing.TB, log io.Writer, env []string, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -101,8 +140,9 @@ SetEnv HOME=%s
 	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var sshdLog bytes.Buffer
-	startBackground(t, &sshdLog, nil, sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	sshdLog := &syncBuffer{}
+	rig.sshdLog = sshdLog
+	startBackground(t, sshdLog, nil, sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("sshd:\n%s", sshdLog.String())
@@ -192,12 +232,15 @@ func TestRemoteSSH(t *testing.T) {
 	if _, err := regs[0].Push(bg(), Remote{}); err != nil {
 		t.Fatalf("push over ssh: %v", err)
 	}
-	t0 := time.Now()
+	t0, conns := time.Now(), rig.connections()
 	res, err := regs[1].Pull(bg(), Remote{}, nil)
 	if err != nil {
 		t.Fatalf("pull over ssh: %v", err)
 	}
 	t.Logf("pull over ssh took %s", time.Since(t0))
+	if n := rig.connectionsAfter(conns); n != 1 {
+		t.Errorf("pull opened %d ssh connections, want 1 (the fetch reads the remote's refs itself)", n)
+	}
 	if res.Commits != 2 || res.To != head(t, regs[0]) || len(res.Pending) != 1 || res.URL != ShowURL(url) {
 		t.Errorf("pull over ssh: %+v", res)
 	}
