@@ -21,6 +21,9 @@ type AnchorResult struct {
 	Needs     string `json:"needs"`  // what the proposal has and needs
 	Commit    string `json:"commit"` // the registry commit, when committed
 	Restaged  int    `json:"restaged,omitempty"`
+	// AlreadySigned lists the indexes of the agent's keys that did not
+	// sign because the proposal already held their signatures.
+	AlreadySigned []int `json:"already_signed,omitempty"`
 }
 
 // maxRestage bounds how often one anchor is staged anew because another
@@ -120,6 +123,7 @@ func (a *Agent) Pending(ctx context.Context) ([]PendingInfo, error) {
 func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal, op string) (*AnchorResult, error) {
 	var keys []signingKey
 	var denied []string
+	var already []int
 	for _, k := range a.keys {
 		if !k.spec.Has(UseKERI) {
 			continue
@@ -132,7 +136,11 @@ func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor
 			continue
 		}
 		i := p.KeyIndex(v.QB64())
-		if i < 0 || p.Has(i) {
+		if i < 0 {
+			continue
+		}
+		if p.Has(i) {
+			already = append(already, i)
 			continue
 		}
 		if !k.spec.Allows(p.Prefix()) {
@@ -141,12 +149,19 @@ func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor
 		}
 		keys = append(keys, signingKey{k: k, index: i, alg: v.Algorithm()})
 	}
+	slices.Sort(already)
 	if len(keys) == 0 && !p.Complete() {
+		if len(already) > 0 && len(denied) == 0 {
+			// Signing again would change nothing: say so, write nothing.
+			a.log.Info("already signed", "op", op, "prefix", p.Prefix(), "said", p.SAID(), "indexes", already)
+			return &AnchorResult{Prefix: p.Prefix(), Sn: p.Sn(), SAID: p.SAID(), Needs: p.Status().Needs(), AlreadySigned: already}, nil
+		}
 		var err *RefusedError
 		if len(denied) > 0 {
 			err = refuse(op, ErrPolicy, "key %s may not sign for identity %s", denied[0], p.Prefix())
 		} else {
-			err = refuse(op, ErrNoKey, "none of the signing keys of %s %s is held by this agent", p.Type(), p.SAID())
+			err = refuse(op, ErrNoKey, "none of the keys this agent holds signs %s s=%x %s of %s (%s)",
+				p.Type(), p.Sn(), p.SAID(), p.Prefix(), p.ExpectedKeys())
 		}
 		a.record(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID(), Refused: err.Reason.Error()})
 		return nil, err
@@ -162,7 +177,7 @@ func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor
 			return nil, err
 		}
 	}
-	res := &AnchorResult{Prefix: p.Prefix(), Sn: p.Sn(), SAID: p.SAID()}
+	res := &AnchorResult{Prefix: p.Prefix(), Sn: p.Sn(), SAID: p.SAID(), AlreadySigned: already}
 	if !p.Complete() {
 		if err := an.Save(ctx, p); err != nil {
 			return nil, err

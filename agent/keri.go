@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/auths-dev/auths-agent/agent/touch"
+	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
@@ -239,7 +240,8 @@ func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, er
 		if len(denied) > 0 {
 			return nil, refuse(op, ErrPolicy, "key %s may not sign for identity %s", denied[0], e.Prefix)
 		}
-		return nil, refuse(op, ErrNoKey, "none of the %d signing keys of %s %s is held by this agent", len(list), e.Type, e.SAID)
+		return nil, refuse(op, ErrNoKey, "none of the keys this agent holds signs %s s=%x %s of %s (%s)",
+			e.Type, e.Sn, e.SAID, e.Prefix, anchor.ExpectedKeys(list))
 	}
 	return keys, nil
 }

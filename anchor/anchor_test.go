@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -198,8 +199,12 @@ func TestRotateThenAnchor(t *testing.T) {
 		}
 	}
 	// The old keys cannot sign a rotation.
-	if _, err := anchor.Sign(ctx, p, cur[:1]); !errors.Is(err, anchor.ErrSignerNotInKeys) {
-		t.Errorf("old key signing the rotation: %v, want ErrSignerNotInKeys", err)
+	// The refusal names the identity and the keys the rotation's indexes
+	// expect, in the order the rotation lists them.
+	wantMsg := fmt.Sprintf("key %s is not a new key of %s (indexes 0-2 expect keys %s, %s, %s)",
+		qb64(t, cur[0]), prefix, qb64(t, order[0]), qb64(t, order[1]), qb64(t, order[2]))
+	if _, err := anchor.Sign(ctx, p, cur[:1]); !errors.Is(err, anchor.ErrSignerNotInKeys) || !strings.HasSuffix(err.Error(), wantMsg) {
+		t.Errorf("old key signing the rotation: %v, want ErrSignerNotInKeys ending %q", err, wantMsg)
 	}
 	if _, err := anchor.Sign(ctx, p, order[:2]); err != nil {
 		t.Fatal(err)

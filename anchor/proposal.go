@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,6 +126,43 @@ func (p *Proposal) KeyIndex(key string) int {
 		}
 	}
 	return -1
+}
+
+// NotSigningKey says, for people, that the qb64 key is not one of the
+// proposal's signing keys, naming the identity and the keys its indexes
+// expect, so that whoever picked the wrong token sees which one to pick:
+//
+//	key DKx… is not a current key of EKf0… (indexes 0-2 expect keys DA…, DB…, DC…)
+//
+// A rotation's signing keys are the keys it sets, so there the key "is not
+// a new key of" the identity.
+func (p *Proposal) NotSigningKey(key string) string {
+	role := "a current key"
+	if p.event.Type == kel.TypeRotation {
+		role = "a new key"
+	}
+	return fmt.Sprintf("key %s is not %s of %s (%s)", printable(key), role, p.event.Prefix, p.ExpectedKeys())
+}
+
+// ExpectedKeys lists the signing keys by index, for messages:
+// "indexes 0-2 expect keys A, B, C" or "index 0 expects key A".
+func (p *Proposal) ExpectedKeys() string {
+	keys := make([]string, len(p.keys))
+	for i, k := range p.keys {
+		keys[i] = k.Key
+	}
+	return ExpectedKeys(keys)
+}
+
+// ExpectedKeys lists a key list by index, as [Proposal.ExpectedKeys] does.
+func ExpectedKeys(keys []string) string {
+	switch len(keys) {
+	case 0:
+		return "no signing keys"
+	case 1:
+		return "index 0 expects key " + keys[0]
+	}
+	return fmt.Sprintf("indexes 0-%d expect keys %s", len(keys)-1, strings.Join(keys, ", "))
 }
 
 // Threshold returns the signing threshold the signatures must meet (kt).

@@ -32,7 +32,7 @@ func Assign(p *Proposal, signers []hsm.Signer) ([]int, error) {
 		switch {
 		case k < 0:
 			errs = append(errs, &SignerError{Signer: name, Index: -1,
-				Err: fmt.Errorf("%w: its key %s is not among the %d signing keys of %s", ErrSignerNotInKeys, v.QB64(), len(p.keys), p.SAID())})
+				Err: fmt.Errorf("%w: %s", ErrSignerNotInKeys, p.NotSigningKey(v.QB64()))})
 		case seen[k] != "":
 			errs = append(errs, &SignerError{Signer: name, Index: k,
 				Err: fmt.Errorf("%w: %s holds the same key", ErrDuplicateSigner, seen[k])})

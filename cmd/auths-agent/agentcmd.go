@@ -152,6 +152,9 @@ func pendingSignViaAgent(c *cli.Context, env *cliEnv) (done bool, err error) {
 	if err != nil {
 		return true, agentErr(cmd, err)
 	}
+	for _, i := range r.AlreadySigned {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: %s %s: already signed by index %d (the agent's key); not signing again\n", cmd, r.Prefix, r.SAID, i)
+	}
 	printOutcome(env, r.Committed, r.Prefix, r.Sn, r.SAID, r.Needs)
 	return true, nil
 }

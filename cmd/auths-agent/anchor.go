@@ -108,6 +108,10 @@ func anchorRun(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return anchorErr(cmd, err)
 	}
+	// Say what the signature approves before any token is opened, as
+	// `pending sign` does, so the person reads it before typing a PIN or
+	// touching a key.
+	printApproval(env, cmd, p)
 	ts := newTokenSet(env)
 	defer ts.Close()
 	signers, _, err := ts.open(c.Context, cmd, uris)
@@ -136,6 +140,11 @@ func openAnchorer(c *cli.Context, cmd string) (*anchor.Anchorer, error) {
 // signAndFinish signs p with every signer at once, then commits it when
 // complete or saves it in escrow. Signatures collected before a signer
 // failed are never lost: they are saved.
+//
+// A signer whose index is already signed does not sign again; it is named
+// on stderr ("already signed by index N"). When that is true of every
+// signer, nothing changed: the escrow is not rewritten and the answer is
+// the proposal's state, exit 0, as for any other signature it already had.
 func signAndFinish(ctx context.Context, env *cliEnv, cmd string, a *anchor.Anchorer, p *anchor.Proposal, signers []hsm.Signer) error {
 	return signAndFinishVia(ctx, env, cmd, a, p, signers, nil)
 }
@@ -143,6 +152,24 @@ func signAndFinish(ctx context.Context, env *cliEnv, cmd string, a *anchor.Ancho
 // signAndFinishVia is signAndFinish that, given a remote, commits through
 // it (the commit lands there before the local registry moves).
 func signAndFinishVia(ctx context.Context, env *cliEnv, cmd string, a *anchor.Anchorer, p *anchor.Proposal, signers []hsm.Signer, rem *registry.Remote) error {
+	// Assign refuses a signer whose key is not a signing key before any
+	// token signs, so nothing is written for such a mistake.
+	idx, aerr := anchor.Assign(p, signers)
+	if aerr != nil {
+		return anchorErr(cmd, aerr)
+	}
+	already := 0
+	for i, k := range idx {
+		if p.Has(k) {
+			already++
+			fmt.Fprintf(env.stderr, "auths-agent: %s: %s %s: already signed by index %d (%s); not signing again\n",
+				cmd, p.Prefix(), p.SAID(), k, hsm.Describe(signers[i]))
+		}
+	}
+	if already > 0 && already == len(signers) && !p.Complete() {
+		fmt.Fprintf(env.stdout, "pending %s %s: %s\n", p.Prefix(), p.SAID(), p.Status().Needs())
+		return nil
+	}
 	_, signErr := anchor.Sign(ctx, p, signers)
 	if errors.Is(signErr, anchor.ErrSignerNotInKeys) || errors.Is(signErr, anchor.ErrDuplicateSigner) {
 		return anchorErr(cmd, signErr) // refused before anything was signed

@@ -165,8 +165,8 @@ func TestPINNeverShown(t *testing.T) {
 				t.Errorf("%s: exit %d, want 1 or 2 (stdout %q, stderr %q)", what, r.code, r.stdout, r.stderr)
 			}
 			// One line, and for bad usage the line saying where the help is;
-			// pending sign says what the signature approves before it opens
-			// a token (printApproval), the error is the line after.
+			// pending sign and anchor say what the signature approves before
+			// they open a token (printApproval), the error is the line after.
 			msg := approvalLines.ReplaceAllString(r.stderr, "")
 			msg = usageHintLine.ReplaceAllString(msg, "\n")
 			if !strings.HasPrefix(msg, "auths-agent: ") || strings.Count(msg, "\n") != 1 {
@@ -186,9 +186,9 @@ func TestPINNeverShown(t *testing.T) {
 // usageHintLine is the second line of a usage error.
 var usageHintLine = regexp.MustCompile(`\nsee 'auths-agent [a-z ]*--help'\n$`)
 
-// approvalLines matches what printApproval writes before pending sign
-// opens its tokens.
-var approvalLines = regexp.MustCompile(`(?m)^auths-agent: pending sign: (the signature approves|  .*)\n`)
+// approvalLines matches what printApproval writes before pending sign and
+// anchor open their tokens.
+var approvalLines = regexp.MustCompile(`(?m)^auths-agent: (pending sign|anchor): (the signature approves|  .*)\n`)
 
 func TestRedactURIsIn(t *testing.T) {
 	for in, want := range map[string]string{

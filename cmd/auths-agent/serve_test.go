@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -302,14 +303,17 @@ func TestServeAnchorCLI(t *testing.T) {
 	dir := t.TempDir()
 	env := rig.Env()
 	bin := agentBinary(t)
-	k1, k2 := rig.URI("cli-1", "k"), rig.URI("cli-2", "k")
+	k1, k2, kx := rig.URI("cli-1", "k"), rig.URI("cli-2", "k"), rig.URI("cli-1", "kx")
 	run1(t, env, dir, "", bin, "key", "generate", k1)
 	run1(t, env, dir, "", bin, "key", "generate", "--algorithm", "p256", k2)
+	run1(t, env, dir, "", bin, "key", "generate", kx)
 	reg := filepath.Join(dir, "reg")
 	prefix := strings.TrimSpace(run1(t, env, dir, "", bin, "id", "create", "--init", "--registry", reg, "--threshold", "2", "--key", k1, "--key", k2))
 	sock1, sock2 := filepath.Join(dir, "a1.sock"), filepath.Join(dir, "a2.sock")
 	startAgent(t, env, sock1, "--registry", reg, "--key", k1)
 	startAgent(t, env, sock2, "--registry", reg, "--key", k2)
+	sock3 := filepath.Join(dir, "a3.sock")
+	startAgent(t, env, sock3, "--registry", reg, "--key", kx)
 
 	out := run1(t, append(env, "AUTHS_AGENT_SOCK="+sock1), dir, "", bin, "anchor", "--registry", reg, "--id", prefix, "--seal", "i="+prefix+",s=0,d="+prefix)
 	var said string
@@ -321,13 +325,38 @@ func TestServeAnchorCLI(t *testing.T) {
 	if !strings.Contains(out, "2 of 2, has index 0") {
 		t.Errorf("anchor through the agent: %q", out)
 	}
+	// The agent that signed already: "already signed by index 0", exit 0,
+	// the pending ref does not move.
+	refBefore := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths/pending/"+prefix+"/"+said)
+	cmd := exec.Command(bin, "pending", "sign", "--registry", reg, prefix, said)
+	cmd.Env = append(os.Environ(), append(env, "AUTHS_AGENT_SOCK="+sock1)...)
+	var sout, serr strings.Builder
+	cmd.Stdout, cmd.Stderr = &sout, &serr
+	if err := cmd.Run(); err != nil || sout.String() != "pending "+prefix+" "+said+": 2 of 2, has index 0\n" ||
+		serr.String() != "auths-agent: pending sign: "+prefix+" "+said+": already signed by index 0 (the agent's key); not signing again\n" {
+		t.Errorf("pending sign again through the agent that signed: %v\nstdout %q\nstderr %q", err, sout.String(), serr.String())
+	}
+	if after := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths/pending/"+prefix+"/"+said); after != refBefore {
+		t.Errorf("pending ref moved from %s to %s though nothing was signed", refBefore, after)
+	}
+	// An agent whose key is not in the key list: exit 1, naming the
+	// identity and the keys its indexes expect; nothing written.
+	b, err := execEnv(append(env, "AUTHS_AGENT_SOCK="+sock3), bin, "pending", "sign", "--registry", reg, prefix, said)
+	want := regexp.MustCompile(`^auths-agent: pending sign: agent: .*none of the keys this agent holds signs ixn s=1 ` + said +
+		` of ` + prefix + ` \(indexes 0-1 expect keys D[A-Za-z0-9_-]{43}, 1AAJ[A-Za-z0-9_-]{44}\)\n$`)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !want.Match(b) {
+		t.Errorf("pending sign through an agent without a signing key: %v\n%s", err, b)
+	}
+	if after := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths/pending/"+prefix+"/"+said); after != refBefore {
+		t.Errorf("pending ref moved from %s to %s after a refusal", refBefore, after)
+	}
 	out = run1(t, append(env, "AUTHS_AGENT_SOCK="+sock2), dir, "", bin, "pending", "sign", "--registry", reg, prefix, said)
 	if out != "committed "+prefix+" s=1 "+said+"\n" {
 		t.Errorf("pending sign through the agent: %q", out)
 	}
-	cmd := exec.Command(bin, "anchor", "--no-agent", "--registry", reg, "--id", prefix, "--seal", "i="+prefix+",s=0,d="+prefix)
+	cmd = exec.Command(bin, "anchor", "--no-agent", "--registry", reg, "--id", prefix, "--seal", "i="+prefix+",s=0,d="+prefix)
 	cmd.Env = append(os.Environ(), append(env, "AUTHS_AGENT_SOCK="+sock1)...)
-	b, err := cmd.CombinedOutput()
+	b, err = cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(b), "give at least one --key") {
 		t.Errorf("anchor --no-agent without --key: %v: %s", err, b)
 	}
