@@ -11,6 +11,9 @@ package main
 //
 // A refusal (stale, expired, a signer whose key is not in the key list, a
 // token that failed to sign) exits 1; bad flags or unreadable input exit 2.
+// A key whose index already signed is named on stderr ("already signed by
+// index N") and does not sign again; when no key had anything to add, the
+// pending line is printed, nothing is written, exit 0.
 
 import (
 	"context"
