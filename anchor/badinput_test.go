@@ -132,7 +132,7 @@ func TestBadInput(t *testing.T) {
 				t.Error("a signer signed although another was refused")
 			}
 			return err
-		}, anchor.ErrSignerNotInKeys, "signer " + hsm.Describe(s1) + ": signer's key is not in the key list: its key " + k1},
+		}, anchor.ErrSignerNotInKeys, "signer " + hsm.Describe(s1) + ": signer's key is not in the key list: key " + k1 + " is not a current key of " + prefix + " (index"},
 		{"same signer twice", func() error {
 			p, err := a.Stage(ctx, prefix, seal)
 			if err != nil {
