@@ -327,7 +327,7 @@ func TestServeAnchorCLI(t *testing.T) {
 	}
 	// The agent that signed already: "already signed by index 0", exit 0,
 	// the pending ref does not move.
-	refBefore := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths/pending/"+prefix+"/"+said)
+	refBefore := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths-agent/pending/"+prefix+"/"+said)
 	cmd := exec.Command(bin, "pending", "sign", "--registry", reg, prefix, said)
 	cmd.Env = append(os.Environ(), append(env, "AUTHS_AGENT_SOCK="+sock1)...)
 	var sout, serr strings.Builder
@@ -336,7 +336,7 @@ func TestServeAnchorCLI(t *testing.T) {
 		serr.String() != "auths-agent: pending sign: "+prefix+" "+said+": already signed by index 0 (the agent's key); not signing again\n" {
 		t.Errorf("pending sign again through the agent that signed: %v\nstdout %q\nstderr %q", err, sout.String(), serr.String())
 	}
-	if after := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths/pending/"+prefix+"/"+said); after != refBefore {
+	if after := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths-agent/pending/"+prefix+"/"+said); after != refBefore {
 		t.Errorf("pending ref moved from %s to %s though nothing was signed", refBefore, after)
 	}
 	// An agent whose key is not in the key list: exit 1, naming the
@@ -347,7 +347,7 @@ func TestServeAnchorCLI(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !want.Match(b) {
 		t.Errorf("pending sign through an agent without a signing key: %v\n%s", err, b)
 	}
-	if after := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths/pending/"+prefix+"/"+said); after != refBefore {
+	if after := run1(t, nil, dir, "", "git", "-C", reg, "rev-parse", "refs/auths-agent/pending/"+prefix+"/"+said); after != refBefore {
 		t.Errorf("pending ref moved from %s to %s after a refusal", refBefore, after)
 	}
 	out = run1(t, append(env, "AUTHS_AGENT_SOCK="+sock2), dir, "", bin, "pending", "sign", "--registry", reg, prefix, said)
