@@ -87,8 +87,8 @@ type Agent struct {
 	sched  *scheduler
 	keys   []*key
 
-	idMu   sync.Mutex
-	idLock map[string]chan struct{} // one anchor at a time per identity
+	idMu sync.Mutex
+	ids  map[string]*identity // turns and signed events per identity (turns.go)
 }
 
 // key is one held key. Its signer is opened on first use and dropped when
@@ -114,7 +114,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opener: opts.Opener, reg: opts.Registry, log: opts.Logger, audit: opts.Audit,
-		clock: opts.Clock, refuse: opts.PINRefused, sched: newScheduler(), idLock: map[string]chan struct{}{},
+		clock: opts.Clock, refuse: opts.PINRefused, sched: newScheduler(), ids: map[string]*identity{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/auths-dev/auths-agent/anchor"
@@ -50,6 +49,9 @@ func (a *Agent) Anchor(ctx context.Context, prefix string, ch anchor.Change) (*A
 		}
 		res, err := a.signProposal(ctx, an, p, "anchor")
 		if err != nil && attempt < maxRestage && (errors.Is(err, anchor.ErrStale) || errors.Is(err, registry.ErrConflict)) {
+			// The commit or save did not happen: the signatures never
+			// left the agent, and the event is abandoned.
+			a.forget(prefix, p.Sn(), p.SAID())
 			a.log.Info("tip moved; staging the anchor again", "prefix", prefix, "attempt", attempt+1)
 			continue
 		}
@@ -166,12 +168,25 @@ func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor
 		a.record(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID(), Refused: err.Reason.Error()})
 		return nil, err
 	}
+	if len(keys) > 0 {
+		if err := a.notDuplicate(ctx, op, p.Prefix(), p.Sn(), p.SAID()); err != nil {
+			var re *RefusedError
+			if errors.As(err, &re) {
+				a.log.Warn("refused", "op", op, "peer", PeerOf(ctx).PID, "reason", re.Reason)
+				a.record(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID(), Refused: re.Reason.Error()})
+			}
+			return nil, err
+		}
+	}
 	for _, sk := range keys {
 		if err := a.record(ctx, AuditRecord{Op: op, Key: sk.k.uri, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID()}); err != nil {
 			return nil, err
 		}
 	}
 	sigs, signErr := a.signAllKept(ctx, p.Bytes(), keys)
+	if len(sigs) > 0 {
+		a.remember(p.Prefix(), p.Sn(), p.SAID())
+	}
 	for _, s := range sigs {
 		if _, err := p.AddRaw(s.Index, s.Raw); err != nil {
 			return nil, err
@@ -233,24 +248,6 @@ func (a *Agent) signAllKept(ctx context.Context, msg []byte, keys []signingKey) 
 	}
 	slices.SortFunc(sigs, func(x, y kel.Siger) int { return x.Index - y.Index })
 	return sigs, errors.Join(errs...)
-}
-
-// lockIdentity queues the caller behind other anchors of prefix in this
-// agent. It returns when the caller's turn comes or ctx ends.
-func (a *Agent) lockIdentity(ctx context.Context, prefix string) (func(), error) {
-	a.idMu.Lock()
-	c, ok := a.idLock[prefix]
-	if !ok {
-		c = make(chan struct{}, 1)
-		a.idLock[prefix] = c
-	}
-	a.idMu.Unlock()
-	select {
-	case c <- struct{}{}:
-		return func() { <-c }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for other anchors of %s: %w", prefix, context.Cause(ctx))
-	}
 }
 
 // lockedAnchorer returns an anchorer on the agent's registry once the

@@ -19,6 +19,9 @@ var (
 	ErrSAID = errors.New("SAID mismatch")
 	// ErrNotNext: the event is not the valid next event of its identity.
 	ErrNotNext = errors.New("not the next event")
+	// ErrDuplicity: the agent signed a different event at the same
+	// sequence number of the identity, above the registry's tip.
+	ErrDuplicity = errors.New("duplicity")
 	// ErrPolicy: the policy does not let a held key sign for the identity.
 	ErrPolicy = errors.New("refused by policy")
 	// ErrNoKey: no held key is in the event's signing key list.

@@ -121,6 +121,9 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 		}
 		defer release()
 		keys, err = a.checkParsed(ctx, e)
+		if err == nil {
+			err = a.notDuplicate(ctx, op, e.Prefix, e.Sn, e.SAID)
+		}
 	}
 	if err != nil {
 		var re *RefusedError
@@ -144,6 +147,7 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 	if err != nil {
 		return nil, err
 	}
+	a.remember(e.Prefix, e.Sn, e.SAID)
 	a.log.Info("signed", "op", op, "prefix", e.Prefix, "type", e.Type, "sn", e.Sn, "said", e.SAID, "signatures", len(sigs), "peer", PeerOf(ctx).PID)
 	return &EventSignatures{Prefix: e.Prefix, Sn: e.Sn, SAID: e.SAID, Type: e.Type, Sigs: sigs}, nil
 }

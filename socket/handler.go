@@ -138,7 +138,7 @@ func reasonOf(err error) string {
 		name string
 	}{
 		{agent.ErrBadEvent, "bad-event"}, {agent.ErrSAID, "said-mismatch"},
-		{agent.ErrNotNext, "not-next"}, {agent.ErrPolicy, "policy"},
+		{agent.ErrNotNext, "not-next"}, {agent.ErrDuplicity, "duplicity"}, {agent.ErrPolicy, "policy"},
 		{agent.ErrNoKey, "no-key"}, {agent.ErrNoRegistry, "no-registry"},
 		{agent.ErrUnknownKey, "unknown-key"}, {agent.ErrNotSSHData, "not-ssh-data"},
 		{errBadRequest, "bad-request"}, {errPeer, "peer-uid"},

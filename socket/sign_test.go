@@ -272,3 +272,58 @@ func TestSignEventDuringAnchor(t *testing.T) {
 		t.Errorf("%d signatures, want 1 (the anchor's)", got)
 	}
 }
+
+// TestSignEventDuplicity: once the agent signed an event at a sequence
+// number above the registry's tip, the same event is signed again, a
+// different one at that sequence number is refused as duplicity (nothing
+// signed, the agent's own anchor included), and once the signed event is
+// committed the next sequence number is free.
+func TestSignEventDuplicity(t *testing.T) {
+	reg := newRegistry(t)
+	k := newKey(t, tokens[0], kel.Ed25519)
+	prefix := incept(t, reg, "1", k)
+	path, n := serveCounting(t, agent.Config{Keys: keri(k)}, reg, -1)
+	c := dial(t, path)
+	ctx := context.Background()
+	st := keyState(t, reg, prefix)
+	first := ixn(t, st, "first")
+	r1, err := c.SignEvent(ctx, first.Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c.SignEvent(ctx, first.Raw())
+	if err != nil {
+		t.Fatalf("the same event again: %v", err)
+	}
+	if r1.Group != r2.Group {
+		t.Errorf("the same event signed twice gives %q then %q", r1.Group, r2.Group)
+	}
+	want := "already signed " + first.SAID + " at s=1 for this identity; refusing a different event at the same sequence number (duplicity)"
+	var ee *socket.ExtensionError
+	_, err = c.SignEvent(ctx, ixn(t, st, "second").Raw())
+	if !errors.As(err, &ee) || ee.Reason != "duplicity" || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a different event at s=1: %v, want a duplicity refusal saying %q", err, want)
+	}
+	_, err = c.Anchor(ctx, socket.AnchorRequest{Prefix: prefix, Seals: []string{"d=" + kel.Digest([]byte("anchor"))}})
+	if !errors.As(err, &ee) || ee.Reason != "duplicity" {
+		t.Fatalf("an anchor at s=1: %v, want a duplicity refusal", err)
+	}
+	if got := n.Load(); got != 2 {
+		t.Errorf("%d signatures made, want 2 (the first event, twice)", got)
+	}
+	// Another writer commits the first event: s=2 is free, and the
+	// anchor stages there.
+	sigs, _, err := kel.ParseSigGroup([]byte(r1.Group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b registry.Batch
+	b.Append(kel.SignedEvent{Event: first, Sigs: sigs})
+	if _, err := reg.Commit(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Anchor(ctx, socket.AnchorRequest{Prefix: prefix, Seals: []string{"d=" + kel.Digest([]byte("anchor"))}})
+	if err != nil || !res.Committed || res.Sn != 2 {
+		t.Fatalf("anchor after the commit: %+v, %v; want committed at s=2", res, err)
+	}
+}
