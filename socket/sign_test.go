@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/auths-dev/auths-agent/agent"
+	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
@@ -325,5 +326,54 @@ func TestSignEventDuplicity(t *testing.T) {
 	res, err := c.Anchor(ctx, socket.AnchorRequest{Prefix: prefix, Seals: []string{"d=" + kel.Digest([]byte("anchor"))}})
 	if err != nil || !res.Committed || res.Sn != 2 {
 		t.Fatalf("anchor after the commit: %+v, %v; want committed at s=2", res, err)
+	}
+}
+
+// TestAnchorRestagedAfterOtherWriter: another writer commits an event at
+// the sequence number the agent's anchor was signed for, while it was
+// being signed; the agent abandons its event (its signatures never left)
+// and stages and signs the anchor again on the new tip, which the
+// duplicity check lets through because it is a higher sequence number.
+func TestAnchorRestagedAfterOtherWriter(t *testing.T) {
+	reg := newRegistry(t)
+	k := newKey(t, tokens[1], kel.Ed25519)
+	prefix := incept(t, reg, "1", k)
+	n := new(atomic.Int64)
+	started := make(chan struct{}, 1)
+	path := serveWith(t, agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{d: 300 * time.Millisecond, n: n, started: started}, Registry: reg}, socket.Options{})
+	if _, err := dial(t, path).Keys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		res *agent.AnchorResult
+		err error
+	}
+	anchored := make(chan result, 1)
+	go func() {
+		res, err := dial(t, path).Anchor(context.Background(), socket.AnchorRequest{Prefix: prefix, Seals: []string{"d=" + kel.Digest([]byte("anchor"))}})
+		anchored <- result{res, err}
+	}()
+	<-started // the anchor's event (s=1) is on the device
+	ctx := context.Background()
+	other := anchor.New(reg)
+	p, err := other.Stage(ctx, prefix, anchor.Change{Seals: byteSeal("other writer")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anchor.Sign(ctx, p, []hsm.Signer{openKey(t, k)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Commit(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	r := <-anchored
+	if r.err != nil {
+		t.Fatalf("anchor: %v", r.err)
+	}
+	if !r.res.Committed || r.res.Sn != 2 || r.res.Restaged != 1 {
+		t.Errorf("anchor: committed %v at s=%d restaged %d, want committed at s=2 restaged once", r.res.Committed, r.res.Sn, r.res.Restaged)
+	}
+	if got := keyState(t, reg, prefix).Sequence; got != 2 {
+		t.Errorf("registry tip s=%d, want 2", got)
 	}
 }
