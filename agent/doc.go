@@ -28,6 +28,12 @@
 // [*RefusedError] and nothing is signed. [Agent.Anchor] runs the flows of
 // package anchor inside the agent, queuing anchors of one identity.
 //
+// The agent never signs two different events at one sequence number of an
+// identity (duplicity by its own keys): it remembers, per identity, the
+// SAID it signed at each sequence number above the registry's tip, in
+// bounded memory (turns.go), and refuses a different event there with
+// [ErrDuplicity].
+//
 // # Scheduling
 //
 // Each token does one operation at a time; different tokens work in
