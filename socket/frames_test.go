@@ -228,11 +228,12 @@ type hsmSigner = hsm.Signer
 
 // TestClientLeavesQueue: a client that gives up while its request waits
 // for a busy token leaves the queue: its request is never signed, and the
-// next client's is.
+// next client's is. The first request is for another identity with the
+// same key, so the others wait for the token, not the identity's turn.
 func TestClientLeavesQueue(t *testing.T) {
 	reg := newRegistry(t)
 	k := newKey(t, tokens[1], kel.Ed25519)
-	prefix := incept(t, reg, "1", k)
+	busy, prefix := incept(t, reg, "1", k), incept(t, reg, "1", k)
 	n := new(atomic.Int64)
 	started := make(chan struct{}, 1)
 	path := serveWith(t, agent.Config{Keys: keri(k)}, agent.Options{Opener: slowOpener{d: 400 * time.Millisecond, n: n, started: started}, Registry: reg}, socket.Options{})
@@ -243,7 +244,7 @@ func TestClientLeavesQueue(t *testing.T) {
 	}
 	first := make(chan error, 1)
 	go func() {
-		_, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "first").Raw())
+		_, err := dial(t, path).SignEvent(context.Background(), ixn(t, keyState(t, reg, busy), "first").Raw())
 		first <- err
 	}()
 	<-started // the first request holds the token
@@ -255,6 +256,7 @@ func TestClientLeavesQueue(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
+	// The event that was never signed does not hold s=1: another is signed there.
 	if _, err := dial(t, path).SignEvent(context.Background(), ixn(t, st, "third").Raw()); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,11 @@ import (
 
 // TestLoad: 64 concurrent clients each send 100 sign-event requests for a
 // 2-of-2 identity whose keys are on two tokens; every answer holds both
-// signatures and they make the event valid.
+// signatures and they make the client's event valid. The agent signs one
+// event per sequence number of an identity, so each client asks for the
+// same next event again and again, of one of 8 identities with the same
+// two keys (8 different events, so a reply sent to the wrong client
+// shows).
 func TestLoad(t *testing.T) {
 	clients, requests := 64, 100
 	if testing.Short() {
@@ -23,9 +27,11 @@ func TestLoad(t *testing.T) {
 	}
 	reg := newRegistry(t)
 	k1, k2 := newKey(t, tokens[0], kel.Ed25519), newKey(t, tokens[1], kel.P256)
-	prefix := incept(t, reg, "2", k1, k2)
+	states := make([]*kel.KeyState, 8)
+	for i := range states {
+		states[i] = keyState(t, reg, incept(t, reg, "2", k1, k2))
+	}
 	path := serve(t, agent.Config{Keys: keri(k1, k2)}, reg)
-	st := keyState(t, reg, prefix)
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for i := range clients {
@@ -38,8 +44,9 @@ func TestLoad(t *testing.T) {
 				return
 			}
 			defer c.Close()
+			st := states[i%len(states)]
+			e := ixn(t, st, "load")
 			for j := range requests {
-				e := ixn(t, st, fmt.Sprintf("client %d request %d", i, j))
 				r, err := c.SignEvent(context.Background(), e.Raw())
 				if err != nil {
 					errs <- fmt.Errorf("client %d request %d: %w", i, j, err)

@@ -150,8 +150,10 @@ func TestPIVReopen(t *testing.T) {
 	prefix := inceptWith(t, reg, o, "1", uri)
 	path := serveWith(t, agent.Config{Keys: keri(uri)}, agent.Options{Opener: o, Registry: reg}, socket.Options{})
 	c := dial(t, path)
-	st := keyState(t, reg, prefix)
-	if _, err := c.SignEvent(ctx, ixn(t, st, "before").Raw()); err != nil {
+	// One event throughout: the agent signs one event per sequence number
+	// of an identity, and the same one again.
+	e := ixn(t, keyState(t, reg, prefix), "the event")
+	if _, err := c.SignEvent(ctx, e.Raw()); err != nil {
 		t.Fatal(err)
 	}
 	stopped := true
@@ -161,7 +163,7 @@ func TestPIVReopen(t *testing.T) {
 		}
 	})
 	cardCtl(t, "stop", serial)
-	_, err := c.SignEvent(ctx, ixn(t, st, "away").Raw())
+	_, err := c.SignEvent(ctx, e.Raw())
 	if err == nil || !strings.Contains(err.Error(), strconv.FormatUint(uint64(serial), 10)) {
 		t.Fatalf("with the card away: %v, want an error naming card %d", err, serial)
 	}
@@ -169,7 +171,7 @@ func TestPIVReopen(t *testing.T) {
 	stopped = false
 	var r *socket.SignEventReply
 	for i := 0; i < 20; i++ { // pcscd notices the reader again within a poll period
-		if r, err = c.SignEvent(ctx, ixn(t, st, "back").Raw()); err == nil {
+		if r, err = c.SignEvent(ctx, e.Raw()); err == nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
