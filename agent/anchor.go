@@ -123,33 +123,17 @@ func (a *Agent) Pending(ctx context.Context) ([]PendingInfo, error) {
 // signProposal signs p with the held keys the policy allows, then commits
 // or saves it.
 func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal, op string) (*AnchorResult, error) {
-	var keys []signingKey
-	var denied []string
 	var already []int
-	for _, k := range a.keys {
-		if !k.spec.Has(UseKERI) {
-			continue
-		}
-		v, err := a.verferOf(ctx, k)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			continue
-		}
+	keys, denied, err := a.matchKeys(ctx, p.Prefix(), func(v kel.Verfer) (int, int) {
 		i := p.KeyIndex(v.QB64())
-		if i < 0 {
-			continue
+		if i >= 0 && p.Has(i) {
+			already = append(already, i) // not signed again
+			return -1, 0
 		}
-		if p.Has(i) {
-			already = append(already, i)
-			continue
-		}
-		if !k.spec.Allows(p.Prefix()) {
-			denied = append(denied, k.uri)
-			continue
-		}
-		keys = append(keys, signingKey{k: k, index: i, alg: v.Algorithm()})
+		return i, 0
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.Sort(already)
 	if len(keys) == 0 && !p.Complete() {

@@ -211,34 +211,18 @@ func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, er
 	case kel.TypeRotation:
 		priorNext = prior.NextCommitment
 	}
-	var keys []signingKey
-	var denied []string
-	for _, k := range a.keys {
-		if !k.spec.Has(UseKERI) {
-			continue
-		}
-		v, err := a.verferOf(ctx, k)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			continue // a key that cannot be opened cannot be in the list for us
-		}
+	keys, denied, err := a.matchKeys(ctx, e.Prefix, func(v kel.Verfer) (int, int) {
 		i := slices.Index(list, v.QB64())
-		if i < 0 {
-			continue
-		}
-		if !k.spec.Allows(e.Prefix) {
-			denied = append(denied, k.uri)
-			continue
-		}
 		ondex := i
 		if e.Type == kel.TypeRotation {
 			if ondex = slices.Index(priorNext, kel.NextKeyDigest(v.QB64())); ondex < 0 {
 				ondex = kel.NoOndex
 			}
 		}
-		keys = append(keys, signingKey{k: k, index: i, ondex: ondex, alg: v.Algorithm()})
+		return i, ondex
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(keys) == 0 {
 		if len(denied) > 0 {
@@ -305,4 +289,33 @@ func (a *Agent) KeyState(prefix string) (*kel.KeyState, error) {
 		return nil, err
 	}
 	return snap.KeyState(prefix)
+}
+
+// matchKeys returns the held KERI keys that place finds in an event's key
+// list (place returns the key's index there, or -1, and its ondex), and the
+// URIs of those the policy does not allow for prefix. A key that cannot be
+// opened is passed over: it cannot be in the list for us.
+func (a *Agent) matchKeys(ctx context.Context, prefix string, place func(kel.Verfer) (index, ondex int)) (keys []signingKey, denied []string, err error) {
+	for _, k := range a.keys {
+		if !k.spec.Has(UseKERI) {
+			continue
+		}
+		v, err := a.verferOf(ctx, k)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		i, ondex := place(v)
+		if i < 0 {
+			continue
+		}
+		if !k.spec.Allows(prefix) {
+			denied = append(denied, k.uri)
+			continue
+		}
+		keys = append(keys, signingKey{k: k, index: i, ondex: ondex, alg: v.Algorithm()})
+	}
+	return keys, denied, nil
 }

@@ -281,23 +281,7 @@ func (r *Registry) readPending(id PendingID) (PendingFiles, plumbing.Hash, error
 	if cur.IsZero() {
 		return nil, plumbing.ZeroHash, fmt.Errorf("pending %s: %w", id, ErrNotFound)
 	}
-	c, err := r.readCommit(cur)
-	if err != nil {
-		return nil, plumbing.ZeroHash, corrupt(ref, "commit %s unreadable: %v", cur, err)
-	}
-	files := PendingFiles{}
-	ids := map[string]plumbing.Hash{}
-	err = r.walkPending(ref, c.TreeHash, ids, func(p string, h plumbing.Hash) error {
-		data, err := r.readBlobMax(h, maxPendingFileSize)
-		if errors.Is(err, errTooLarge) {
-			return corrupt(ref+":"+p, "more than %d bytes", maxPendingFileSize)
-		}
-		if err != nil {
-			return corrupt(ref+":"+p, "blob unreadable: %v", err)
-		}
-		files[p] = data
-		return nil
-	})
+	files, err := r.pendingFilesAt(ref, cur)
 	if err != nil {
 		return nil, plumbing.ZeroHash, err
 	}

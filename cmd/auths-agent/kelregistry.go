@@ -160,21 +160,9 @@ func kelShowCommand(env *cliEnv) *cli.Command {
 			registryFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, "prefix"); err != nil {
-				return err
-			}
-			prefix, err := prefixArg(c, c.Args().First())
+			s, prefix, dir, err := kelSnapshot(env, c)
 			if err != nil {
 				return err
-			}
-			dir := c.String("registry")
-			r, err := openRegistry(env, dir)
-			if err != nil {
-				return err
-			}
-			s, err := r.Snapshot()
-			if err != nil {
-				return registryErr(dir, err)
 			}
 			events, err := s.KEL(prefix)
 			if err != nil {
@@ -221,21 +209,9 @@ func kelExportCommand(env *cliEnv) *cli.Command {
 			"a failure.",
 		Flags: []cli.Flag{registryFlag()},
 		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, "prefix"); err != nil {
-				return err
-			}
-			prefix, err := prefixArg(c, c.Args().First())
+			s, prefix, dir, err := kelSnapshot(env, c)
 			if err != nil {
 				return err
-			}
-			dir := c.String("registry")
-			r, err := openRegistry(env, dir)
-			if err != nil {
-				return err
-			}
-			s, err := r.Snapshot()
-			if err != nil {
-				return registryErr(dir, err)
 			}
 			stream, err := s.KELStream(prefix)
 			if err != nil {
@@ -245,6 +221,28 @@ func kelExportCommand(env *cliEnv) *cli.Command {
 			return err
 		},
 	}
+}
+
+// kelSnapshot reads the PREFIX argument of kel show and kel export and
+// opens a snapshot of --registry, the directory it also returns for errors.
+func kelSnapshot(env *cliEnv, c *cli.Context) (*registry.Snapshot, string, string, error) {
+	if err := wantArgs(c, "prefix"); err != nil {
+		return nil, "", "", err
+	}
+	prefix, err := prefixArg(c, c.Args().First())
+	if err != nil {
+		return nil, "", "", err
+	}
+	dir := c.String("registry")
+	r, err := openRegistry(env, dir)
+	if err != nil {
+		return nil, "", "", err
+	}
+	s, err := r.Snapshot()
+	if err != nil {
+		return nil, "", "", registryErr(dir, err)
+	}
+	return s, prefix, dir, nil
 }
 
 // verifyRegistry is kel verify --registry DIR PREFIX: it replays the KEL of

@@ -50,6 +50,19 @@ func withAuth(env *cliEnv, reg *registry.Registry, rem registry.Remote) registry
 	return rem
 }
 
+// remoteAnchorer opens --registry for pending push and pull and names
+// --remote, with https credentials when withAuth finds them.
+func remoteAnchorer(env *cliEnv, c *cli.Context) (*anchor.Anchorer, registry.Remote, error) {
+	if err := wantArgs(c); err != nil {
+		return nil, registry.Remote{}, err
+	}
+	r, err := registry.Open(c.String("registry"))
+	if err != nil {
+		return nil, registry.Remote{}, usageErr("%s: %v", commandPath(c), oneLine(err.Error()))
+	}
+	return anchor.New(r), withAuth(env, r, registry.Remote{Name: c.String("remote")}), nil
+}
+
 func pendingPushCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:  "push",
@@ -57,15 +70,10 @@ func pendingPushCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 		Flags: []cli.Flag{reg, &cli.StringFlag{Name: "remote", Value: "origin", Usage: "the git remote's `NAME` (or a URL or path)"}},
 		Action: func(c *cli.Context) error {
 			cmd := commandPath(c)
-			if err := wantArgs(c); err != nil {
+			a, rem, err := remoteAnchorer(env, c)
+			if err != nil {
 				return err
 			}
-			r, err := registry.Open(c.String("registry"))
-			if err != nil {
-				return usageErr("%s: %v", cmd, oneLine(err.Error()))
-			}
-			a := anchor.New(r)
-			rem := withAuth(env, r, registry.Remote{Name: c.String("remote")})
 			res, err := a.Push(c.Context, rem)
 			if err != nil {
 				return remoteErr(cmd, err)
@@ -92,15 +100,10 @@ func pendingPullCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 		Flags: []cli.Flag{reg, &cli.StringFlag{Name: "remote", Value: "origin", Usage: "the git remote's `NAME` (or a URL or path)"}},
 		Action: func(c *cli.Context) error {
 			cmd := commandPath(c)
-			if err := wantArgs(c); err != nil {
+			a, rem, err := remoteAnchorer(env, c)
+			if err != nil {
 				return err
 			}
-			r, err := registry.Open(c.String("registry"))
-			if err != nil {
-				return usageErr("%s: %v", cmd, oneLine(err.Error()))
-			}
-			a := anchor.New(r)
-			rem := withAuth(env, r, registry.Remote{Name: c.String("remote")})
 			res, err := a.Pull(c.Context, rem)
 			if res != nil {
 				printPull(env, cmd, res)
