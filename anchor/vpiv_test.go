@@ -5,8 +5,6 @@ package anchor_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/piv"
 	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
 // These tests run inside the virtual PIV card rig (softhsm-test/vpiv-up,
@@ -26,20 +25,9 @@ const pivPIN = "123456"
 
 func pivSerials(t testing.TB, want int) []uint32 {
 	t.Helper()
-	env := os.Getenv("VPIV_SERIALS")
-	if env == "" {
-		t.Fatalf("VPIV_SERIALS is empty: run softhsm-test/vpiv-up %d, then VPIV_SERIALS=… softhsm-test/vpiv-exec go test -tags vpiv ./anchor/ (make test does this)", want)
-	}
-	var out []uint32
-	for _, f := range strings.Split(env, ",") {
-		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
-		if err != nil {
-			t.Fatalf("VPIV_SERIALS=%q: %q is not a serial", env, f)
-		}
-		out = append(out, uint32(n))
-	}
-	if len(out) < want {
-		t.Fatalf("VPIV_SERIALS=%q: need %d cards", env, want)
+	out, err := vpiv.Serials(want)
+	if err != nil {
+		t.Fatalf("%v: run softhsm-test/vpiv-up %d, then softhsm-test/vpiv-exec go test -tags vpiv ./anchor/ (make test does this)", err, want)
 	}
 	return out[:want]
 }

@@ -29,19 +29,18 @@ import (
 	"github.com/auths-dev/auths-agent/agent/pins"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/piv"
+	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
 const testPIN = "123456"
 
 func rigSerial(t *testing.T) uint32 {
 	t.Helper()
-	env := os.Getenv("VPIV_SERIALS")
-	first, _, _ := strings.Cut(env, ",")
-	n, err := strconv.ParseUint(first, 10, 32)
+	out, err := vpiv.Serials(1)
 	if err != nil {
-		t.Fatalf("VPIV_SERIALS=%q: these tests need the virtual card rig (softhsm-test/vpiv-up 1; softhsm-test/vpiv-exec go test -tags vpiv ./agent/pins/)", env)
+		t.Fatalf("%v (softhsm-test/vpiv-up 1; softhsm-test/vpiv-exec go test -tags vpiv ./agent/pins/)", err)
 	}
-	return uint32(n)
+	return out[0]
 }
 
 // pinTries reads the card's PIN retry counter from the state file the

@@ -23,19 +23,14 @@ import (
 
 	"github.com/auths-dev/auths-agent/agent/touch"
 	"github.com/auths-dev/auths-agent/hsm/piv"
+	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
 func rigSerials(t *testing.T) []uint32 {
 	t.Helper()
-	var out []uint32
-	for _, f := range strings.Split(os.Getenv("VPIV_SERIALS"), ",") {
-		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
-		if err == nil {
-			out = append(out, uint32(n))
-		}
-	}
-	if len(out) < 2 {
-		t.Fatalf("VPIV_SERIALS=%q: these tests need two cards of the rig (softhsm-test/vpiv-up 2)", os.Getenv("VPIV_SERIALS"))
+	out, err := vpiv.Serials(2)
+	if err != nil {
+		t.Fatalf("%v (softhsm-test/vpiv-up 2)", err)
 	}
 	return out[:2]
 }

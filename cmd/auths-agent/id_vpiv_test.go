@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,10 +19,7 @@ import (
 // card rig: Setup puts a fresh P-256 key in slot 9a of each card; the
 // scripts see $C1 and $C2, the URIs of those keys (PIN 123456).
 func TestIDPIVScripts(t *testing.T) {
-	serials := strings.Split(os.Getenv("VPIV_SERIALS"), ",")
-	if len(serials) < 2 || serials[0] == "" {
-		t.Fatalf("VPIV_SERIALS=%q: the id scenarios on PIV need two cards of the virtual card rig (softhsm-test/vpiv-up 2; make test sets it)", os.Getenv("VPIV_SERIALS"))
-	}
+	serials := rigSerials(t, "the id scenarios on PIV need two cards")
 	testscript.Run(t, testscript.Params{
 		Dir: filepath.Join("testdata", "idpiv"),
 		Setup: func(env *testscript.Env) error {

@@ -3,12 +3,14 @@
 package main
 
 import (
-	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
 var cardsMu sync.Mutex
@@ -18,10 +20,7 @@ var cardsMu sync.Mutex
 // VPIV_SERIALS=<serial1>,<serial2> go test -tags vpiv ./cmd/auths-agent/.
 // The scripts see the serials as $SERIAL1 and $SERIAL2.
 func TestPIVScripts(t *testing.T) {
-	serials := strings.Split(os.Getenv("VPIV_SERIALS"), ",")
-	if len(serials) < 2 || serials[0] == "" {
-		t.Fatalf("VPIV_SERIALS=%q: the piv: CLI scenarios need two cards of the virtual card rig (softhsm-test/vpiv-up 2; make test sets it)", os.Getenv("VPIV_SERIALS"))
-	}
+	serials := rigSerials(t, "the piv: CLI scenarios need two cards")
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/piv",
 		Setup: func(env *testscript.Env) error {
@@ -36,4 +35,15 @@ func TestPIVScripts(t *testing.T) {
 			"status": cmdStatus,
 		},
 	})
+}
+
+// rigSerials returns the first two card serials of the virtual card rig, in
+// decimal, as the scenarios see them; what says which tests need them.
+func rigSerials(t *testing.T, what string) []string {
+	t.Helper()
+	serials, err := vpiv.Serials(2)
+	if err != nil {
+		t.Fatalf("%v: %s of the virtual card rig (softhsm-test/vpiv-up 2; make test sets it)", err, what)
+	}
+	return []string{strconv.FormatUint(uint64(serials[0]), 10), strconv.FormatUint(uint64(serials[1]), 10)}
 }

@@ -19,10 +19,7 @@ import (
 // default socket with the config the guide wrote (the service's ExecStart),
 // with a scripted pinentry, and pairs a device with a key of its own.
 func TestReadmeYubiKeyGuide(t *testing.T) {
-	serials := strings.Split(os.Getenv("VPIV_SERIALS"), ",")
-	if len(serials) < 2 || serials[0] == "" {
-		t.Fatalf("VPIV_SERIALS=%q: the YubiKey guide needs two cards of the virtual card rig (softhsm-test/vpiv-up 2; make test sets it)", os.Getenv("VPIV_SERIALS"))
-	}
+	serials := rigSerials(t, "the YubiKey guide needs two cards")
 	blocks := map[string]string{}
 	for _, b := range readmeBlocks(t) {
 		blocks[b.marker] = b.text

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
 const (
@@ -28,21 +30,9 @@ const (
 // the test loudly when there are fewer than want.
 func rigSerials(t testing.TB, want int) []uint32 {
 	t.Helper()
-	env := os.Getenv("VPIV_SERIALS")
-	if env == "" {
-		t.Fatalf("VPIV_SERIALS is empty: these tests need the virtual card rig; run them as "+
-			"softhsm-test/vpiv-up %d, then VPIV_SERIALS=<serials, comma-separated> softhsm-test/vpiv-exec go test -tags vpiv ./hsm/piv/ (make test does this)", want)
-	}
-	var out []uint32
-	for _, f := range strings.Split(env, ",") {
-		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
-		if err != nil {
-			t.Fatalf("VPIV_SERIALS=%q: %q is not a decimal serial", env, f)
-		}
-		out = append(out, uint32(n))
-	}
-	if len(out) < want {
-		t.Fatalf("VPIV_SERIALS=%q: these tests need %d cards", env, want)
+	out, err := vpiv.Serials(want)
+	if err != nil {
+		t.Fatalf("%v: run them as softhsm-test/vpiv-up %d, then softhsm-test/vpiv-exec go test -tags vpiv ./hsm/piv/ (make test does this)", err, want)
 	}
 	return out[:want]
 }

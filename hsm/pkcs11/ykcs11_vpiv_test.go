@@ -26,6 +26,7 @@ import (
 	"github.com/auths-dev/auths-agent/hsm/hsmtest"
 	hsmpiv "github.com/auths-dev/auths-agent/hsm/piv"
 	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
 const (
@@ -44,18 +45,11 @@ const (
 // tests use the first ones, this package the last.
 func lastVPIVSerial(t *testing.T) uint32 {
 	t.Helper()
-	env := os.Getenv("VPIV_SERIALS")
-	if strings.TrimSpace(env) == "" {
-		t.Fatal("VPIV_SERIALS is empty: this test needs the virtual card rig; run it as " +
-			"softhsm-test/vpiv-up 4, then VPIV_SERIALS=<serials, comma-separated> softhsm-test/vpiv-exec go test -tags vpiv ./hsm/pkcs11/ (make test does this)")
-	}
-	fields := strings.Split(env, ",")
-	last := strings.TrimSpace(fields[len(fields)-1])
-	n, err := strconv.ParseUint(last, 10, 32)
+	out, err := vpiv.Serials(1)
 	if err != nil {
-		t.Fatalf("VPIV_SERIALS=%q: %q is not a decimal serial", env, last)
+		t.Fatalf("%v: run it as softhsm-test/vpiv-up 4, then softhsm-test/vpiv-exec go test -tags vpiv ./hsm/pkcs11/ (make test does this)", err)
 	}
-	return uint32(n)
+	return out[len(out)-1]
 }
 
 // verifyPINCount counts the VERIFY commands carrying a PIN in the card's
