@@ -27,12 +27,13 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-piv/piv-go/v2/piv"
+
+	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
 // rig is the running card rig, from VPIV_DIR and VPIV_SERIALS.
@@ -44,20 +45,15 @@ type rig struct {
 func rigFromEnv(t testing.TB) rig {
 	t.Helper()
 	const how = "run inside the rig: softhsm-test/vpiv-up N, then softhsm-test/vpiv-exec go test -tags vpiv ./softhsm-test/vpiv/ with VPIV_DIR and VPIV_SERIALS exported"
-	dir, list := os.Getenv("VPIV_DIR"), os.Getenv("VPIV_SERIALS")
-	if dir == "" || list == "" {
-		t.Fatalf("VPIV_DIR or VPIV_SERIALS is not set: %s", how)
+	dir := os.Getenv("VPIV_DIR")
+	if dir == "" {
+		t.Fatalf("VPIV_DIR is not set: %s", how)
 	}
-	var r rig
-	r.dir = dir
-	for _, s := range strings.Split(list, ",") {
-		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
-		if err != nil {
-			t.Fatalf("VPIV_SERIALS=%q: %q is not a serial", list, s)
-		}
-		r.serials = append(r.serials, uint32(n))
+	serials, err := vpiv.Serials(1)
+	if err != nil {
+		t.Fatalf("%v: %s", err, how)
 	}
-	return r
+	return rig{dir: dir, serials: serials}
 }
 
 // open finds the card with serial among the readers, retrying while pcscd
