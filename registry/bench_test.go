@@ -125,7 +125,7 @@ func (ab *appendBench) event(b *testing.B) (*testID, *Batch) {
 func (ab *appendBench) run(b *testing.B, durable bool, timed func(func())) plumbing.Hash {
 	id, batch := ab.event(b)
 	ab.r.opts.noSync = !durable
-	before := ab.r.written
+	before := ab.r.writtenSoFar()
 	var res *CommitResult
 	var err error
 	commit := func() { res, err = ab.r.Commit(bg(), batch) }
@@ -137,8 +137,9 @@ func (ab *appendBench) run(b *testing.B, durable bool, timed func(func())) plumb
 	if err != nil {
 		b.Fatal(err)
 	}
-	objects := ab.r.written.objects - before.objects
-	bytes := ab.r.written.bytes - before.bytes
+	after := ab.r.writtenSoFar()
+	objects := after.objects - before.objects
+	bytes := after.bytes - before.bytes
 	if ab.objects < 0 {
 		if objects != appendObjects {
 			b.Fatalf("an append wrote %d objects, want %d", objects, appendObjects)

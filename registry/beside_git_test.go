@@ -186,9 +186,9 @@ func TestMergeOnlyOurPacks(t *testing.T) {
 	slices.Sort(untouchable)
 	untouchable = slices.Compact(untouchable)
 
-	merges := r.written.merges
+	merges := r.written.merges.Load()
 	appendN(t, r, id, 12)
-	if r.written.merges == merges {
+	if r.written.merges.Load() == merges {
 		t.Fatal("no merge happened")
 	}
 	idx, _ := packFiles(t, dir)
@@ -242,7 +242,7 @@ func TestMergeWeighsByObjects(t *testing.T) {
 		t.Fatalf("no pack of 3 objects: %v", bigPack)
 	}
 	appendN(t, r, id, 8)
-	if r.written.merges == 0 {
+	if r.written.merges.Load() == 0 {
 		t.Fatal("no merge happened")
 	}
 	if idx, _ := packFiles(t, dir); slices.Contains(idx, bigPack[0]) {

@@ -91,9 +91,9 @@ func (r *Registry) writeObjects(b *objectBatch) (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	r.written.objects += int64(len(b.order))
-	r.written.bytes += pw.written
-	r.written.packs++
+	r.written.objects.Add(int64(len(b.order)))
+	r.written.bytes.Add(pw.written)
+	r.written.packs.Add(1)
 	if err := r.objects.added(id, idx); err != nil {
 		release()
 		return nil, fmt.Errorf("write objects: %w", err)

@@ -114,13 +114,13 @@ func TestConsolidation(t *testing.T) {
 			t.Fatalf("commit %d left %d packs of ours, more than %d", k, n, maxPacks)
 		}
 	}
-	if r.written.merges == 0 {
+	if r.written.merges.Load() == 0 {
 		t.Fatal("no merge happened")
 	}
 	if idx, _ := packFiles(t, dir); len(gitPack) != 1 || !slices.Contains(idx, gitPack[0]) {
 		t.Errorf("git's pack %v was merged: %v", gitPack, idx)
 	}
-	t.Logf("%d packs written, %d merges, %d packs left", r.written.packs, r.written.merges, checkPackDir(t, dir))
+	t.Logf("%d packs written, %d merges, %d packs left", r.written.packs.Load(), r.written.merges.Load(), checkPackDir(t, dir))
 	fsck(t, dir)
 	c := countObjects(t, dir)
 	if c["count"] != "0" || c["garbage"] != "0" {

@@ -138,7 +138,7 @@ func (r *Registry) consolidate() error {
 	if err != nil {
 		return err
 	}
-	r.written.merges++
+	r.written.merges.Add(1)
 	if err := r.objects.added(id, idx); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -31,9 +32,18 @@ type Registry struct {
 	ours    *ourPacks // the packs this package wrote, the only ones it merges
 	opts    options
 	// written counts the objects and bytes (uncompressed) written and the
-	// packs written and merged, for benchmarks and tests; updated under the
-	// flock only.
-	written struct{ objects, bytes, packs, merges int64 }
+	// packs written and merged, for benchmarks and tests. Atomic: writers
+	// exclude each other with the flock, which orders nothing for the Go
+	// memory model when goroutines of one process share a Registry.
+	written struct{ objects, bytes, packs, merges atomic.Int64 }
+}
+
+// writeCounts is a snapshot of Registry.written.
+type writeCounts struct{ objects, bytes, packs, merges int64 }
+
+// writtenSoFar returns the counts of what this Registry has written.
+func (r *Registry) writtenSoFar() writeCounts {
+	return writeCounts{r.written.objects.Load(), r.written.bytes.Load(), r.written.packs.Load(), r.written.merges.Load()}
 }
 
 type options struct {

@@ -147,9 +147,9 @@ func TestSharedRegistry(t *testing.T) {
 			t.Errorf("acknowledged %s: %v", did, err)
 		}
 	}
-	if r.written.merges == 0 {
+	if r.written.merges.Load() == 0 {
 		t.Error("no pack merge ran while the readers read")
 	}
-	t.Logf("%d packs written, %d merges", r.written.packs, r.written.merges)
+	t.Logf("%d packs written, %d merges", r.written.packs.Load(), r.written.merges.Load())
 	fsck(t, dir)
 }
