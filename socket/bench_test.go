@@ -5,9 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -40,33 +37,11 @@ func userauthData(pub ssh.PublicKey) []byte {
 // script). It returns the socket path.
 func startOpenSSHAgent(b *testing.B) string {
 	b.Helper()
-	dir := b.TempDir()
-	sock := filepath.Join(dir, "openssh.sock")
-	// ssh-agent matches the module's real path against its allow-list.
-	real, err := filepath.EvalSymlinks(rig.Module)
+	sock, stop, err := rig.StartOpenSSHAgent(b.TempDir(), testPIN)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command("ssh-agent", "-D", "-a", sock, "-P", rig.Module+","+real)
-	cmd.Env = append(os.Environ(), rig.Env()...)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	askpass := filepath.Join(dir, "askpass")
-	os.WriteFile(askpass, []byte("#!/bin/sh\necho "+testPIN+"\n"), 0o700)
-	add := exec.Command("ssh-add", "-s", rig.Module)
-	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock, "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0")
-	add.Env = append(add.Env, rig.Env()...)
-	if out, err := add.CombinedOutput(); err != nil {
-		b.Fatalf("ssh-add -s: %v: %s", err, out)
-	}
+	b.Cleanup(stop)
 	return sock
 }
 

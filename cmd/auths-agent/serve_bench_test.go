@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -132,30 +131,11 @@ func BenchmarkServeSSHSign(b *testing.B) {
 	ours := filepath.Join(dir, "agent.sock")
 	startAgentB(b, rig.Env(), ours, "--log-level", "error", "--ssh-key", uri)
 
-	theirs := filepath.Join(dir, "openssh.sock")
-	real, err := filepath.EvalSymlinks(rig.Module)
+	theirs, stopTheirs, err := rig.StartOpenSSHAgent(dir, "1234")
 	if err != nil {
 		b.Fatal(err)
 	}
-	sa := exec.Command("ssh-agent", "-D", "-a", theirs, "-P", rig.Module+","+real)
-	sa.Env = append(os.Environ(), rig.Env()...)
-	if err := sa.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sa.Process.Kill(); sa.Wait() })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(theirs); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	askpass := filepath.Join(dir, "askpass")
-	if err := os.WriteFile(askpass, []byte("#!/bin/sh\necho 1234\n"), 0o700); err != nil {
-		b.Fatal(err)
-	}
-	if out, err := execEnv(append(rig.Env(), "SSH_AUTH_SOCK="+theirs, "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0"), "ssh-add", "-s", rig.Module); err != nil {
-		b.Fatalf("ssh-add -s: %v: %s", err, out)
-	}
+	b.Cleanup(stopTheirs)
 
 	var pub ssh.PublicKey
 	client := func(name, sock string) sshagent.ExtendedAgent {
