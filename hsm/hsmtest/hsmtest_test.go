@@ -70,3 +70,32 @@ func TestSoftSigners(t *testing.T) {
 	t.Run("ed25519", func(t *testing.T) { TestSigner(t, softSigner{edk}) })
 	t.Run("p256", func(t *testing.T) { TestSigner(t, softSigner{eck}) })
 }
+
+// TestMentions is the regression test of a CI failure: the PKCS#11 contract
+// test flagged the key id 2be16465fc12346bb5d2ea872d10a25b as containing the
+// SoftHSM test PIN 1234.
+func TestMentions(t *testing.T) {
+	const pin = "1234"
+	for _, c := range []struct {
+		d    string
+		want bool
+	}{
+		{`token "ci-2" (serial 67fce497ac123cc9), key "k" (id 2be16465fc12346bb5d2ea872d10a25b, ed25519)`, false},
+		{"serial 12345678", false},
+		{"x1234", false},
+		{"pkcs11:token=ci?pin-value=1234", true},
+		{"pkcs11:token=ci?pin-value=1234&module-path=/x", true},
+		{"piv:slot=9c?1234", true},
+		{"(1234)", true},
+		{"1234", true},
+		{"a12345 then 1234.", true},
+		{"", false},
+	} {
+		if got := mentions(c.d, pin); got != c.want {
+			t.Errorf("mentions(%q, %q) = %v, want %v", c.d, pin, got, c.want)
+		}
+	}
+	if mentions("anything", "") {
+		t.Error("the empty secret is mentioned everywhere")
+	}
+}
