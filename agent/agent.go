@@ -20,6 +20,9 @@ type Options struct {
 	// Registry is the registry events are checked against and anchors
 	// written to; nil when the config names none.
 	Registry *registry.Registry
+	// RegistryDir is Registry's directory, so that next-keys can check
+	// that a client means the same registry; empty: not checked.
+	RegistryDir string
 	// Logger receives one record per request outcome; nil discards.
 	Logger *slog.Logger
 	// Audit records every signature and refusal; nil records nothing.
@@ -85,10 +88,21 @@ type Agent struct {
 	clock  func() time.Time
 	refuse func(token string, triesLeft int)
 	sched  *scheduler
-	keys   []*key
+	regDir string
+
+	keysMu sync.RWMutex
+	keys   []*key // the config's keys, then next keys (idkeys.go); only appended to
+	disc   discovery
 
 	idMu sync.Mutex
 	ids  map[string]*identity // turns and signed events per identity (turns.go)
+}
+
+// held returns the keys held now.
+func (a *Agent) held() []*key {
+	a.keysMu.RLock()
+	defer a.keysMu.RUnlock()
+	return a.keys[:len(a.keys):len(a.keys)]
 }
 
 // key is one held key. Its signer is opened on first use and dropped when
@@ -97,6 +111,9 @@ type key struct {
 	spec  KeySpec
 	uri   string // redacted, for people and logs
 	token string
+	// nextOf is, for a next key the agent made or found (idkeys.go), the
+	// redacted URI of the key it sits beside.
+	nextOf string
 
 	mu     sync.Mutex
 	signer hsm.Signer
@@ -115,6 +132,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	a := &Agent{
 		opener: opts.Opener, reg: opts.Registry, log: opts.Logger, audit: opts.Audit,
 		clock: opts.Clock, refuse: opts.PINRefused, sched: newScheduler(), ids: map[string]*identity{},
+		regDir: opts.RegistryDir,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -135,7 +153,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 // Close closes the signers the agent opened (not the Opener).
 func (a *Agent) Close() error {
 	var errs []error
-	for _, k := range a.keys {
+	for _, k := range a.held() {
 		k.mu.Lock()
 		if k.signer != nil {
 			errs = append(errs, hsm.Close(k.signer))
@@ -163,7 +181,7 @@ func (a *Agent) DropSessions() error {
 // for logins. Keys that fail are logged and opened again on first use.
 func (a *Agent) OpenAll(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, k := range a.keys {
+	for _, k := range a.held() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -136,6 +136,7 @@ func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor
 		return nil, err
 	}
 	slices.Sort(already)
+	already = slices.Compact(already) // matchKeys may look twice
 	if len(keys) == 0 && !p.Complete() {
 		if len(already) > 0 && len(denied) == 0 {
 			// Signing again would change nothing: say so, write nothing.
@@ -279,6 +280,13 @@ func (a *Agent) IDRotate(ctx context.Context, prefix string, spec kel.RotationSp
 		return nil, err
 	}
 	defer release()
+	if spec.BackerThreshold == 0 {
+		// The socket request has no bt: the backers' threshold stays, as
+		// on the CLI's direct path.
+		if st, err := a.KeyState(prefix); err == nil {
+			spec.BackerThreshold = st.BackerThreshold.Count()
+		}
+	}
 	p, err := an.Rotate(ctx, prefix, spec)
 	if err != nil {
 		return nil, err

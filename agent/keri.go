@@ -24,6 +24,9 @@ type KeyInfo struct {
 	Policy     []string      `json:"policy,omitempty"`     // identities the key may sign for; empty: any that lists it
 	Identities []IdentityUse `json:"identities,omitempty"`
 	Error      string        `json:"error,omitempty"` // why the key could not be opened
+	// NextOf is, for a next key the agent made or found on a token, the
+	// URI of the key it sits beside (whose policy it has).
+	NextOf string `json:"next_of,omitempty"`
 }
 
 // IdentityUse is an identity of the registry whose current key list holds
@@ -36,6 +39,7 @@ type IdentityUse struct {
 // Keys describes every held key; keys that cannot be opened carry the
 // reason.
 func (a *Agent) Keys(ctx context.Context) ([]KeyInfo, error) {
+	a.discover(ctx, true)
 	var states []*kel.KeyState
 	if a.reg != nil {
 		snap, err := a.reg.Snapshot()
@@ -54,9 +58,9 @@ func (a *Agent) Keys(ctx context.Context) ([]KeyInfo, error) {
 			states = append(states, st)
 		}
 	}
-	out := make([]KeyInfo, 0, len(a.keys))
-	for _, k := range a.keys {
-		ki := KeyInfo{URI: k.uri, Uses: k.spec.Uses, Policy: k.spec.Identities}
+	out := make([]KeyInfo, 0, len(a.held()))
+	for _, k := range a.held() {
+		ki := KeyInfo{URI: k.uri, Uses: k.spec.Uses, Policy: k.spec.Identities, NextOf: k.nextOf}
 		v, err := a.verferOf(ctx, k)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -296,7 +300,20 @@ func (a *Agent) KeyState(prefix string) (*kel.KeyState, error) {
 // URIs of those the policy does not allow for prefix. A key that cannot be
 // opened is passed over: it cannot be in the list for us.
 func (a *Agent) matchKeys(ctx context.Context, prefix string, place func(kel.Verfer) (index, ondex int)) (keys []signingKey, denied []string, err error) {
-	for _, k := range a.keys {
+	// Next keys made by this agent are held already; those on the tokens
+	// since before a restart are found on the first request, those another
+	// process made when a request finds none of its keys (idkeys.go).
+	a.discover(ctx, false)
+	keys, denied, err = a.matchHeld(ctx, prefix, place)
+	if err == nil && len(keys) == 0 && len(denied) == 0 && a.discover(ctx, true) {
+		keys, denied, err = a.matchHeld(ctx, prefix, place)
+	}
+	return keys, denied, err
+}
+
+// matchHeld is matchKeys over the keys held now.
+func (a *Agent) matchHeld(ctx context.Context, prefix string, place func(kel.Verfer) (index, ondex int)) (keys []signingKey, denied []string, err error) {
+	for _, k := range a.held() {
 		if !k.spec.Has(UseKERI) {
 			continue
 		}

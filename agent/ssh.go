@@ -23,7 +23,7 @@ type SSHKey struct {
 // left out (and logged).
 func (a *Agent) SSHKeys(ctx context.Context) ([]SSHKey, error) {
 	var out []SSHKey
-	for _, k := range a.keys {
+	for _, k := range a.held() {
 		if !k.spec.Has(UseSSH) {
 			continue
 		}
@@ -60,7 +60,7 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	const op = "ssh sign"
 	var k *key
 	var pub ssh.PublicKey
-	for _, c := range a.keys {
+	for _, c := range a.held() {
 		if !c.spec.Has(UseSSH) {
 			continue
 		}

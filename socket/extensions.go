@@ -40,6 +40,8 @@ func extensions() map[string]extension {
 		ExtPending:   extPending,
 		ExtIDCreate:  extIDCreate,
 		ExtIDRotate:  extIDRotate,
+		// id create/rotate through the agent (nextkeys.go)
+		ExtNextKeys: extNextKeys,
 	}
 	m[ExtQuery] = func(context.Context, *Server, []byte) (any, error) {
 		names := []string{ExtQuery}

@@ -140,6 +140,7 @@ func reasonOf(err error) string {
 		{agent.ErrBadEvent, "bad-event"}, {agent.ErrSAID, "said-mismatch"},
 		{agent.ErrNotNext, "not-next"}, {agent.ErrDuplicity, "duplicity"}, {agent.ErrPolicy, "policy"},
 		{agent.ErrNoKey, "no-key"}, {agent.ErrNoRegistry, "no-registry"},
+		{agent.ErrOtherRegistry, "other-registry"},
 		{agent.ErrUnknownKey, "unknown-key"}, {agent.ErrNotSSHData, "not-ssh-data"},
 		{errBadRequest, "bad-request"}, {errPeer, "peer-uid"},
 		{context.DeadlineExceeded, "timeout"}, {context.Canceled, "cancelled"},

@@ -90,7 +90,7 @@ func dialAgent(c *cli.Context, env *cliEnv, required bool) (*socket.Client, erro
 func agentErr(cmd string, err error) error {
 	var ee *socket.ExtensionError
 	if errors.As(err, &ee) {
-		if ee.Reason == "bad-request" {
+		if ee.Reason == "bad-request" || ee.Reason == "other-registry" {
 			return usageErr("%s: %s", cmd, oneLine(err.Error()))
 		}
 		return negativeErr("%s: agent: %s", cmd, oneLine(err.Error()))

@@ -25,6 +25,7 @@ func idCommand(env *cliEnv) *cli.Command {
 			newListFlag("next-key", "a next key's `URI`; default: a new key on each current key's token"),
 			&cli.StringFlag{Name: "next-threshold", Usage: "next threshold `T` (default: the signing threshold)"},
 			&cli.DurationFlag{Name: "expires", Value: anchor.DefaultTTL, Usage: "how long the event waits in escrow if not fully signed"},
+			noAgentFlag,
 		}
 	}
 	return &cli.Command{
@@ -99,6 +100,9 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	openReg, _, err := planRegistry(c, env, c.String("registry"))
 	if err != nil {
 		return err
+	}
+	if done, err := idViaAgent(c, env, nil, uris, nextURIs, kt, nt, openReg); done {
+		return err // through the agent (id_agent.go)
 	}
 	ts := newTokenSet(env)
 	defer ts.Close()
@@ -189,6 +193,9 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	nt, err := nextThreshold(c, kt, nNext)
 	if err != nil {
 		return err
+	}
+	if done, err := idViaAgent(c, env, st, uris, nextURIs, kt, nt, nil); done {
+		return err // through the agent (id_agent.go)
 	}
 	ts := newTokenSet(env)
 	defer ts.Close()

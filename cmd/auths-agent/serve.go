@@ -128,7 +128,7 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 		Touch:  notifier.Notify,
 	})
 	defer opener.Close()
-	a, err := agent.New(cfg, agent.Options{Opener: opener, Registry: reg, Logger: logger,
+	a, err := agent.New(cfg, agent.Options{Opener: opener, Registry: reg, RegistryDir: cfg.Registry, Logger: logger,
 		Audit: auditSink{trail}, PINRefused: pinCache.Reject})
 	if err != nil {
 		return usageErr("%s: %s", cmd, oneLine(err.Error()))

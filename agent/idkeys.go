@@ -1,0 +1,356 @@
+package agent
+
+// This file holds the next keys of id create and id rotate: the agent makes
+// them beside the current keys it holds (NextKeys), and holds them from
+// then on, so that it signs the rotation to them. Nothing is written to
+// the config: the agent finds next keys again on the tokens of the keys it
+// holds (discover), after a restart as after a key was made by another
+// process, because a key that lived only in the agent's memory would be
+// lost when it stops.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
+)
+
+// ErrOtherRegistry: the client names a registry that is not the agent's.
+var ErrOtherRegistry = errors.New("not the agent's registry")
+
+// discovery is the state of the search for next keys.
+type discovery struct {
+	done atomic.Bool // searched once
+	mu   sync.Mutex  // one search at a time
+	last time.Time   // when the last search ended
+	gen  sync.Mutex  // one NextKeys at a time: two must not reuse one key
+}
+
+// rediscoverAfter bounds how often a request that finds none of its keys
+// makes the agent search the tokens again.
+const rediscoverAfter = time.Second
+
+// discover searches the tokens of the held controller keys for their next
+// keys (see FindNext) and holds those not held yet, with the policy of the
+// key they were found beside. It searches once, then again only when again
+// is set and the last search is older than rediscoverAfter. It reports
+// whether it added a key.
+func (a *Agent) discover(ctx context.Context, again bool) bool {
+	maker, ok := a.opener.(nextKeyMaker)
+	if !ok {
+		return false
+	}
+	if a.disc.done.Load() && !again {
+		return false
+	}
+	a.disc.mu.Lock()
+	defer a.disc.mu.Unlock()
+	if a.disc.done.Load() && (!again || time.Since(a.disc.last) < rediscoverAfter) {
+		return false
+	}
+	type candidate struct {
+		uri     string
+		parents []*key
+	}
+	found := map[string]*candidate{} // by public key
+	var order []string
+	for _, k := range a.held() {
+		if !k.spec.Has(UseKERI) {
+			continue
+		}
+		keys, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) ([]foundKey, error) {
+			return maker.FindNext(ctx, k.spec.URI)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			a.log.Debug("next keys not searched", "key", k.uri, "err", err)
+		}
+		for _, f := range keys {
+			c := found[f.key]
+			if c == nil {
+				c = &candidate{uri: f.uri}
+				found[f.key] = c
+				order = append(order, f.key)
+			}
+			c.parents = append(c.parents, k)
+		}
+	}
+	added := false
+	for _, pub := range order {
+		c := found[pub]
+		p := c.parents[0]
+		if slices.ContainsFunc(c.parents[1:], func(q *key) bool { return !samePolicy(p.spec, q.spec) }) {
+			// Found beside keys with different policies (PIV: one card):
+			// no policy is the right one to inherit.
+			a.log.Warn("next key not held: the keys it was found beside have different policies", "key", hsm.RedactURI(c.uri))
+			continue
+		}
+		if a.addNext(p, c.uri, pub) {
+			added = true
+		}
+	}
+	a.disc.last = time.Now()
+	a.disc.done.Store(true)
+	return added
+}
+
+// samePolicy reports whether two keys may sign for the same identities.
+func samePolicy(x, y KeySpec) bool {
+	a, b := slices.Clone(x.Identities), slices.Clone(y.Identities)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// addNext holds the key uri names (public key pub), a next key found or
+// made beside parent: a controller key only (never an SSH key), allowed
+// for the identities parent is. A key held already (same public key or
+// URI) is not added again. It reports whether it added the key.
+func (a *Agent) addNext(parent *key, uri, pub string) bool {
+	v, err := kel.ParseVerfer(pub)
+	if err != nil {
+		return false
+	}
+	tok, err := TokenOf(uri)
+	if err != nil {
+		return false
+	}
+	red := hsm.RedactURI(uri)
+	a.keysMu.Lock()
+	defer a.keysMu.Unlock()
+	for _, k := range a.keys {
+		if k.uri == red {
+			return false
+		}
+		k.mu.Lock()
+		same := k.opened && k.verfer.QB64() == pub
+		k.mu.Unlock()
+		if same {
+			return false
+		}
+	}
+	spec := KeySpec{URI: uri, Uses: []Use{UseKERI}, Identities: slices.Clone(parent.spec.Identities)}
+	// The public key is known from the token: matching an event's key
+	// list needs no login; signing opens the key.
+	a.keys = append(a.keys, &key{spec: spec, uri: red, token: tok, verfer: v, opened: true, nextOf: parent.uri})
+	a.log.Info("next key held", "key", red, "public", pub, "beside", parent.uri)
+	return true
+}
+
+// NextKeysSpec is a request for the next keys of an id create or rotate.
+type NextKeysSpec struct {
+	// Prefix is the identity rotated; empty for an inception.
+	Prefix string
+	// Keys are the new current keys (CESR), each a controller key the
+	// agent holds.
+	Keys []string
+	// Registry is the client's registry directory; when given, it must be
+	// the agent's.
+	Registry string
+	// NextDigests are next-key digests the event commits to besides the
+	// keys made here (given next keys, other members' keys): a key they
+	// name is in use and never reused.
+	NextDigests []string
+	// Generate asks for a next key beside each of Keys; without it only
+	// the checks run.
+	Generate bool
+}
+
+// NextKey is a next key made or found beside a current key.
+type NextKey struct {
+	URI       string `json:"uri"` // without PIN attributes
+	PublicKey string `json:"public_key"`
+	Reused    bool   `json:"reused,omitempty"` // made by an earlier attempt that could not use it
+}
+
+// NextKeys checks that every key of spec is a controller key the agent
+// holds and that its policy allows for the identity (an inception by a key
+// restricted to named identities is refused: the new prefix cannot be
+// among them), and then, with Generate, makes a next key beside each on
+// its token (see NextPKCS11 and NextPIV; a key an earlier attempt made and
+// no identity uses is reused), holds it from then on and returns them in
+// the order of spec.Keys. Everything is checked before a key is made.
+func (a *Agent) NextKeys(ctx context.Context, spec NextKeysSpec) ([]NextKey, error) {
+	const op = "next-keys"
+	out, err := a.nextKeys(ctx, op, spec)
+	var re *RefusedError
+	if errors.As(err, &re) {
+		a.log.Warn("refused", "op", op, "peer", PeerOf(ctx).PID, "reason", re.Reason)
+		a.record(ctx, AuditRecord{Op: op, Prefix: spec.Prefix, Refused: re.Reason.Error()})
+	}
+	return out, err
+}
+
+func (a *Agent) nextKeys(ctx context.Context, op string, spec NextKeysSpec) ([]NextKey, error) {
+	if a.reg == nil {
+		return nil, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	if spec.Registry != "" && a.regDir != "" && !sameDir(spec.Registry, a.regDir) {
+		return nil, refuse(op, ErrOtherRegistry, "the agent's registry is %s, not %s", a.regDir, spec.Registry)
+	}
+	if len(spec.Keys) == 0 {
+		return nil, refuse(op, ErrNoKey, "no keys")
+	}
+	a.disc.gen.Lock()
+	defer a.disc.gen.Unlock()
+	snap, err := a.reg.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	inUse, err := keysInUse(snap)
+	if err != nil {
+		return nil, err
+	}
+	var st *kel.KeyState
+	if spec.Prefix != "" {
+		st, err = snap.KeyState(spec.Prefix)
+		if errors.Is(err, registry.ErrNotFound) {
+			return nil, refuse(op, ErrNotNext, "identity %s has no KEL in the registry", spec.Prefix)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("identity %s: %w", spec.Prefix, err)
+		}
+	}
+	keys := make([]*key, len(spec.Keys))
+	for i, pub := range spec.Keys {
+		k, err := a.heldKERI(ctx, pub)
+		if err != nil {
+			return nil, err
+		}
+		if k == nil {
+			return nil, refuse(op, ErrNoKey, "key %d (%s) is not a controller key this agent holds", i, pub)
+		}
+		switch {
+		case spec.Prefix == "" && len(k.spec.Identities) > 0:
+			return nil, refuse(op, ErrPolicy, "key %s may sign only for the identities its policy names; it cannot incept a new identity", k.uri)
+		case spec.Prefix != "" && !k.spec.Allows(spec.Prefix):
+			return nil, refuse(op, ErrPolicy, "key %s may not sign for identity %s", k.uri, spec.Prefix)
+		case st != nil && st.KeyIndex(pub) >= 0:
+			return nil, refuse(op, ErrNotNext, "key %s is a current key of %s; rotate to its pre-committed next keys", k.uri, spec.Prefix)
+		}
+		keys[i] = k
+		inUse[pub] = true
+	}
+	for _, d := range spec.NextDigests {
+		inUse[d] = true
+	}
+	if !spec.Generate {
+		return nil, nil
+	}
+	maker, ok := a.opener.(nextKeyMaker)
+	if !ok {
+		return nil, refuse(op, ErrUnsupported, "this agent cannot make keys on its tokens")
+	}
+	used := func(key string) bool { return inUse[key] || inUse[kel.NextKeyDigest(key)] }
+	var out []NextKey
+	for _, k := range keys {
+		v, err := a.verferOf(ctx, k)
+		if err != nil {
+			return nil, leftovers(out, fmt.Errorf("%s: %w", k.uri, err))
+		}
+		type made struct {
+			uri, key string
+			reused   bool
+		}
+		m, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) (made, error) {
+			u, key, reused, err := maker.MakeNext(ctx, k.spec.URI, v.Algorithm(), used)
+			return made{u, key, reused}, err
+		})
+		if err != nil {
+			a.pinRefused(err)
+			return nil, leftovers(out, err)
+		}
+		inUse[m.key] = true
+		a.addNext(k, m.uri, m.key)
+		out = append(out, NextKey{URI: hsm.RedactURI(m.uri), PublicKey: m.key, Reused: m.reused})
+		a.log.Info("next key", "beside", k.uri, "key", hsm.RedactURI(m.uri), "public", m.key, "reused", m.reused)
+	}
+	return out, nil
+}
+
+// leftovers names, in err, the next keys made before it: they stay on
+// their tokens and a retry reuses them.
+func leftovers(made []NextKey, err error) error {
+	if len(made) == 0 {
+		return err
+	}
+	var uris []string
+	for _, n := range made {
+		uris = append(uris, n.URI)
+	}
+	return fmt.Errorf("%w (left unused on the tokens: %s; a retry reuses them)", err, strings.Join(uris, ", "))
+}
+
+// heldKERI returns the held controller key with public key pub, searching
+// the tokens for next keys once more when none is held; nil when none.
+func (a *Agent) heldKERI(ctx context.Context, pub string) (*key, error) {
+	a.discover(ctx, false)
+	for attempt := 0; attempt < 2; attempt++ {
+		for _, k := range a.held() {
+			if !k.spec.Has(UseKERI) {
+				continue
+			}
+			v, err := a.verferOf(ctx, k)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				continue
+			}
+			if v.QB64() == pub {
+				return k, nil
+			}
+		}
+		if !a.discover(ctx, true) {
+			break
+		}
+	}
+	return nil, nil
+}
+
+// keysInUse returns the current keys and next-key digests of every
+// identity in snap.
+func keysInUse(snap *registry.Snapshot) (map[string]bool, error) {
+	uses := map[string]bool{}
+	prefixes, err := snap.Prefixes()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range prefixes {
+		st, err := snap.KeyState(p)
+		if err != nil {
+			return nil, fmt.Errorf("identity %s: %w", p, err)
+		}
+		for _, k := range st.CurrentKeys {
+			uses[k] = true
+		}
+		for _, d := range st.NextCommitment {
+			uses[d] = true
+		}
+	}
+	return uses, nil
+}
+
+// sameDir reports whether two paths name one directory.
+func sameDir(x, y string) bool {
+	fx, err := os.Stat(x)
+	if err != nil {
+		return false
+	}
+	fy, err := os.Stat(y)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(fx, fy)
+}
