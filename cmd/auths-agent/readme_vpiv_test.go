@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,9 +84,17 @@ DEVICE=$("$ATTESTDEMO" new device.key "$P" laptop-0001 laptop.json)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^committed ` + m[1] + ` s=1 E[A-Za-z0-9_-]{43}$`),
 		regexp.MustCompile(`(?m)^sn         1\nkeys       (1AAJ[A-Za-z0-9_-]{44} ?){2}\nthreshold  2\n`),
+		// The rotation through the agent, to the keys in slot 82.
+		regexp.MustCompile(`(?m)^committed ` + m[1] + ` s=2 E[A-Za-z0-9_-]{43}$`),
+		regexp.MustCompile(`(?m)^sn         2\nkeys       (1AAJ[A-Za-z0-9_-]{44} ?){2}\nthreshold  2\n`),
 	} {
 		if !want.MatchString(stdout) {
 			t.Errorf("stdout of the YubiKey guide does not match %s:\n%s", want, stdout)
+		}
+	}
+	for i, s := range serials[:2] {
+		if want := fmt.Sprintf("auths-agent: next key for key %d: piv:serial=%s;slot=83\n", i, strings.TrimSpace(s)); !strings.Contains(stderr, want) {
+			t.Errorf("id rotate through the agent: stderr lacks %q:\n%s", want, stderr)
 		}
 	}
 	if !strings.Contains(stderr, `Good "git" signature for dev@example.com with ECDSA key SHA256:`) {
@@ -95,7 +104,8 @@ DEVICE=$("$ATTESTDEMO" new device.key "$P" laptop-0001 laptop.json)
 		t.Errorf("a PIN shows in the guide's output or the agent's log:\n%s\n%s\n%s", stdout, stderr, agentLog)
 	}
 	// The agent asked once per card (the cache keeps each PIN), and its
-	// audit trail holds the two KERI signatures and the commit's SSHSIG.
+	// audit trail holds the two KERI signatures of the anchor, the two of
+	// the rotation and the commit's SSHSIG.
 	if rec, err := os.ReadFile(record); err != nil || strings.Count(string(rec), "GETPIN\n") != 2 {
 		t.Errorf("pinentry prompts: %d (%v), want 2, one per card", strings.Count(string(rec), "GETPIN\n"), err)
 	}
@@ -103,7 +113,7 @@ DEVICE=$("$ATTESTDEMO" new device.key "$P" laptop-0001 laptop.json)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, s := strings.Count(string(trail), `"outcome":"signed"`), strings.Count(string(trail), `"namespace":"git"`); n != 3 || s != 1 {
-		t.Errorf("audit trail: %d signatures (want 3), %d for git (want 1):\n%s", n, s, trail)
+	if n, s := strings.Count(string(trail), `"outcome":"signed"`), strings.Count(string(trail), `"namespace":"git"`); n != 5 || s != 1 {
+		t.Errorf("audit trail: %d signatures (want 5), %d for git (want 1):\n%s", n, s, trail)
 	}
 }
