@@ -144,7 +144,7 @@ func (a *Agent) addNext(parent *key, uri, pub string) bool {
 	// The public key is known from the token: matching an event's key
 	// list needs no login; signing opens the key.
 	a.keys = append(a.keys, &key{spec: spec, uri: red, token: tok, verfer: v, opened: true, nextOf: parent.uri})
-	a.log.Info("next key held", "key", red, "public", pub, "beside", parent.uri)
+	a.log.Debug("next key held", "key", red, "public", pub, "beside", parent.uri)
 	return true
 }
 

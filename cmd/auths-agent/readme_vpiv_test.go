@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	gopiv "github.com/go-piv/piv-go/v2/piv"
 )
 
 // TestReadmeYubiKeyGuide runs the README's guide for a developer with two
@@ -53,6 +55,10 @@ DEVICE=$("$ATTESTDEMO" new device.key "$P" laptop-0001 laptop.json)
 
 	cardsMu.Lock() // piv-go holds a card exclusively: one scenario at a time
 	defer cardsMu.Unlock()
+	// The guide is for new cards: its rotation names slot 82, the first
+	// retired slot, where id create makes the next keys on a new card.
+	resetCards(t, serials[:2])
+	t.Cleanup(func() { resetCards(t, serials[:2]) })
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
 	if err := os.Mkdir(runDir, 0o700); err != nil {
@@ -115,5 +121,36 @@ DEVICE=$("$ATTESTDEMO" new device.key "$P" laptop-0001 laptop.json)
 	}
 	if n, s := strings.Count(string(trail), `"outcome":"signed"`), strings.Count(string(trail), `"namespace":"git"`); n != 5 || s != 1 {
 		t.Errorf("audit trail: %d signatures (want 5), %d for git (want 1):\n%s", n, s, trail)
+	}
+}
+
+// resetCards gives each card of the rig with one of serials its factory
+// state (piv-go's Reset: new PIN 123456, every slot empty).
+func resetCards(t *testing.T, serials []string) {
+	t.Helper()
+	readers, err := gopiv.Cards()
+	if err != nil {
+		t.Fatalf("cards: %v", err)
+	}
+	left := map[string]bool{}
+	for _, s := range serials {
+		left[strings.TrimSpace(s)] = true
+	}
+	for _, r := range readers {
+		yk, err := gopiv.Open(r)
+		if err != nil {
+			continue
+		}
+		s, err := yk.Serial()
+		if err == nil && left[fmt.Sprint(s)] {
+			if err := yk.Reset(); err != nil {
+				t.Errorf("reset card %d: %v", s, err)
+			}
+			delete(left, fmt.Sprint(s))
+		}
+		yk.Close()
+	}
+	if len(left) > 0 {
+		t.Fatalf("cards not found to reset: %v", left)
 	}
 }
