@@ -34,6 +34,15 @@
 // bounded memory (turns.go), and refuses a different event there with
 // [ErrDuplicity].
 //
+// # Next keys
+//
+// [Agent.NextKeys] makes the next keys of an inception or rotation beside
+// held controller keys on their tokens ([NextPKCS11], [NextPIV]; the CLI's
+// direct path uses the same functions), reusing one an earlier attempt made
+// and no identity uses. The agent holds the keys it made with the policy of
+// the key beside them, and finds next keys on its tokens again after a
+// restart (idkeys.go): nothing is written to the config.
+//
 // # Scheduling
 //
 // Each token does one operation at a time; different tokens work in

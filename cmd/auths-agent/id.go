@@ -42,6 +42,8 @@ func idCommand(env *cliEnv) *cli.Command {
 					"Everything is checked before a key is generated; next keys an attempt\n" +
 					"generated and could not use are named on stderr, and a retry reuses them.\n" +
 					"A next key may not be a current key (the identity could never rotate).\n" +
+					"When an agent answers on $AUTHS_AGENT_SOCK, --key names keys it holds and it\n" +
+					"makes the next keys, signs and commits (--no-agent opens the tokens here).\n" +
 					"--registry must hold a registry already, unless --init is given.",
 				Flags:  append(keyFlags("signing threshold `T` (required)"), initFlag()),
 				Action: func(c *cli.Context) error { return idCreate(c, env) },
@@ -53,7 +55,8 @@ func idCommand(env *cliEnv) *cli.Command {
 					"pre-committed signs with both its new index and its prior-next position.\n" +
 					"--threshold defaults to the prior next threshold. Fewer keys than the\n" +
 					"identity has or pre-committed (2-of-3 to 2-of-2) are refused unless\n" +
-					"--threshold is given. The new kt-of-n is printed before the commit.",
+					"--threshold is given. The new kt-of-n is printed before the commit.\n" +
+					"Through an agent as id create is (the agent holds the next keys it made).",
 				Flags: append(keyFlags("new signing threshold `T`"),
 					&cli.StringFlag{Name: "id", Usage: "the identity's `PREFIX`", Required: true}),
 				Action: func(c *cli.Context) error { return idRotate(c, env) },
