@@ -190,7 +190,7 @@ func (o *TokenOpener) FindNext(ctx context.Context, uri string) ([]foundKey, err
 			if b, _ := nextBase(k.Label); b != base {
 				continue
 			}
-			out = append(out, foundKey{uri: u.WithKey(k.Label, nil).String(), key: k.Verfer.QB64()})
+			out = append(out, foundKey{uri: u.WithKey(k.Label, k.ID).String(), key: k.Verfer.QB64()})
 		}
 		return out, nil
 	case strings.HasPrefix(uri, "piv:"):

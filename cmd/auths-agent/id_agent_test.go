@@ -251,3 +251,27 @@ func TestIDViaAgentRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestIDViaAgentNextKeyPolicy: a next key the agent finds on its token has
+// the policy of the key it sits beside: beside a key restricted to another
+// identity, it does not sign (or get next keys for) this identity's
+// rotation.
+func TestIDViaAgentNextKeyPolicy(t *testing.T) {
+	r := newIDAgentRig(t)
+	// The identity, created without an agent (this command has the PIN).
+	prefix := strings.TrimSpace(run1(t, r.agentEnv, r.dir, "", r.bin, "id", "create", "--registry", r.reg, "--threshold", "1",
+		"--key", r.agentURI("t1", "k0")))
+	cfg := filepath.Join(r.dir, "agent.json")
+	os.WriteFile(cfg, []byte(`{"registry": "`+r.reg+`", "keys": [
+		{"uri": "`+r.agentURI("t1", "k0")+`", "uses": ["keri"], "identities": ["EKYLUMmNPZeEs77Zvclf0bSN5IN-mLfLpx2ySb-HDlk4"]}]}`), 0o600)
+	sock := filepath.Join(r.dir, "run", "agent.sock")
+	startAgent(t, r.agentEnv, sock, "--config", cfg)
+	code, out, errOut := r.cli(t, sock, "id", "rotate", "--registry", r.reg, "--id", prefix, "--key", r.uri("t1", "k0-next1"))
+	want := "auths-agent: id rotate: agent: next-keys refused: refused by policy: key pkcs11:token=t1;object=k0-next1;id="
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, want) || !strings.HasSuffix(errOut, " may not sign for identity "+prefix+"\n") {
+		t.Fatalf("id rotate: exit %d, stdout %q, stderr %q; want exit 1, %q…", code, out, errOut, want)
+	}
+	if l := r.labels(t, "t1"); strings.Join(l, " ") != "k0 k0-next1" {
+		t.Errorf("keys on t1: %v, want k0 and k0-next1 only", l)
+	}
+}
