@@ -294,22 +294,32 @@ func leftovers(made []NextKey, err error) error {
 
 // heldKERI returns the held controller key with public key pub, searching
 // the tokens for next keys once more when none is held; nil when none.
+// Keys whose public key is known are looked at first, so that finding one
+// key does not log in to every token (and prompt for its PIN).
 func (a *Agent) heldKERI(ctx context.Context, pub string) (*key, error) {
 	a.discover(ctx, false)
 	for attempt := 0; attempt < 2; attempt++ {
-		for _, k := range a.held() {
-			if !k.spec.Has(UseKERI) {
-				continue
-			}
-			v, err := a.verferOf(ctx, k)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, err
+		for _, open := range []bool{false, true} {
+			for _, k := range a.held() {
+				if !k.spec.Has(UseKERI) {
+					continue
 				}
-				continue
-			}
-			if v.QB64() == pub {
-				return k, nil
+				k.mu.Lock()
+				known := k.opened
+				k.mu.Unlock()
+				if known == open {
+					continue // known keys in the first pass, the others in the second
+				}
+				v, err := a.verferOf(ctx, k)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil, err
+					}
+					continue
+				}
+				if v.QB64() == pub {
+					return k, nil
+				}
 			}
 		}
 		if !a.discover(ctx, true) {
