@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -273,5 +274,51 @@ func TestIDViaAgentNextKeyPolicy(t *testing.T) {
 	}
 	if l := r.labels(t, "t1"); strings.Join(l, " ") != "k0 k0-next1" {
 		t.Errorf("keys on t1: %v, want k0 and k0-next1 only", l)
+	}
+}
+
+// TestIDViaAgentRetry: an id create through the agent that fails after the
+// agent made the next keys (its audit trail cannot be appended to, so it
+// signs nothing) names the keys it left; the retry reuses them, and the
+// tokens hold one next key each.
+func TestIDViaAgentRetry(t *testing.T) {
+	r := newIDAgentRig(t)
+	sock := filepath.Join(r.dir, "run", "agent.sock")
+	trail := filepath.Join(r.dir, "audit.jsonl")
+	startAgent(t, r.agentEnv, sock, "--registry", r.reg, "--audit-file", trail,
+		"--key", r.agentURI("t1", "k0"), "--key", r.agentURI("t2", "k0"))
+	if err := os.WriteFile(trail, []byte("not an audit entry\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"id", "create", "--registry", r.reg, "--threshold", "2", "--key", r.uri("t1", "k0"), "--key", r.uri("t2", "k0")}
+	code, out, errOut := r.cli(t, sock, args...)
+	if code != 1 || out != "" {
+		t.Fatalf("id create with a broken audit trail: exit %d, stdout %q, stderr %q; want exit 1", code, out, errOut)
+	}
+	left := regexp.MustCompile(`(?m)^auths-agent: id create: left unused on the tokens: (pkcs11:token=t1;object=k0-next1;id=[^ ,]+), (pkcs11:token=t2;object=k0-next1;id=[^ ,]+) \(a retry reuses them; or remove them with auths-agent key delete --yes URI\)$`).FindStringSubmatch(errOut)
+	if left == nil || !strings.Contains(errOut, "the last line is not an audit entry") {
+		t.Fatalf("id create with a broken audit trail: stderr %q; want the audit error and the keys left", errOut)
+	}
+	if n := strings.TrimSpace(run1(t, nil, r.dir, "", "git", "-C", r.reg, "rev-list", "--count", "refs/auths/registry")); n != "1" {
+		t.Errorf("registry commits after the failed create: %s, want 1 (the init)", n)
+	}
+
+	if err := os.WriteFile(trail, nil, 0o600); err != nil { // repaired
+		t.Fatal(err)
+	}
+	code, out, errOut = r.cli(t, sock, args...)
+	if code != 0 || !prefixLine.MatchString(out) {
+		t.Fatalf("retry: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for i, uri := range left[1:] {
+		want := fmt.Sprintf("auths-agent: next key for key %d: %s (reused: an earlier attempt left it unused)\n", i, uri)
+		if !strings.Contains(errOut, want) {
+			t.Errorf("retry: stderr %q lacks %q", errOut, want)
+		}
+	}
+	for _, tok := range []string{"t1", "t2"} {
+		if l := r.labels(t, tok); strings.Join(l, " ") != "k0 k0-next1" {
+			t.Errorf("keys on %s: %v, want k0 and one k0-next1", tok, l)
+		}
 	}
 }
