@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/socket"
 	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
 )
@@ -319,6 +320,21 @@ func TestIDViaAgentRetry(t *testing.T) {
 	for _, tok := range []string{"t1", "t2"} {
 		if l := r.labels(t, tok); strings.Join(l, " ") != "k0 k0-next1" {
 			t.Errorf("keys on %s: %v, want k0 and one k0-next1", tok, l)
+		}
+	}
+}
+
+// TestThresholdText: the thresholds the CLI sends the agent parse back to
+// the same threshold, counts above 9 (hex in KERI) and weighted ones too.
+func TestThresholdText(t *testing.T) {
+	for _, text := range []string{"1", "2", "10", "1/2,1/2,1/2", `[["1/2","1/2"],["1"]]`} {
+		want, err := kel.ParseThresholdText(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := kel.ParseThresholdText(thresholdText(want))
+		if err != nil || got.Text() != want.Text() || got.String() != want.String() {
+			t.Errorf("%s: sent as %s, parsed back as %v (%v)", text, thresholdText(want), got.Text(), err)
 		}
 	}
 }
