@@ -86,6 +86,16 @@ func (a *Agent) discover(ctx context.Context, again bool) bool {
 			c.parents = append(c.parents, k)
 		}
 	}
+	// A key of the config may be a next key found here under another
+	// URI (without its id=, say): its public key tells. Opening it logs in
+	// as the first request (whose keys are being found) would anyway.
+	for _, k := range a.held() {
+		if k.spec.Has(UseKERI) {
+			if _, err := a.verferOf(ctx, k); err != nil && ctx.Err() != nil {
+				return false
+			}
+		}
+	}
 	added := false
 	for _, pub := range order {
 		c := found[pub]

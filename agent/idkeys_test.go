@@ -87,6 +87,20 @@ func TestDiscoverNextKeys(t *testing.T) {
 		}
 	}
 
+	// k0-next1 in the config too (named without its id=, unlike the key
+	// found on the token), same policy: held once, k0-next2 beside both.
+	same := Config{Keys: []KeySpec{
+		{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}, Identities: []string{idA}},
+		{URI: rig.URI("t1", "k0-next1"), Uses: []Use{UseKERI}, Identities: []string{idA}},
+	}}
+	got = keys(t, same)
+	if l := slices.Sorted(maps.Keys(got)); !slices.Equal(l, []string{"k0", "k0-next1", "k0-next2"}) {
+		t.Fatalf("held with k0-next1 in the config: %v, want k0, k0-next1, k0-next2", l)
+	}
+	if got["k0-next1"].NextOf != "" {
+		t.Errorf("k0-next1 of the config held as a next key too")
+	}
+
 	// k0-next1 in the config with another policy: k0-next2 sits beside
 	// both, so no policy is its; it is not held.
 	conflict := Config{Keys: []KeySpec{

@@ -328,6 +328,9 @@ func (a *Agent) matchHeld(ctx context.Context, prefix string, place func(kel.Ver
 		if i < 0 {
 			continue
 		}
+		if slices.ContainsFunc(keys, func(sk signingKey) bool { return sk.index == i }) {
+			continue // one key held twice (a config key and a next key found on its token)
+		}
 		if !k.spec.Allows(prefix) {
 			denied = append(denied, k.uri)
 			continue
