@@ -33,6 +33,9 @@ type Options struct {
 	// hsm.WrongPINError, tries left or -1), so that a PIN cache drops it
 	// and the next prompt says so; nil: nobody is told.
 	PINRefused func(token string, triesLeft int)
+	// RemoteAuth gives the credentials of a git remote's URL (remote.go);
+	// nil: go-git's defaults.
+	RemoteAuth RemoteAuth
 }
 
 // AuditSink records what the agent signed or refused, for the audit trail.
@@ -87,8 +90,10 @@ type Agent struct {
 	audit  AuditSink
 	clock  func() time.Time
 	refuse func(token string, triesLeft int)
-	sched  *scheduler
-	regDir string
+	// remoteAuth gives git remotes' credentials (remote.go).
+	remoteAuth RemoteAuth
+	sched      *scheduler
+	regDir     string
 
 	keysMu sync.RWMutex
 	keys   []*key // the config's keys, then next keys (idkeys.go); only appended to
@@ -131,7 +136,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opener: opts.Opener, reg: opts.Registry, log: opts.Logger, audit: opts.Audit,
-		clock: opts.Clock, refuse: opts.PINRefused, sched: newScheduler(), ids: map[string]*identity{},
+		clock: opts.Clock, refuse: opts.PINRefused, remoteAuth: opts.RemoteAuth, sched: newScheduler(), ids: map[string]*identity{},
 		regDir: opts.RegistryDir,
 	}
 	if a.log == nil {

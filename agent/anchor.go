@@ -65,6 +65,12 @@ func (a *Agent) Anchor(ctx context.Context, prefix string, ch anchor.Change) (*A
 // PendingSign adds the agent's signatures to the pending proposal
 // prefix/said and commits it when complete, else saves it back.
 func (a *Agent) PendingSign(ctx context.Context, prefix, said string) (*AnchorResult, error) {
+	return a.pendingSign(ctx, prefix, said, localFinish{})
+}
+
+// pendingSign is PendingSign with the way the signed proposal ends given:
+// locally, or through a git remote (remote.go).
+func (a *Agent) pendingSign(ctx context.Context, prefix, said string, fin finisher) (*AnchorResult, error) {
 	const op = "pending sign"
 	an, release, err := a.lockedAnchorer(ctx, op, prefix)
 	if err != nil {
@@ -82,7 +88,7 @@ func (a *Agent) PendingSign(ctx context.Context, prefix, said string) (*AnchorRe
 	if _, _, err := a.checkEvent(ctx, pd.Proposal.Bytes()); err != nil {
 		return nil, err
 	}
-	return a.signProposal(ctx, an, pd.Proposal, op)
+	return a.signProposalTo(ctx, an, pd.Proposal, op, fin)
 }
 
 // PendingInfo describes a proposal in escrow.
@@ -120,9 +126,32 @@ func (a *Agent) Pending(ctx context.Context) ([]PendingInfo, error) {
 	return out, nil
 }
 
+// finisher ends a signed proposal: saves it while it needs signatures,
+// commits it once complete.
+type finisher interface {
+	save(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal) error
+	commit(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal) (*anchor.Result, error)
+}
+
+// localFinish saves and commits in the agent's registry.
+type localFinish struct{}
+
+func (localFinish) save(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal) error {
+	return an.Save(ctx, p)
+}
+
+func (localFinish) commit(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal) (*anchor.Result, error) {
+	return an.Commit(ctx, p)
+}
+
 // signProposal signs p with the held keys the policy allows, then commits
 // or saves it.
 func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal, op string) (*AnchorResult, error) {
+	return a.signProposalTo(ctx, an, p, op, localFinish{})
+}
+
+// signProposalTo is signProposal ending through fin.
+func (a *Agent) signProposalTo(ctx context.Context, an *anchor.Anchorer, p *anchor.Proposal, op string, fin finisher) (*AnchorResult, error) {
 	var already []int
 	keys, denied, err := a.matchKeys(ctx, p.Prefix(), func(v kel.Verfer) (int, int) {
 		i := p.KeyIndex(v.QB64())
@@ -179,14 +208,14 @@ func (a *Agent) signProposal(ctx context.Context, an *anchor.Anchorer, p *anchor
 	}
 	res := &AnchorResult{Prefix: p.Prefix(), Sn: p.Sn(), SAID: p.SAID(), AlreadySigned: already}
 	if !p.Complete() {
-		if err := an.Save(ctx, p); err != nil {
+		if err := fin.save(ctx, an, p); err != nil {
 			return nil, err
 		}
 		res.Needs = p.Status().Needs()
 		a.log.Info("saved in escrow", "op", op, "prefix", p.Prefix(), "said", p.SAID(), "needs", res.Needs)
 		return res, signErr
 	}
-	out, err := an.Commit(ctx, p)
+	out, err := fin.commit(ctx, an, p)
 	if err != nil {
 		return nil, err
 	}

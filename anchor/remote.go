@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
 )
 
@@ -16,7 +17,7 @@ import (
 // and the proposals with git remotes; *registry.Registry has it.
 type RemoteStore interface {
 	Pull(ctx context.Context, rem registry.Remote, check registry.CheckPending) (*registry.PullResult, error)
-	PushRetry(ctx context.Context, rem registry.Remote, check registry.CheckPending, attempts int) (*registry.PushResult, error)
+	PushRetry(ctx context.Context, rem registry.Remote, check registry.CheckPending, dead registry.DeadPending, attempts int) (*registry.PushResult, error)
 	CommitPush(ctx context.Context, b *registry.Batch, rem registry.Remote, check registry.CheckPending, attempts int) (*registry.CommitPushResult, error)
 	DeleteRemotePending(ctx context.Context, rem registry.Remote, ids ...registry.PendingID) error
 }
@@ -96,15 +97,62 @@ func (a *Anchorer) Pull(ctx context.Context, rem registry.Remote) (*PullResult, 
 	return &PullResult{PullResult: res, Dropped: dropped}, err
 }
 
+// DeadPending is a registry.DeadPending: it tells whether a proposal the
+// remote held at the last fetch can never be committed, judged against the
+// local registry: already committed, expired, or stale, and stale only when
+// the local KEL already holds an event at its sequence number (a local
+// registry behind the remote's, after a pull that was refused, never makes
+// a remote's proposal look stale).
+func (a *Anchorer) DeadPending(id registry.PendingID, files registry.PendingFiles) bool {
+	_, _, err := a.decode(id, files)
+	if errors.Is(err, ErrCommitted) || errors.Is(err, ErrExpired) {
+		return true
+	}
+	if !errors.Is(err, ErrStale) {
+		return false
+	}
+	e, perr := kel.ParseEvent(files[fileEvent])
+	if perr != nil {
+		return false
+	}
+	snap, serr := a.reg.Snapshot()
+	if serr != nil {
+		return false
+	}
+	tip, terr := snap.Tip(e.Prefix)
+	return terr == nil && tip.Sequence >= e.Sn
+}
+
+var _ registry.DeadPending = (*Anchorer)(nil).DeadPending
+
+// PushResult is what a push sent, and what it removed first.
+type PushResult struct {
+	*registry.PushResult
+	// Dropped lists the local proposals that could never be committed,
+	// removed before the push (never sent).
+	Dropped []*Pending
+}
+
 // Push sends the registry and the proposals to a remote; when the remote
 // moved meanwhile it pulls (merging what the others signed) and pushes
-// again, three pushes at most.
-func (a *Anchorer) Push(ctx context.Context, rem registry.Remote) (*registry.PushResult, error) {
+// again, three pushes at most. Local proposals that can never be committed
+// are removed first, and the remote's proposals that DeadPending judges
+// dead are deleted on the remote in the same push, each only if its ref is
+// still at the commit judged (registry.Registry.PushDropping).
+func (a *Anchorer) Push(ctx context.Context, rem registry.Remote) (*PushResult, error) {
 	rs, err := a.remotes()
 	if err != nil {
 		return nil, err
 	}
-	return rs.PushRetry(ctx, rem, a.CheckPending, 3)
+	dropped, err := a.Prune(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := rs.PushRetry(ctx, rem, a.CheckPending, a.DeadPending, 3)
+	if err != nil {
+		return nil, err
+	}
+	return &PushResult{PushResult: res, Dropped: dropped}, nil
 }
 
 // CommitPush is Commit through a remote: the commit lands on the remote

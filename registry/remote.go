@@ -285,7 +285,15 @@ type PushResult struct {
 	// pulls between them took.
 	Attempts int
 	Pulls    []*PullResult
+	// Deleted lists the proposal refs deleted on the remote: proposals it
+	// held at the last fetch that can never be committed.
+	Deleted []string
 }
+
+// DeadPending judges a proposal the remote held at the last fetch (and
+// the local repository does not hold): true when it can never be
+// committed, and its ref on the remote is deleted.
+type DeadPending func(id PendingID, files PendingFiles) bool
 
 // remoteMoved tells whether a push failed because a ref on the remote is
 // not where the push expected it: go-git's own fast-forward check (the
@@ -294,7 +302,9 @@ type PushResult struct {
 // concurrent push.
 func remoteMoved(err error) bool {
 	msg := err.Error()
-	for _, s := range []string{"non-fast-forward", "failed to update ref", "cannot lock ref", "failed to lock", "fetch first", "stale info"} {
+	// "required to be": a proposal ref to delete is no longer at the
+	// commit that was judged dead (PushRequire's compare-and-delete).
+	for _, s := range []string{"non-fast-forward", "failed to update ref", "cannot lock ref", "failed to lock", "fetch first", "stale info", "required to be"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
@@ -302,14 +312,15 @@ func remoteMoved(err error) bool {
 	return false
 }
 
-// PushRetry pushes; when the remote moved meanwhile it pulls (verifying
-// and merging as Pull does, check judging proposals) and pushes again, at
-// most attempts pushes in all. A registry that diverged (two machines
-// committed different events) is not retried: Pull reports it.
-func (r *Registry) PushRetry(ctx context.Context, rem Remote, check CheckPending, attempts int) (*PushResult, error) {
+// PushRetry pushes (PushDropping with dead); when the remote moved
+// meanwhile it pulls (verifying and merging as Pull does, check judging
+// proposals) and pushes again, at most attempts pushes in all. A registry
+// that diverged (two machines committed different events) is not retried:
+// Pull reports it.
+func (r *Registry) PushRetry(ctx context.Context, rem Remote, check CheckPending, dead DeadPending, attempts int) (*PushResult, error) {
 	var pulls []*PullResult
 	for n := 1; ; n++ {
-		res, err := r.Push(ctx, rem)
+		res, err := r.PushDropping(ctx, rem, dead)
 		if err == nil {
 			res.Attempts, res.Pulls = n, pulls
 			return res, nil
@@ -329,6 +340,21 @@ func (r *Registry) PushRetry(ctx context.Context, rem Remote, check CheckPending
 // only as a fast-forward: a remote that moved is ErrNotFastForward (pull,
 // then push again); nothing is forced and nothing is deleted there.
 func (r *Registry) Push(ctx context.Context, rem Remote) (*PushResult, error) {
+	return r.PushDropping(ctx, rem, nil)
+}
+
+// PushDropping is Push that also deletes, in the same push, the remote's
+// proposals that dead judges can never be committed: those the remote held
+// at the last fetch (refs/auths-agent/remotes/<remote>/pending/…) and the
+// local repository does not hold. Each deletion is a compare-and-delete on
+// the commit that was judged: go-git refuses the push when the remote's
+// ref is no longer there (another machine pushed signatures to it since),
+// and git-receive-pack deletes only a ref still at the old value the
+// command names; either way it is ErrNotFastForward (pull, then push
+// again), and nothing another machine pushed since the fetch is deleted
+// unseen. Proposals live outside refs/auths/, where auths' pre-receive
+// hook refuses deletions.
+func (r *Registry) PushDropping(ctx context.Context, rem Remote, dead DeadPending) (*PushResult, error) {
 	name, url, err := r.resolve(rem)
 	if err != nil {
 		return nil, err
@@ -358,6 +384,18 @@ func (r *Registry) Push(ctx context.Context, rem Remote) (*PushResult, error) {
 		specs = append(specs, config.RefSpec(id.Ref()+":"+id.Ref()))
 		res.Refs = append(res.Refs, id.Ref())
 	}
+	var require []config.RefSpec
+	if dead != nil {
+		del, req, err := r.deadOnRemote(name, ids, dead)
+		if err != nil {
+			return fail(err)
+		}
+		for i, ref := range del {
+			specs = append(specs, config.RefSpec(":"+ref))
+			require = append(require, req[i])
+		}
+		res.Deleted = del
+	}
 	if len(specs) == 0 {
 		return fail(fmt.Errorf("nothing to push: no %s and no proposals", RegistryRef))
 	}
@@ -365,7 +403,7 @@ func (r *Registry) Push(ctx context.Context, rem Remote) (*PushResult, error) {
 	if err != nil {
 		return fail(err)
 	}
-	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth})
+	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, RequireRemoteRefs: require})
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 		res.UpToDate = true
@@ -374,7 +412,50 @@ func (r *Registry) Push(ctx context.Context, rem Remote) (*PushResult, error) {
 	case err != nil:
 		return fail(err)
 	}
+	if len(res.Deleted) > 0 {
+		// The remote no longer holds them: neither does the fetched copy
+		// (else the next push would ask to delete them again).
+		if unlock, err := r.lock(ctx); err == nil {
+			for _, ref := range res.Deleted {
+				r.deleteRefLocked(ctx, RemotesRefPrefix+name+"/pending/"+strings.TrimPrefix(ref, PendingRefPrefix))
+			}
+			unlock()
+		}
+	}
 	return res, nil
+}
+
+// deadOnRemote lists the proposals the remote name held at the last fetch,
+// not among the local ones, that dead judges: their refs, and for each the
+// requirement that it still be at the fetched commit.
+func (r *Registry) deadOnRemote(name string, local []PendingID, dead DeadPending) (refs []string, require []config.RefSpec, err error) {
+	ns := RemotesRefPrefix + name + "/pending/"
+	fetched, err := r.pendingIDsUnder(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	have := map[PendingID]bool{}
+	for _, id := range local {
+		have[id] = true
+	}
+	for _, id := range fetched {
+		if have[id] {
+			continue // pushed as the local copy, judged live locally
+		}
+		h, err := r.readRef(ns + id.String())
+		if err != nil || h.IsZero() {
+			continue
+		}
+		files, err := r.pendingFilesAt(ns+id.String(), h)
+		if err != nil {
+			continue // unreadable here: left to whoever can judge it
+		}
+		if dead(id, files) {
+			refs = append(refs, id.Ref())
+			require = append(require, config.RefSpec(h.String()+":"+id.Ref()))
+		}
+	}
+	return refs, require, nil
 }
 
 // CommitPushResult describes a batch committed through a remote.

@@ -430,7 +430,7 @@ func TestRemoteRaceBothPush(t *testing.T) {
 		t.Fatalf("%d pushes refused, want exactly one", len(failed))
 	}
 	for _, r := range regs[:2] {
-		res, err := r.PushRetry(bg(), Remote{}, nil, 3)
+		res, err := r.PushRetry(bg(), Remote{}, nil, nil, 3)
 		if err != nil {
 			t.Fatalf("push with retry: %v", err)
 		}

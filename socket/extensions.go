@@ -43,6 +43,9 @@ func extensions() map[string]extension {
 		// id create/rotate through the agent (nextkeys.go)
 		ExtNextKeys: extNextKeys,
 	}
+	for n, f := range remoteExtensions() {
+		m[n] = f
+	}
 	m[ExtQuery] = func(context.Context, *Server, []byte) (any, error) {
 		names := []string{ExtQuery}
 		for n := range m {
@@ -201,16 +204,20 @@ func extAnchor(ctx context.Context, s *Server, body []byte) (any, error) {
 
 // PendingRequest is the body of pending@auths.dev: with no prefix, list the
 // proposals in escrow; with prefix and said, sign that proposal with the
-// agent's keys and commit it when complete.
+// agent's keys and commit it when complete; with a remote too, push it
+// there while it needs signatures, or commit it there first (remote.go).
 type PendingRequest struct {
 	Prefix string `json:"prefix,omitempty"`
 	SAID   string `json:"said,omitempty"`
+	Remote string `json:"remote,omitempty"`
 }
 
 // PendingReply lists proposals, or says where a signed one ended.
 type PendingReply struct {
 	Pending []agent.PendingInfo `json:"pending,omitempty"`
 	Result  *agent.AnchorResult `json:"result,omitempty"`
+	// Remote is the outcome of a request with a remote (its result too).
+	Remote *agent.RemoteSignResult `json:"remote,omitempty"`
 }
 
 func extPending(ctx context.Context, s *Server, body []byte) (any, error) {
@@ -227,6 +234,16 @@ func extPending(ctx context.Context, s *Server, body []byte) (any, error) {
 	}
 	if req.Prefix == "" || req.SAID == "" {
 		return nil, fmt.Errorf("%w: give both prefix and said, or neither", errBadRequest)
+	}
+	if req.Remote != "" {
+		if err := checkRemoteName(req.Remote); err != nil {
+			return nil, err
+		}
+		res, err := s.agent.PendingSignRemote(ctx, req.Prefix, req.SAID, req.Remote)
+		if err != nil {
+			return nil, err
+		}
+		return PendingReply{Result: &res.AnchorResult, Remote: res}, nil
 	}
 	res, err := s.agent.PendingSign(ctx, req.Prefix, req.SAID)
 	if err != nil {

@@ -149,6 +149,9 @@ func reasonOf(err error) string {
 			return r.name
 		}
 	}
+	if r := remoteReason(err); r != "" {
+		return r
+	}
 	var re *agent.RefusedError
 	if errors.As(err, &re) {
 		return "refused"

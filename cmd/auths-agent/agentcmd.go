@@ -148,6 +148,9 @@ func pendingSignViaAgent(c *cli.Context, env *cliEnv) (done bool, err error) {
 	if len(listValues(c, "key")) > 0 {
 		fmt.Fprintf(env.stderr, "auths-agent: %s: signing with the agent's keys; --key is ignored (--no-agent opens them directly)\n", cmd)
 	}
+	if c.IsSet("remote") {
+		return true, pendingSignRemoteViaAgent(c, env, cl)
+	}
 	r, err := cl.PendingSign(c.Context, c.Args().Get(0), c.Args().Get(1))
 	if err != nil {
 		return true, agentErr(cmd, err)

@@ -27,6 +27,7 @@ import (
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
+	"github.com/auths-dev/auths-agent/socket"
 )
 
 // maxAttestation caps an attestation document read from a file: auths'
@@ -185,6 +186,15 @@ func signAndFinishVia(ctx context.Context, env *cliEnv, cmd string, a *anchor.An
 			return anchorErr(cmd, err)
 		}
 		fmt.Fprintf(env.stdout, "pending %s %s: %s\n", p.Prefix(), p.SAID(), p.Status().Needs())
+		if rem != nil {
+			// The others sign what reaches the remote.
+			res, err := a.Push(ctx, *rem)
+			if err != nil {
+				return remoteErr(cmd, fmt.Errorf("%s %s saved in escrow, but not sent: %w", p.Prefix(), p.SAID(), err))
+			}
+			r := socket.PushReplyOf(res)
+			printPush(env, cmd, &r)
+		}
 		if signErr != nil {
 			return silentExit(exitNegative)
 		}

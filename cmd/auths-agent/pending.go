@@ -205,12 +205,8 @@ func refuseDead(c *cli.Context, a *anchor.Anchorer, pd *anchor.Pending) error {
 
 func pendingSign(c *cli.Context, env *cliEnv) error {
 	cmd := commandPath(c)
-	// The agent commits locally; a commit through a remote opens the
-	// tokens here (agent extensions for remotes do not exist yet).
-	if !c.IsSet("remote") {
-		if done, err := pendingSignViaAgent(c, env); done {
-			return err
-		}
+	if done, err := pendingSignViaAgent(c, env); done {
+		return err
 	}
 	uris, err := keyURIs(c, "key", true)
 	if err != nil {
@@ -232,7 +228,7 @@ func pendingSign(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	return signAndFinishVia(c.Context, env, cmd, a, pd.Proposal, signers, remoteOf(c))
+	return signAndFinishVia(c.Context, env, cmd, a, pd.Proposal, signers, remoteOf(c, env, a))
 }
 
 // printApproval writes on stderr what a signature over p approves: the
@@ -258,5 +254,5 @@ func pendingCommit(c *cli.Context, env *cliEnv) error {
 	if !p.Complete() {
 		return negativeErr("%s: %s %s: not enough signatures: needs %s", cmd, p.Prefix(), p.SAID(), p.Status().Needs())
 	}
-	return signAndFinishVia(c.Context, env, cmd, a, p, nil, remoteOf(c))
+	return signAndFinishVia(c.Context, env, cmd, a, p, nil, remoteOf(c, env, a))
 }

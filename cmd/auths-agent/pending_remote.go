@@ -10,11 +10,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/urfave/cli/v2"
 
+	"github.com/auths-dev/auths-agent/agent"
 	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/registry"
+	"github.com/auths-dev/auths-agent/socket"
 )
 
 // Environment variables with the credentials of https:// remotes (a user
@@ -26,26 +29,49 @@ const (
 )
 
 func remoteFlag() cli.Flag {
-	return &cli.StringFlag{Name: "remote", Usage: "a git remote's `NAME` (or a URL or path) to commit through (sign then opens the tokens itself, not through the agent)"}
+	return &cli.StringFlag{Name: "remote", Usage: "a git remote's `NAME` (or a URL or path) to send the proposal through: pushed while it needs signatures, committed there first once complete"}
 }
 
-// remoteOf returns the remote named by --remote, nil when not given.
-func remoteOf(c *cli.Context) *registry.Remote {
+// remoteOf returns the remote named by --remote, with https credentials
+// from the environment, nil when not given.
+func remoteOf(c *cli.Context, env *cliEnv, a *anchor.Anchorer) *registry.Remote {
 	if !c.IsSet("remote") {
 		return nil
 	}
-	return &registry.Remote{Name: c.String("remote")}
+	rem := registry.Remote{Name: c.String("remote")}
+	if r, ok := a.Registry().(*registry.Registry); ok {
+		rem = withAuth(env, r, rem)
+	}
+	return &rem
+}
+
+// httpAuth returns basic credentials from env for an https:// URL, nil
+// when none are set or the URL is not https.
+func httpAuth(getenv func(string) string, url string) transport.AuthMethod {
+	if !strings.HasPrefix(url, "https://") {
+		return nil
+	}
+	if u, p := getenv(envHTTPUser), getenv(envHTTPPassword); u != "" || p != "" {
+		return &http.BasicAuth{Username: u, Password: p}
+	}
+	return nil
+}
+
+// remoteAuthFromEnv is the agent's agent.RemoteAuth: https credentials
+// from serve's own environment.
+func remoteAuthFromEnv(env *cliEnv) agent.RemoteAuth {
+	return func(url string) transport.AuthMethod { return httpAuth(env.getenv, url) }
 }
 
 // withAuth adds https credentials from the environment when the remote is
 // an https:// URL and they are set.
 func withAuth(env *cliEnv, reg *registry.Registry, rem registry.Remote) registry.Remote {
 	url, err := reg.RemoteURL(rem)
-	if err != nil || !strings.HasPrefix(url, "https://") {
+	if err != nil {
 		return rem
 	}
-	if u, p := env.getenv(envHTTPUser), env.getenv(envHTTPPassword); u != "" || p != "" {
-		rem.Auth = &http.BasicAuth{Username: u, Password: p}
+	if a := httpAuth(env.getenv, url); a != nil {
+		rem.Auth = a
 	}
 	return rem
 }
@@ -53,9 +79,6 @@ func withAuth(env *cliEnv, reg *registry.Registry, rem registry.Remote) registry
 // remoteAnchorer opens --registry for pending push and pull and names
 // --remote, with https credentials when withAuth finds them.
 func remoteAnchorer(env *cliEnv, c *cli.Context) (*anchor.Anchorer, registry.Remote, error) {
-	if err := wantArgs(c); err != nil {
-		return nil, registry.Remote{}, err
-	}
 	r, err := registry.Open(c.String("registry"))
 	if err != nil {
 		return nil, registry.Remote{}, usageErr("%s: %v", commandPath(c), oneLine(err.Error()))
@@ -63,50 +86,106 @@ func remoteAnchorer(env *cliEnv, c *cli.Context) (*anchor.Anchorer, registry.Rem
 	return anchor.New(r), withAuth(env, r, registry.Remote{Name: c.String("remote")}), nil
 }
 
+// remoteAgent returns the agent answering on $AUTHS_AGENT_SOCK for pending
+// push and pull, nil when --no-agent is given or none answers.
+func remoteAgent(c *cli.Context, env *cliEnv) (*socket.Client, error) {
+	if c.Bool("no-agent") {
+		return nil, nil
+	}
+	return dialAgent(c, env, false)
+}
+
 func pendingPushCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 	return &cli.Command{
-		Name:  "push",
-		Usage: "send the registry and the proposals to a git remote (fast-forward only; pulls and retries when the remote moved)",
-		Flags: []cli.Flag{reg, &cli.StringFlag{Name: "remote", Value: "origin", Usage: "the git remote's `NAME` (or a URL or path)"}},
+		Name: "push",
+		Usage: "send the registry and the proposals to a git remote (fast-forward only; pulls and retries when the remote moved; " +
+			"deletes the remote's proposals that can never be committed); through the agent when one answers",
+		Flags: []cli.Flag{reg, &cli.StringFlag{Name: "remote", Value: "origin", Usage: "the git remote's `NAME` (or a URL or path)"}, noAgentFlag},
 		Action: func(c *cli.Context) error {
 			cmd := commandPath(c)
-			a, rem, err := remoteAnchorer(env, c)
+			if err := wantArgs(c); err != nil {
+				return err
+			}
+			var res socket.PushReply
+			cl, err := remoteAgent(c, env)
 			if err != nil {
 				return err
 			}
-			res, err := a.Push(c.Context, rem)
-			if err != nil {
-				return remoteErr(cmd, err)
+			if cl != nil {
+				defer cl.Close()
+				r, err := cl.Push(c.Context, c.String("remote"))
+				if err != nil {
+					return remoteAgentErr(cmd, err)
+				}
+				res = *r
+			} else {
+				a, rem, err := remoteAnchorer(env, c)
+				if err != nil {
+					return err
+				}
+				r, err := a.Push(c.Context, rem)
+				if err != nil {
+					return remoteErr(cmd, err)
+				}
+				res = socket.PushReplyOf(r)
 			}
-			for _, pr := range res.Pulls {
-				printPull(env, cmd, &anchor.PullResult{PullResult: pr})
-			}
-			if res.UpToDate {
-				fmt.Fprintf(env.stdout, "up to date\t%s\n", res.URL)
-				return nil
-			}
-			for _, ref := range res.Refs {
-				fmt.Fprintf(env.stdout, "pushed\t%s\t%s\n", ref, res.URL)
-			}
+			printPush(env, cmd, &res)
 			return nil
 		},
 	}
 }
 
+// printPush writes what a push did: the pulls between attempts, the
+// proposals dropped locally, the refs sent, the remote's proposals deleted.
+func printPush(env *cliEnv, cmd string, res *socket.PushReply) {
+	for i := range res.Pulls {
+		printPull(env, cmd, &res.Pulls[i])
+	}
+	printDropped(env, res.Dropped)
+	if res.UpToDate {
+		fmt.Fprintf(env.stdout, "up to date\t%s\n", res.URL)
+	} else {
+		for _, ref := range res.Refs {
+			fmt.Fprintf(env.stdout, "pushed\t%s\t%s\n", ref, res.URL)
+		}
+	}
+	for _, ref := range res.Deleted {
+		fmt.Fprintf(env.stdout, "deleted\t%s\t%s\n", ref, res.URL)
+	}
+}
+
 func pendingPullCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 	return &cli.Command{
-		Name:  "pull",
-		Usage: "fetch the registry (every commit verified, fast-forward only) and the proposals (merged, signatures re-verified) from a git remote",
-		Flags: []cli.Flag{reg, &cli.StringFlag{Name: "remote", Value: "origin", Usage: "the git remote's `NAME` (or a URL or path)"}},
+		Name: "pull",
+		Usage: "fetch the registry (every commit verified, fast-forward only) and the proposals (merged, signatures re-verified) " +
+			"from a git remote; through the agent when one answers",
+		Flags: []cli.Flag{reg, &cli.StringFlag{Name: "remote", Value: "origin", Usage: "the git remote's `NAME` (or a URL or path)"}, noAgentFlag},
 		Action: func(c *cli.Context) error {
 			cmd := commandPath(c)
+			if err := wantArgs(c); err != nil {
+				return err
+			}
+			cl, err := remoteAgent(c, env)
+			if err != nil {
+				return err
+			}
+			if cl != nil {
+				defer cl.Close()
+				r, err := cl.Pull(c.Context, c.String("remote"))
+				if err != nil {
+					return remoteAgentErr(cmd, err)
+				}
+				printPull(env, cmd, r)
+				return nil
+			}
 			a, rem, err := remoteAnchorer(env, c)
 			if err != nil {
 				return err
 			}
 			res, err := a.Pull(c.Context, rem)
 			if res != nil {
-				printPull(env, cmd, res)
+				r := socket.PullReplyOf(res)
+				printPull(env, cmd, &r)
 			}
 			if err != nil {
 				return remoteErr(cmd, err)
@@ -118,7 +197,7 @@ func pendingPullCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 
 // printPull writes what a pull did: the registry, then one line per
 // proposal of the remote, then the local proposals it made dead.
-func printPull(env *cliEnv, cmd string, res *anchor.PullResult) {
+func printPull(env *cliEnv, cmd string, res *socket.PullReply) {
 	w := env.stdout
 	switch {
 	case res.Commits > 0:
@@ -134,20 +213,62 @@ func printPull(env *cliEnv, cmd string, res *anchor.PullResult) {
 	}
 	for _, pp := range res.Pending {
 		switch {
-		case pp.Err != nil:
-			fmt.Fprintf(w, "pending\t%s\t%s\tnot taken\n", pp.ID.Prefix, pp.ID.SAID)
-			fmt.Fprintf(env.stderr, "auths-agent: %s: %s %s: %s\n", cmd, pp.ID.Prefix, pp.ID.SAID, oneLine(pp.Err.Error()))
-		case pp.MergeResult != nil:
-			fmt.Fprintf(w, "pending\t%s\t%s\t%s\t+%d files\n", pp.ID.Prefix, pp.ID.SAID, pp.How, len(pp.Added))
+		case pp.Error != "":
+			fmt.Fprintf(w, "pending\t%s\t%s\tnot taken\n", pp.Prefix, pp.SAID)
+			fmt.Fprintf(env.stderr, "auths-agent: %s: %s %s: %s\n", cmd, pp.Prefix, pp.SAID, oneLine(pp.Error))
+		case pp.How != "":
+			fmt.Fprintf(w, "pending\t%s\t%s\t%s\t+%d files\n", pp.Prefix, pp.SAID, pp.How, len(pp.Added))
 		}
 		for _, f := range pp.Refused {
-			fmt.Fprintf(env.stderr, "auths-agent: %s: %s %s: refused %s (does not verify)\n", cmd, pp.ID.Prefix, pp.ID.SAID, f)
+			fmt.Fprintf(env.stderr, "auths-agent: %s: %s %s: refused %s (does not verify)\n", cmd, pp.Prefix, pp.SAID, f)
 		}
 	}
-	for _, pd := range res.Dropped {
-		state, detail := pendingState(pd)
-		fmt.Fprintf(w, "dropped\t%s\t%s\t%s\t%s\n", pd.ID.Prefix, pd.ID.SAID, state, detail)
+	printDropped(env, res.Dropped)
+}
+
+func printDropped(env *cliEnv, l []socket.DroppedProposal) {
+	for _, d := range l {
+		fmt.Fprintf(env.stdout, "dropped\t%s\t%s\t%s\t%s\n", d.Prefix, d.SAID, d.State, oneLine(d.Detail))
 	}
+}
+
+// pendingSignRemoteViaAgent runs `pending sign --remote NAME PREFIX SAID`
+// through the agent: it signs with its keys, then pushes the proposal to
+// the remote of its registry, or commits it there first once complete.
+func pendingSignRemoteViaAgent(c *cli.Context, env *cliEnv, cl *socket.Client) error {
+	cmd := commandPath(c)
+	r, err := cl.PendingSignRemote(c.Context, c.Args().Get(0), c.Args().Get(1), c.String("remote"))
+	if err != nil {
+		return remoteAgentErr(cmd, err)
+	}
+	for _, i := range r.AlreadySigned {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: %s %s: already signed by index %d (the agent's key); not signing again\n", cmd, r.Prefix, r.SAID, i)
+	}
+	if r.Cleanup != "" {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: committed, but the pending ref stays: %s\n", cmd, oneLine(r.Cleanup))
+	}
+	printOutcome(env, r.Committed, r.Prefix, r.Sn, r.SAID, r.Needs)
+	for _, ref := range r.Pushed {
+		fmt.Fprintf(env.stdout, "pushed\t%s\t%s\n", ref, r.URL)
+	}
+	return nil
+}
+
+// remoteAgentErr maps an agent's failure to exchange with a remote to the
+// exit statuses remoteErr gives: the remote refused, diverged, or another
+// machine took the sequence number (and the agent's own refusals) are
+// negative answers; an unreachable remote, failed authentication, a remote
+// without a registry or a broken conversation are unreadable input.
+func remoteAgentErr(cmd string, err error) error {
+	var ee *socket.ExtensionError
+	if errors.As(err, &ee) {
+		switch ee.Reason {
+		case "", "bad-request", "remote-empty", "timeout", "cancelled":
+			return usageErr("%s: agent: %s", cmd, oneLine(err.Error()))
+		}
+		return negativeErr("%s: agent: %s", cmd, oneLine(err.Error()))
+	}
+	return usageErr("%s: agent: %s", cmd, oneLine(err.Error()))
 }
 
 // remoteErr maps the errors of exchanging with a remote to exit statuses:

@@ -129,7 +129,7 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 	})
 	defer opener.Close()
 	a, err := agent.New(cfg, agent.Options{Opener: opener, Registry: reg, RegistryDir: cfg.Registry, Logger: logger,
-		Audit: auditSink{trail}, PINRefused: pinCache.Reject})
+		Audit: auditSink{trail}, PINRefused: pinCache.Reject, RemoteAuth: remoteAuthFromEnv(env)})
 	if err != nil {
 		return usageErr("%s: %s", cmd, oneLine(err.Error()))
 	}
