@@ -568,3 +568,94 @@ func TestRemotePullForgetsRemovedProposals(t *testing.T) {
 		t.Errorf("refs written:\n%s", got)
 	}
 }
+
+// TestRemotePushDeletesDead: against a bare remote carrying auths'
+// pre-receive rule, a push deletes the remote's proposal that the judge
+// finds dead (it lives outside refs/auths/, so the hook allows it) and
+// keeps a live one; the deletion is a compare-and-delete on the commit
+// judged: when another machine pushed signatures to the dead-looking
+// proposal since the fetch, the push is refused as the remote moved and
+// the remote's ref stays at what that machine pushed; a pull and a push
+// again judge the new commit. The fetched copy goes with the deletion.
+func TestRemotePushDeletesDead(t *testing.T) {
+	origin := newGitRepo(t, true)
+	if err := os.WriteFile(filepath.Join(origin, "hooks", "pre-receive"), []byte(preReceiveHook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dirA, a := clone(t, origin)
+	_, b := clone(t, origin)
+	if _, _, err := Init(bg(), dirA, false, WithClock(fixedClock())); err != nil {
+		t.Fatal(err)
+	}
+	id, icp, err := newTestID("dead-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bt Batch
+	bt.Append(icp)
+	if _, err := a.Commit(bg(), &bt); err != nil {
+		t.Fatal(err)
+	}
+	dead := PendingID{Prefix: id.st.Prefix, SAID: kel.Digest([]byte("dead"))}
+	live := PendingID{Prefix: id.st.Prefix, SAID: kel.Digest([]byte("live"))}
+	for _, pid := range []PendingID{dead, live} {
+		if _, err := b.PutPending(bg(), pid, PendingFiles{"event.json": []byte(pid.SAID), "sigs/0.qb64": []byte("s0")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Push(bg(), Remote{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pull(bg(), Remote{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Push(bg(), Remote{}); err != nil {
+		t.Fatal(err)
+	}
+	// A fetches both, takes neither (the check refuses them: A's judge).
+	refuseAll := func(PendingID, PendingFiles) ([]string, error) { return nil, errors.New("not for A") }
+	if _, err := a.Pull(bg(), Remote{}, refuseAll); err != nil {
+		t.Fatal(err)
+	}
+	isDead := func(id PendingID, files PendingFiles) bool { return string(files["event.json"]) == dead.SAID }
+	fetched := gitEnv(t, origin, nil, "", "rev-parse", dead.Ref())
+
+	// Meanwhile B pushes a second signature to the proposal A judges dead.
+	if _, err := b.PutPending(bg(), dead, PendingFiles{"sigs/1.qb64": []byte("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Push(bg(), Remote{}); err != nil {
+		t.Fatal(err)
+	}
+	moved := gitEnv(t, origin, nil, "", "rev-parse", dead.Ref())
+	if moved == fetched {
+		t.Fatal("B's push did not move the proposal")
+	}
+	_, err = a.PushDropping(bg(), Remote{}, isDead)
+	if !errors.Is(err, ErrNotFastForward) || !strings.Contains(err.Error(), "required to be "+fetched) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("push deleting a proposal that moved since the fetch: %v, want a one-line ErrNotFastForward naming the commit judged", err)
+	}
+	if got := gitEnv(t, origin, nil, "", "rev-parse", dead.Ref()); got != moved {
+		t.Errorf("the remote's proposal at %s, want B's %s (never deleted unseen)", got, moved)
+	}
+
+	// PushRetry pulls (the check sees B's commit), then deletes it.
+	res, err := a.PushRetry(bg(), Remote{}, refuseAll, isDead, 3)
+	if err != nil {
+		t.Fatalf("push after the remote moved: %v", err)
+	}
+	if res.Attempts != 2 || !reflect.DeepEqual(res.Deleted, []string{dead.Ref()}) {
+		t.Errorf("push: %d attempts, deleted %q; want 2 and %s", res.Attempts, res.Deleted, dead.Ref())
+	}
+	refs := gitEnv(t, origin, nil, "", "for-each-ref", "--format=%(refname)", "refs/auths-agent/")
+	if refs != live.Ref() {
+		t.Errorf("origin's proposals after the push:\n%s\nwant only %s", refs, live.Ref())
+	}
+	if got := gitEnv(t, dirA, nil, "", "for-each-ref", "--format=%(refname)", RemotesRefPrefix+"origin/pending/"); got != RemotesRefPrefix+"origin/pending/"+live.String() {
+		t.Errorf("A's fetched proposals after the push:\n%s", got)
+	}
+	// Nothing left to delete: the next push sends, deletes nothing.
+	if res, err := a.PushRetry(bg(), Remote{}, refuseAll, isDead, 1); err != nil || len(res.Deleted) != 0 {
+		t.Errorf("second push: %+v %v", res, err)
+	}
+}
