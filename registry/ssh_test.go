@@ -3,176 +3,38 @@ package registry
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/auths-dev/auths-agent/softhsm-test/sshd"
 )
 
-// sshRig is a real OpenSSH server on loopback with its own configuration,
-// host key and authorized key, and a real ssh-agent holding the user key.
+// sshRig is a real OpenSSH server on loopback (softhsm-test/sshd) and a
+// real ssh-agent holding the user key the server accepts.
 type sshRig struct {
-	dir, user, port string
-	agentSock       string
-	knownHosts      string
-	sshdLog         *syncBuffer
+	*sshd.Server
+	agentSock  string
+	knownHosts string
 }
 
-// syncBuffer is sshd's log, written by exec's copying goroutine while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// connections counts the ssh sessions sshd has authenticated so far.
-func (s *sshRig) connections() int {
-	return strings.Count(s.sshdLog.String(), "Accepted publickey for ")
-}
-
-// connectionsAfter waits for sshd to log the sessions opened since it
-// counted n (its log reaches the test through a pipe, after the client
-// has returned) and returns how many there were.
-func (s *sshRig) connectionsAfter(n int) int {
-	deadline := time.Now().Add(5 * time.Second)
-	for s.connections() == n && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond) // a second session would be logged by now
-	return s.connections() - n
-}
-
-func run(t testing.TB, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-}
-
-// startBackground starts a long-running command, stopped when the test ends.
-func startBackground(t testing.TB, log io.Writer, env []string, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-}
+func run(t testing.TB, name string, args ...string) { t.Helper(); sshd.Run(t, name, args...) }
 
 func newSSHRig(t testing.TB) *sshRig {
 	t.Helper()
-	sshd := "/usr/sbin/sshd"
-	if _, err := os.Stat(sshd); err != nil {
-		t.Fatalf("ssh tests need Debian's openssh-server (%s; make test-deps installs it): %v", sshd, err)
-	}
-	u, err := user.Current()
+	keyDir := t.TempDir()
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(keyDir, "userkey"))
+	pub, err := os.ReadFile(filepath.Join(keyDir, "userkey.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if os.Geteuid() == 0 {
-		// sshd started by root insists on its privilege separation
-		// directory, which Debian's service unit creates at start.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := t.TempDir()
-	rig := &sshRig{dir: dir, user: u.Username}
-	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "hostkey"))
-	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "userkey"))
-	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "otherkey"))
-	pub, err := os.ReadFile(filepath.Join(dir, "userkey.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rig.port, _ = net.SplitHostPort(l.Addr().String())
-	l.Close()
-	// sshd runs each git-upload-pack/git-receive-pack through the user's
-	// login shell, and bash started by sshd sources ~/.bashrc: on the CI
-	// machine that runs pyenv init, 3.5-5 s of every connection. The
-	// sessions get HOME in the rig directory, which holds no shell startup
-	// files and no .gitconfig, so a connection costs only what ssh and git
-	// cost (0.6 s on the loaded 2-core machine).
-	conf := fmt.Sprintf(`Port %s
-ListenAddress 127.0.0.1
-HostKey %s/hostkey
-AuthorizedKeysFile %s/authorized_keys
-PidFile %s/sshd.pid
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-UseDNS no
-SetEnv HOME=%s
-`, rig.port, dir, dir, dir, dir)
-	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sshdLog := &syncBuffer{}
-	rig.sshdLog = sshdLog
-	startBackground(t, sshdLog, nil, sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("sshd:\n%s", sshdLog.String())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+rig.port)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd does not listen on %s: %v\n%s", rig.port, err, sshdLog.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	hostPub, err := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := strings.Fields(string(hostPub))
-	rig.knownHosts = filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[127.0.0.1]:%s %s %s\n", rig.port, fields[0], fields[1])
-	if err := os.WriteFile(rig.knownHosts, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rig.agentSock = filepath.Join(dir, "agent.sock")
+	srv := sshd.Start(t, pub)
+	rig := &sshRig{Server: srv, knownHosts: srv.KnownHosts, agentSock: filepath.Join(keyDir, "agent.sock")}
 	var agentLog bytes.Buffer
-	startBackground(t, &agentLog, nil, "ssh-agent", "-D", "-a", rig.agentSock)
+	sshd.StartBackground(t, &agentLog, nil, "ssh-agent", "-D", "-a", rig.agentSock)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if _, err := os.Stat(rig.agentSock); err == nil {
 			break
@@ -182,7 +44,7 @@ SetEnv HOME=%s
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cmd := exec.Command("ssh-add", filepath.Join(dir, "userkey"))
+	cmd := exec.Command("ssh-add", filepath.Join(keyDir, "userkey"))
 	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+rig.agentSock)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ssh-add: %v\n%s", err, out)
@@ -194,9 +56,11 @@ SetEnv HOME=%s
 	return rig
 }
 
-func (s *sshRig) url(path string) string {
-	return fmt.Sprintf("ssh://%s@127.0.0.1:%s%s", s.user, s.port, path)
-}
+func (s *sshRig) url(path string) string { return s.URL(path) }
+
+func (s *sshRig) connections() int { return s.Connections() }
+
+func (s *sshRig) connectionsAfter(n int) int { return s.ConnectionsAfter(n) }
 
 // TestRemoteSSH: the registry and a proposal travel between two clones
 // through a bare origin behind a real sshd on loopback, authenticated by
@@ -269,13 +133,13 @@ func TestRemoteSSH(t *testing.T) {
 	before := runGit(t, dirs[0], "for-each-ref")
 
 	// A host whose key known_hosts does not hold.
-	other, err := os.ReadFile(filepath.Join(rig.dir, "otherkey.pub"))
+	other, err := os.ReadFile(rig.OtherKey + ".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := strings.Fields(string(other))
 	wrong := filepath.Join(t.TempDir(), "known_hosts")
-	os.WriteFile(wrong, []byte(fmt.Sprintf("[127.0.0.1]:%s %s %s\n", rig.port, f[0], f[1])), 0o600)
+	os.WriteFile(wrong, []byte(fmt.Sprintf("[127.0.0.1]:%s %s %s\n", rig.Port, f[0], f[1])), 0o600)
 	t.Setenv("SSH_KNOWN_HOSTS", wrong)
 	_, err = regs[0].Pull(bg(), Remote{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "key mismatch") || strings.Contains(err.Error(), "\n") {
@@ -286,7 +150,7 @@ func TestRemoteSSH(t *testing.T) {
 	// An agent without the key the server accepts.
 	emptySock := filepath.Join(t.TempDir(), "empty.sock")
 	var log bytes.Buffer
-	startBackground(t, &log, nil, "ssh-agent", "-D", "-a", emptySock)
+	sshd.StartBackground(t, &log, nil, "ssh-agent", "-D", "-a", emptySock)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(emptySock); err == nil || time.Now().After(deadline) {
 			break
