@@ -10,16 +10,15 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/go-git/go-git/v5/plumbing/transport"
-
 	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/registry"
 )
 
-// RemoteAuth returns the credentials for a remote's URL, nil for go-git's
-// defaults (for ssh://, the ssh-agent at SSH_AUTH_SOCK of the agent's
-// environment, which may be the agent's own socket, and known_hosts).
-type RemoteAuth func(url string) transport.AuthMethod
+// RemoteAuth sets the credentials and trusted certificates of a remote
+// whose URL is url; leaving them unset uses go-git's defaults (for ssh://,
+// the ssh-agent at SSH_AUTH_SOCK of the agent's environment, which may be
+// the agent's own socket, and known_hosts). An error refuses the request.
+type RemoteAuth func(rem *registry.Remote, url string) error
 
 // remote names remote name in the agent's registry, with the credentials
 // Options.RemoteAuth gives for its URL.
@@ -36,7 +35,9 @@ func (a *Agent) remote(op, name string) (registry.Remote, error) {
 		return registry.Remote{}, err
 	}
 	if a.remoteAuth != nil {
-		rem.Auth = a.remoteAuth(url)
+		if err := a.remoteAuth(&rem, url); err != nil {
+			return registry.Remote{}, err
+		}
 	}
 	return rem, nil
 }

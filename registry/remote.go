@@ -21,8 +21,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
+	"unicode"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -47,6 +49,9 @@ type Remote struct {
 	// Auth authenticates to the remote; nil uses go-git's defaults (for
 	// ssh://, the ssh-agent at SSH_AUTH_SOCK and known_hosts).
 	Auth transport.AuthMethod
+	// CABundle holds PEM certificates trusted for an https:// remote
+	// besides the system's.
+	CABundle []byte
 }
 
 // CheckPending judges a proposal fetched from a remote before it is merged:
@@ -94,6 +99,37 @@ func (r *Registry) resolve(rem Remote) (name, url string, err error) {
 		return "url-" + sum[:12], rem.Name, nil
 	}
 	return "", "", fmt.Errorf("remote %q: not configured in %s (git remote add %s URL), and not a URL or path", clip(rem.Name), r.topDir, clip(rem.Name))
+}
+
+// transportError is an error of go-git's transports shown on one line,
+// clipped, and without the user information of the URLs in it: its text
+// may come from the remote (an HTTP body, a hook's output) or name the URL
+// as configured.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return cleanRemoteText(e.err.Error()) }
+func (e *transportError) Unwrap() error { return e.err }
+
+func transportErr(err error) error {
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return err
+	}
+	return &transportError{err}
+}
+
+// userInfo matches the user information of URLs in a message.
+var userInfo = regexp.MustCompile(`://[^/@\s"']*@`)
+
+// maxRemoteText bounds the text of a transport error.
+const maxRemoteText = 400
+
+func cleanRemoteText(s string) string {
+	s = userInfo.ReplaceAllString(s, "://")
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
+	if r := []rune(s); len(r) > maxRemoteText {
+		s = string(r[:maxRemoteText-3]) + "..."
+	}
+	return s
 }
 
 // ShowURL returns a URL without its user information, for messages.
@@ -149,7 +185,7 @@ func (r *Registry) Pull(ctx context.Context, rem Remote, check CheckPending) (*P
 		config.RefSpec("+" + RegistryRef + ":" + ns + "registry"),
 		config.RefSpec("+" + PendingRefPrefix + "*:" + ns + "pending/*"),
 	}
-	err = gr.FetchContext(ctx, &git.FetchOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, Tags: git.NoTags, Prune: true})
+	err = transportErr(gr.FetchContext(ctx, &git.FetchOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, CABundle: rem.CABundle, Tags: git.NoTags, Prune: true}))
 	switch {
 	case err == nil || errors.Is(err, git.NoErrAlreadyUpToDate):
 	case errors.Is(err, transport.ErrEmptyRemoteRepository) || errors.Is(err, git.NoMatchingRefSpecError{}):
@@ -403,7 +439,7 @@ func (r *Registry) PushDropping(ctx context.Context, rem Remote, dead DeadPendin
 	if err != nil {
 		return fail(err)
 	}
-	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, RequireRemoteRefs: require})
+	err = transportErr(gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, CABundle: rem.CABundle, RequireRemoteRefs: require}))
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 		res.UpToDate = true
@@ -493,7 +529,7 @@ func (r *Registry) CommitPush(ctx context.Context, b *Batch, rem Remote, check C
 		default:
 			out.Pulls = append(out.Pulls, pr)
 		}
-		res, err := r.commitPushOnce(ctx, b, name, url, rem.Auth)
+		res, err := r.commitPushOnce(ctx, b, name, url, rem)
 		if err == nil {
 			res.Attempts = n
 			out.CommitResult = *res
@@ -505,7 +541,7 @@ func (r *Registry) CommitPush(ctx context.Context, b *Batch, rem Remote, check C
 	}
 }
 
-func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url string, auth transport.AuthMethod) (*CommitResult, error) {
+func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url string, rem Remote) (*CommitResult, error) {
 	unlock, err := r.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -532,8 +568,8 @@ func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url strin
 	if err != nil {
 		return nil, err
 	}
-	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, Auth: auth,
-		RefSpecs: []config.RefSpec{config.RefSpec(outgoingRef + ":" + RegistryRef)}})
+	err = transportErr(gr.PushContext(ctx, &git.PushOptions{RemoteName: name, Auth: rem.Auth, CABundle: rem.CABundle,
+		RefSpecs: []config.RefSpec{config.RefSpec(outgoingRef + ":" + RegistryRef)}}))
 	switch {
 	case err != nil && remoteMoved(err):
 		return nil, fmt.Errorf("push to %s: %w: the remote moved: %v", ShowURL(url), ErrNotFastForward, err)
@@ -570,7 +606,7 @@ func (r *Registry) DeleteRemotePending(ctx context.Context, rem Remote, ids ...P
 	if err != nil {
 		return err
 	}
-	err = gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth})
+	err = transportErr(gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, CABundle: rem.CABundle}))
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return fmt.Errorf("delete proposals on %s: %w", ShowURL(url), err)
 	}

@@ -219,6 +219,10 @@ func pendingSign(c *cli.Context, env *cliEnv) error {
 	if err := refuseDead(c, a, pd); err != nil {
 		return err
 	}
+	rem, err := remoteOf(c, env, a)
+	if err != nil {
+		return err
+	}
 	// Say what the signature approves before any token is opened, so the
 	// person reads it before typing a PIN or touching a key.
 	printApproval(env, cmd, pd.Proposal)
@@ -228,7 +232,7 @@ func pendingSign(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	return signAndFinishVia(c.Context, env, cmd, a, pd.Proposal, signers, remoteOf(c, env, a))
+	return signAndFinishVia(c.Context, env, cmd, a, pd.Proposal, signers, rem)
 }
 
 // printApproval writes on stderr what a signature over p approves: the
@@ -254,5 +258,9 @@ func pendingCommit(c *cli.Context, env *cliEnv) error {
 	if !p.Complete() {
 		return negativeErr("%s: %s %s: not enough signatures: needs %s", cmd, p.Prefix(), p.SAID(), p.Status().Needs())
 	}
-	return signAndFinishVia(c.Context, env, cmd, a, p, nil, remoteOf(c, env, a))
+	rem, err := remoteOf(c, env, a)
+	if err != nil {
+		return err
+	}
+	return signAndFinishVia(c.Context, env, cmd, a, p, nil, rem)
 }

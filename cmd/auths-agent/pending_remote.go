@@ -7,10 +7,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/urfave/cli/v2"
 
@@ -26,6 +27,7 @@ import (
 const (
 	envHTTPUser     = "AUTHS_AGENT_GIT_USERNAME"
 	envHTTPPassword = "AUTHS_AGENT_GIT_PASSWORD"
+	envCAInfo       = "GIT_SSL_CAINFO"
 )
 
 func remoteFlag() cli.Flag {
@@ -34,46 +36,76 @@ func remoteFlag() cli.Flag {
 
 // remoteOf returns the remote named by --remote, with https credentials
 // from the environment, nil when not given.
-func remoteOf(c *cli.Context, env *cliEnv, a *anchor.Anchorer) *registry.Remote {
+func remoteOf(c *cli.Context, env *cliEnv, a *anchor.Anchorer) (*registry.Remote, error) {
 	if !c.IsSet("remote") {
-		return nil
+		return nil, nil
 	}
 	rem := registry.Remote{Name: c.String("remote")}
 	if r, ok := a.Registry().(*registry.Registry); ok {
-		rem = withAuth(env, r, rem)
+		var err error
+		if rem, err = withAuth(env, r, rem); err != nil {
+			return nil, usageErr("%s: %s", commandPath(c), oneLine(err.Error()))
+		}
 	}
-	return &rem
+	return &rem, nil
 }
 
-// httpAuth returns basic credentials from env for an https:// URL, nil
-// when none are set or the URL is not https.
-func httpAuth(getenv func(string) string, url string) transport.AuthMethod {
+// configureRemote sets an https:// remote's basic credentials from
+// AUTHS_AGENT_GIT_USERNAME and AUTHS_AGENT_GIT_PASSWORD and its extra
+// trusted certificates from the PEM file GIT_SSL_CAINFO names (git's own
+// variable), when set. Credentials never come from argv.
+func configureRemote(getenv func(string) string, rem *registry.Remote, url string) error {
 	if !strings.HasPrefix(url, "https://") {
 		return nil
 	}
 	if u, p := getenv(envHTTPUser), getenv(envHTTPPassword); u != "" || p != "" {
-		return &http.BasicAuth{Username: u, Password: p}
+		rem.Auth = &http.BasicAuth{Username: u, Password: p}
+	}
+	if f := getenv(envCAInfo); f != "" {
+		pem, err := readBounded(f, maxCABundle)
+		if err != nil {
+			return fmt.Errorf("%s: %w", envCAInfo, err)
+		}
+		rem.CABundle = pem
 	}
 	return nil
 }
 
-// remoteAuthFromEnv is the agent's agent.RemoteAuth: https credentials
-// from serve's own environment.
-func remoteAuthFromEnv(env *cliEnv) agent.RemoteAuth {
-	return func(url string) transport.AuthMethod { return httpAuth(env.getenv, url) }
+// maxCABundle bounds the certificate file GIT_SSL_CAINFO names.
+const maxCABundle = 1 << 20
+
+// readBounded reads a file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPathErr(err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, unwrapPathErr(err))
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: more than %d bytes", path, max)
+	}
+	return data, nil
 }
 
-// withAuth adds https credentials from the environment when the remote is
-// an https:// URL and they are set.
-func withAuth(env *cliEnv, reg *registry.Registry, rem registry.Remote) registry.Remote {
+// remoteAuthFromEnv is the agent's agent.RemoteAuth: https credentials
+// and certificates from serve's own environment.
+func remoteAuthFromEnv(env *cliEnv) agent.RemoteAuth {
+	return func(rem *registry.Remote, url string) error { return configureRemote(env.getenv, rem, url) }
+}
+
+// withAuth adds https credentials and certificates from the environment
+// when the remote is an https:// URL and they are set.
+func withAuth(env *cliEnv, reg *registry.Registry, rem registry.Remote) (registry.Remote, error) {
 	url, err := reg.RemoteURL(rem)
 	if err != nil {
-		return rem
+		return rem, nil // Pull and Push report it
 	}
-	if a := httpAuth(env.getenv, url); a != nil {
-		rem.Auth = a
-	}
-	return rem
+	err = configureRemote(env.getenv, &rem, url)
+	return rem, err
 }
 
 // remoteAnchorer opens --registry for pending push and pull and names
@@ -83,7 +115,11 @@ func remoteAnchorer(env *cliEnv, c *cli.Context) (*anchor.Anchorer, registry.Rem
 	if err != nil {
 		return nil, registry.Remote{}, usageErr("%s: %v", commandPath(c), oneLine(err.Error()))
 	}
-	return anchor.New(r), withAuth(env, r, registry.Remote{Name: c.String("remote")}), nil
+	rem, err := withAuth(env, r, registry.Remote{Name: c.String("remote")})
+	if err != nil {
+		return nil, rem, usageErr("%s: %s", commandPath(c), oneLine(err.Error()))
+	}
+	return anchor.New(r), rem, nil
 }
 
 // remoteAgent returns the agent answering on $AUTHS_AGENT_SOCK for pending
