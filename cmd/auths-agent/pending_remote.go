@@ -78,7 +78,7 @@ const maxCABundle = 1 << 20
 func readBounded(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, unwrapPathErr(err)
+		return nil, fmt.Errorf("%s: %w", path, unwrapPathErr(err))
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, max+1))

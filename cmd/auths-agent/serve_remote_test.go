@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auths-dev/auths-agent/softhsm-test/githttp"
 	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
 	"github.com/auths-dev/auths-agent/softhsm-test/sshd"
 )
@@ -240,5 +241,75 @@ func TestServeRemoteSSH(t *testing.T) {
 	}
 	if after := gitOut(t, b, "for-each-ref"); after != before {
 		t.Errorf("refs changed by a refused pull:\n%s\nwas\n%s", after, before)
+	}
+}
+
+// TestServeRemoteHTTPS: an https:// remote (git http-backend over TLS,
+// basic credentials) reached by the CLI and by the agent, each with the
+// credentials from its own environment (AUTHS_AGENT_GIT_USERNAME,
+// AUTHS_AGENT_GIT_PASSWORD) and the server's CA from GIT_SSL_CAINFO; a
+// wrong password is one line, exit 2, naming the URL without user
+// information and never the password.
+func TestServeRemoteHTTPS(t *testing.T) {
+	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "rh-a", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.Remove() })
+	dir := t.TempDir()
+	env := rig.Env()
+	bin := agentBinary(t)
+	k := rig.URI("rh-a", "k")
+	run1(t, env, dir, "", bin, "key", "generate", k)
+	root := filepath.Join(dir, "srv")
+	os.Mkdir(root, 0o755)
+	gitOut(t, root, "init", "-q", "--bare", "origin.git")
+	const password = "pw-Zq81-never-shown"
+	srv := githttp.Start(t, root, "bob", password)
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, srv.CAPEM, 0o644)
+	url := srv.URL + "/origin.git"
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	prefix := strings.TrimSpace(run1(t, env, dir, "", bin, "id", "create", "--init", "--registry", a, "--threshold", "1", "--key", k))
+	gitOut(t, a, "remote", "add", "origin", url)
+	gitOut(t, dir, "init", "-q", b)
+	gitOut(t, b, "remote", "add", "origin", url)
+	creds := []string{"AUTHS_AGENT_GIT_USERNAME=bob", "AUTHS_AGENT_GIT_PASSWORD=" + password, "GIT_SSL_CAINFO=" + ca}
+
+	sock := filepath.Join(dir, "agent.sock")
+	startAgent(t, append(env, creds...), sock, "--registry", a, "--key", k)
+	// The client has no credentials: the agent uses its own.
+	if out := run1(t, append(env, "AUTHS_AGENT_SOCK="+sock), dir, "", bin, "pending", "push", "--registry", a); out != "pushed\trefs/auths/registry\t"+url+"\n" {
+		t.Errorf("pending push over https through the agent: %q", out)
+	}
+	if out := run1(t, append(env, creds...), dir, "", bin, "pending", "pull", "--registry", b); !strings.HasSuffix(out, "\t2 commits verified\n") {
+		t.Errorf("pending pull over https: %q", out)
+	}
+	run1(t, env, dir, "", bin, "kel", "verify", "--registry", b, prefix)
+
+	before := gitOut(t, b, "for-each-ref")
+	for _, c := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"wrong password", []string{"AUTHS_AGENT_GIT_USERNAME=bob", "AUTHS_AGENT_GIT_PASSWORD=x" + password, "GIT_SSL_CAINFO=" + ca}, "authentication required"},
+		{"no CA", []string{"AUTHS_AGENT_GIT_USERNAME=bob", "AUTHS_AGENT_GIT_PASSWORD=" + password}, "certificate signed by unknown authority"},
+		{"unreadable CA file", []string{"AUTHS_AGENT_GIT_USERNAME=bob", "AUTHS_AGENT_GIT_PASSWORD=" + password, "GIT_SSL_CAINFO=" + ca + ".missing"}, "GIT_SSL_CAINFO: " + ca + ".missing"},
+	} {
+		cmd := exec.Command(bin, "pending", "pull", "--registry", b)
+		cmd.Env = append(append(os.Environ(), env...), c.env...)
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || strings.Count(string(out), "\n") != 1 || !strings.HasPrefix(string(out), "auths-agent: pending pull: ") ||
+			!strings.Contains(string(out), c.want) || strings.Contains(string(out), password) || strings.Contains(string(out), "bob") {
+			t.Errorf("%s: %v\n%s", c.name, err, out)
+		}
+		if c.name == "wrong password" && !strings.Contains(string(out), "pull from "+url+": ") {
+			t.Errorf("%s: %s, want the URL %s", c.name, out, url)
+		}
+	}
+	if after := gitOut(t, b, "for-each-ref"); after != before {
+		t.Errorf("refs changed by refused pulls")
 	}
 }
