@@ -291,24 +291,25 @@ func TestCosignCommitRace(t *testing.T) {
 		t.Fatalf("%d stale, want exactly one: %v", stale, errs)
 	}
 	// The committer deleted its proposal on origin; the loser's stays
-	// there until a push: the winner's next push finds it dead (its own
-	// registry holds an event at that s) and deletes it.
-	winner, loser := 0, 1
+	// there until a push: the loser fetched it when its push was refused,
+	// and its next push finds it dead (its registry now holds the winner's
+	// event at that s) and deletes it.
+	loser := 1
 	if errs[0] != nil {
-		winner, loser = 1, 0
+		loser = 0
 	}
 	if got := git(t, origin, "for-each-ref", "--format=%(refname)", "refs/auths-agent/"); strings.TrimSpace(got) != "refs/auths-agent/pending/"+prefix+"/"+props[loser].SAID() {
 		t.Errorf("origin's proposals after the race:\n%s\nwant the loser's", got)
 	}
-	pr, err := ms[winner].a.Push(ctx, registry.Remote{})
+	pr, err := ms[loser].a.Push(ctx, registry.Remote{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"refs/auths-agent/pending/" + prefix + "/" + props[loser].SAID()}; !reflect.DeepEqual(pr.Deleted, want) {
-		t.Errorf("winner's push deleted %q, want %q", pr.Deleted, want)
+		t.Errorf("loser's push deleted %q, want %q", pr.Deleted, want)
 	}
 	if got := git(t, origin, "for-each-ref", "--format=%(refname)", "refs/auths-agent/"); got != "" {
-		t.Errorf("origin's proposals after the winner's push:\n%s\nwant none", got)
+		t.Errorf("origin's proposals after the loser's push:\n%s\nwant none", got)
 	}
 	want := strings.TrimSpace(git(t, origin, "rev-parse", registry.RegistryRef))
 	for _, m := range ms {

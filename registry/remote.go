@@ -448,17 +448,35 @@ func (r *Registry) PushDropping(ctx context.Context, rem Remote, dead DeadPendin
 	case err != nil:
 		return fail(err)
 	}
-	if len(res.Deleted) > 0 {
-		// The remote no longer holds them: neither does the fetched copy
-		// (else the next push would ask to delete them again).
-		if unlock, err := r.lock(ctx); err == nil {
-			for _, ref := range res.Deleted {
-				r.deleteRefLocked(ctx, RemotesRefPrefix+name+"/pending/"+strings.TrimPrefix(ref, PendingRefPrefix))
-			}
-			unlock()
+	r.trackPushed(ctx, name, ids, res.Deleted)
+	return res, nil
+}
+
+// trackPushed records what a push left on the remote, as git does with
+// its remote-tracking refs: the fetched copy of each proposal pushed is
+// the local one (so that the remote's copy can be deleted once committed,
+// DeleteRemotePending), and the deleted ones have none (else the next
+// push would ask to delete them again). Best effort: a tracking ref that
+// lags only costs a later pull or push an extra round.
+func (r *Registry) trackPushed(ctx context.Context, name string, pushed []PendingID, deleted []string) {
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	ns := RemotesRefPrefix + name + "/pending/"
+	for _, id := range pushed {
+		h, err := r.readRef(id.Ref())
+		if err != nil || h.IsZero() {
+			continue
+		}
+		if old, err := r.readRef(ns + id.String()); err == nil && old != h {
+			r.casRef(ctx, ns+id.String(), old, h)
 		}
 	}
-	return res, nil
+	for _, ref := range deleted {
+		r.deleteRefLocked(ctx, ns+strings.TrimPrefix(ref, PendingRefPrefix))
+	}
 }
 
 // deadOnRemote lists the proposals the remote name held at the last fetch,
@@ -501,16 +519,19 @@ type CommitPushResult struct {
 	Pulls       []*PullResult // what each pull before a push took
 }
 
-// CommitPush commits b so that it lands on the remote first: it pulls
-// (verified, fast-forward only), builds the commit on the local tip under
-// the flock, pushes it as the remote's registry ref (a fast-forward), and
-// only when the remote took it moves the local ref. A remote that moved
-// meanwhile (another machine committed) is pulled again and the batch
-// verified again on the new tip, at most attempts times in all: a batch
-// still valid there commits on top, one whose event's sequence number the
-// other machine took fails as Commit does (a *ConflictError naming the
-// operation), and the local registry then holds exactly what the remote
-// holds. A remote without a registry receives the local one.
+// CommitPush commits b so that it lands on the remote first: it builds
+// the commit on the local tip under the flock, pushes it as the remote's
+// registry ref (only a fast-forward: go-git checks the remote's tip is an
+// ancestor, git-receive-pack that the ref is still where it was
+// advertised), and only when the remote took it moves the local ref. In
+// the common case that is one connection. A remote that moved meanwhile
+// (another machine committed) is pulled (every commit verified,
+// fast-forward only) and the batch verified again on the new tip, at most
+// attempts pushes in all: a batch still valid there commits on top, one
+// whose event's sequence number the other machine took fails as Commit
+// does (a *ConflictError naming the operation), and the local registry
+// then holds exactly what the remote holds. A remote without a registry
+// receives the local one.
 func (r *Registry) CommitPush(ctx context.Context, b *Batch, rem Remote, check CheckPending, attempts int) (*CommitPushResult, error) {
 	if b == nil || b.Len() == 0 {
 		return nil, errors.New("commit: empty batch")
@@ -521,13 +542,15 @@ func (r *Registry) CommitPush(ctx context.Context, b *Batch, rem Remote, check C
 	}
 	out := &CommitPushResult{Remote: rem.Name, URL: ShowURL(url)}
 	for n := 1; ; n++ {
-		pr, err := r.Pull(ctx, rem, check)
-		switch {
-		case errors.Is(err, ErrRemoteEmpty):
-		case err != nil:
-			return nil, err
-		default:
-			out.Pulls = append(out.Pulls, pr)
+		if n > 1 {
+			pr, err := r.Pull(ctx, rem, check)
+			switch {
+			case errors.Is(err, ErrRemoteEmpty):
+			case err != nil:
+				return nil, err
+			default:
+				out.Pulls = append(out.Pulls, pr)
+			}
 		}
 		res, err := r.commitPushOnce(ctx, b, name, url, rem)
 		if err == nil {
@@ -584,20 +607,28 @@ func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url strin
 }
 
 // DeleteRemotePending deletes proposals on the remote (those committed or
-// dead), as a push of deletions; a proposal the remote lacks is not an
-// error. Proposals live outside refs/auths/, where auths' pre-receive hook
-// refuses deletions.
+// dead), as a push of deletions: the proposals the remote held at the last
+// fetch (CommitPush fetches just before it commits); one it did not hold
+// then costs no connection, and if another machine pushed it since, the
+// next push finds it dead and deletes it (PushDropping). Proposals live
+// outside refs/auths/, where auths' pre-receive hook refuses deletions.
 func (r *Registry) DeleteRemotePending(ctx context.Context, rem Remote, ids ...PendingID) error {
 	name, url, err := r.resolve(rem)
 	if err != nil {
 		return err
 	}
+	ns := RemotesRefPrefix + name + "/pending/"
 	var specs []config.RefSpec
+	var tracking []string
 	for _, id := range ids {
 		if err := id.check(); err != nil {
 			return fmt.Errorf("pending %s: %w", id, err)
 		}
+		if h, err := r.readRef(ns + id.String()); err != nil || h.IsZero() {
+			continue
+		}
 		specs = append(specs, config.RefSpec(":"+id.Ref()))
+		tracking = append(tracking, ns+id.String())
 	}
 	if len(specs) == 0 {
 		return nil
@@ -609,6 +640,12 @@ func (r *Registry) DeleteRemotePending(ctx context.Context, rem Remote, ids ...P
 	err = transportErr(gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, CABundle: rem.CABundle}))
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return fmt.Errorf("delete proposals on %s: %w", ShowURL(url), err)
+	}
+	if unlock, err := r.lock(ctx); err == nil {
+		for _, ref := range tracking {
+			r.deleteRefLocked(ctx, ref)
+		}
+		unlock()
 	}
 	return nil
 }

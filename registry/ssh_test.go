@@ -25,30 +25,9 @@ func run(t testing.TB, name string, args ...string) { t.Helper(); sshd.Run(t, na
 
 func newSSHRig(t testing.TB) *sshRig {
 	t.Helper()
-	keyDir := t.TempDir()
-	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(keyDir, "userkey"))
-	pub, err := os.ReadFile(filepath.Join(keyDir, "userkey.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sock, pub := sshd.UserAgent(t)
 	srv := sshd.Start(t, pub)
-	rig := &sshRig{Server: srv, knownHosts: srv.KnownHosts, agentSock: filepath.Join(keyDir, "agent.sock")}
-	var agentLog bytes.Buffer
-	sshd.StartBackground(t, &agentLog, nil, "ssh-agent", "-D", "-a", rig.agentSock)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, err := os.Stat(rig.agentSock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ssh-agent did not start:\n%s", agentLog.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cmd := exec.Command("ssh-add", filepath.Join(keyDir, "userkey"))
-	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+rig.agentSock)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ssh-add: %v\n%s", err, out)
-	}
+	rig := &sshRig{Server: srv, knownHosts: srv.KnownHosts, agentSock: sock}
 	// go-git's ssh transport, with no Auth given, asks the agent at
 	// SSH_AUTH_SOCK and checks host keys against SSH_KNOWN_HOSTS.
 	t.Setenv("SSH_AUTH_SOCK", rig.agentSock)

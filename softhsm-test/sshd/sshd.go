@@ -187,3 +187,34 @@ SetEnv HOME=%s
 	}
 	return s
 }
+
+// UserAgent starts OpenSSH's ssh-agent holding a fresh Ed25519 user key,
+// stopped when the test ends; it returns the agent's socket and the key's
+// authorized_keys line.
+func UserAgent(t testing.TB) (sock string, pub []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	Run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "userkey"))
+	pub, err := os.ReadFile(filepath.Join(dir, "userkey.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock = filepath.Join(dir, "agent.sock")
+	var log syncBuffer
+	startBackground(t, &log, nil, "ssh-agent", "-D", "-a", sock)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh-agent did not start:\n%s", log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd := exec.Command("ssh-add", filepath.Join(dir, "userkey"))
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v\n%s", err, out)
+	}
+	return sock, pub
+}
