@@ -93,5 +93,7 @@
 // events, attestations anchored) before the local ref fast-forwards, and
 // merges proposals after a caller's [CheckPending]; [Registry.Push],
 // [Registry.PushRetry] and [Registry.CommitPush] send them back, only ever
-// as fast-forwards.
+// as fast-forwards, and [Registry.PushDropping] deletes the remote's
+// proposals a caller's [DeadPending] finds dead, each a compare-and-delete
+// on the commit judged.
 package registry

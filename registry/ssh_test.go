@@ -173,8 +173,8 @@ func sshBenchSetup(b *testing.B) (*sshRig, string, *Registry, *testID) {
 }
 
 // BenchmarkCommitPushSSH: from a fully signed event to its commit on a
-// remote over a loopback ssh:// (CommitPush: pull, verify, build, push,
-// move the local ref).
+// remote over a loopback ssh:// (CommitPush: build on the local tip, push,
+// move the local ref; the remote has not moved, so no pull).
 func BenchmarkCommitPushSSH(b *testing.B) {
 	_, _, r, id := sshBenchSetup(b)
 	b.ResetTimer()
