@@ -42,6 +42,14 @@ func (a *Agent) remote(op, name string) (registry.Remote, error) {
 	return rem, nil
 }
 
+// RegistryDir is the directory of the agent's registry, "" without one.
+func (a *Agent) RegistryDir() string {
+	if a.reg == nil {
+		return ""
+	}
+	return a.reg.TopDir()
+}
+
 // Pull fetches the registry and the proposals of the agent's registry's
 // remote name ("" is origin): registry commits verified and fast-forwarded,
 // proposals checked and merged by union, local proposals the new registry

@@ -210,6 +210,9 @@ type PendingRequest struct {
 	Prefix string `json:"prefix,omitempty"`
 	SAID   string `json:"said,omitempty"`
 	Remote string `json:"remote,omitempty"`
+	// Registry, with a remote, is the registry the client means (see
+	// RemoteRequest).
+	Registry string `json:"registry,omitempty"`
 }
 
 // PendingReply lists proposals, or says where a signed one ended.
@@ -237,6 +240,9 @@ func extPending(ctx context.Context, s *Server, body []byte) (any, error) {
 	}
 	if req.Remote != "" {
 		if err := checkRemoteName(req.Remote); err != nil {
+			return nil, err
+		}
+		if err := checkRegistry(s, req.Registry); err != nil {
 			return nil, err
 		}
 		res, err := s.agent.PendingSignRemote(ctx, req.Prefix, req.SAID, req.Remote)

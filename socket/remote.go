@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -36,6 +37,10 @@ func remoteExtensions() map[string]extension {
 // (default origin), or a URL or path.
 type RemoteRequest struct {
 	Remote string `json:"remote,omitempty"`
+	// Registry, when given, is the registry the client means: a request
+	// to an agent serving another one is refused (bad-request), not run
+	// on the agent's.
+	Registry string `json:"registry,omitempty"`
 }
 
 // PullReply says what a pull took and dropped.
@@ -150,6 +155,9 @@ func extPendingPull(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err := checkRemoteName(req.Remote); err != nil {
 		return nil, err
 	}
+	if err := checkRegistry(s, req.Registry); err != nil {
+		return nil, err
+	}
 	res, err := s.agent.Pull(ctx, req.Remote)
 	if err != nil {
 		return nil, err
@@ -165,11 +173,29 @@ func extPendingPush(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err := checkRemoteName(req.Remote); err != nil {
 		return nil, err
 	}
+	if err := checkRegistry(s, req.Registry); err != nil {
+		return nil, err
+	}
 	res, err := s.agent.Push(ctx, req.Remote)
 	if err != nil {
 		return nil, err
 	}
 	return PushReplyOf(res), nil
+}
+
+// checkRegistry refuses a request meant for another registry than the
+// agent's (dir is the client's; "" means any).
+func checkRegistry(s *Server, dir string) error {
+	own := s.agent.RegistryDir()
+	if dir == "" || own == "" {
+		return nil // without a registry the agent refuses with no-registry
+	}
+	a, errA := os.Stat(dir)
+	b, errB := os.Stat(own)
+	if errA != nil || errB != nil || !os.SameFile(a, b) {
+		return fmt.Errorf("%w: the agent's registry is %s, not %s", errBadRequest, own, clipText(oneLine(dir)))
+	}
+	return nil
 }
 
 // checkRemoteName refuses a remote name no git remote or URL has.
@@ -204,19 +230,21 @@ func remoteReason(err error) string {
 // the proposal ended and what went to the remote.
 type PendingSignReply = agent.RemoteSignResult
 
-// Pull asks the agent to pull from a remote of its registry.
-func (c *Client) Pull(ctx context.Context, remote string) (*PullReply, error) {
+// Pull asks the agent to pull from a remote of its registry (registry,
+// when not "", names the registry meant: see RemoteRequest).
+func (c *Client) Pull(ctx context.Context, remote, registry string) (*PullReply, error) {
 	var r PullReply
-	if err := c.Call(ctx, ExtPendingPull, RemoteRequest{Remote: remote}, &r); err != nil {
+	if err := c.Call(ctx, ExtPendingPull, RemoteRequest{Remote: remote, Registry: registry}, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
-// Push asks the agent to push to a remote of its registry.
-func (c *Client) Push(ctx context.Context, remote string) (*PushReply, error) {
+// Push asks the agent to push to a remote of its registry (registry as
+// for Pull).
+func (c *Client) Push(ctx context.Context, remote, registry string) (*PushReply, error) {
 	var r PushReply
-	if err := c.Call(ctx, ExtPendingPush, RemoteRequest{Remote: remote}, &r); err != nil {
+	if err := c.Call(ctx, ExtPendingPush, RemoteRequest{Remote: remote, Registry: registry}, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -225,9 +253,9 @@ func (c *Client) Push(ctx context.Context, remote string) (*PushReply, error) {
 // PendingSignRemote asks the agent to sign a proposal and send it through
 // a remote: pushed while it needs signatures, committed there once
 // complete.
-func (c *Client) PendingSignRemote(ctx context.Context, prefix, said, remote string) (*PendingSignReply, error) {
+func (c *Client) PendingSignRemote(ctx context.Context, prefix, said, remote, registry string) (*PendingSignReply, error) {
 	var r PendingReply
-	if err := c.Call(ctx, ExtPending, PendingRequest{Prefix: prefix, SAID: said, Remote: remote}, &r); err != nil {
+	if err := c.Call(ctx, ExtPending, PendingRequest{Prefix: prefix, SAID: said, Remote: remote, Registry: registry}, &r); err != nil {
 		return nil, err
 	}
 	if r.Remote == nil {

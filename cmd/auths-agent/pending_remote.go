@@ -149,7 +149,7 @@ func pendingPushCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 			}
 			if cl != nil {
 				defer cl.Close()
-				r, err := cl.Push(c.Context, c.String("remote"))
+				r, err := cl.Push(c.Context, c.String("remote"), c.String("registry"))
 				if err != nil {
 					return remoteAgentErr(cmd, err)
 				}
@@ -207,7 +207,7 @@ func pendingPullCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 			}
 			if cl != nil {
 				defer cl.Close()
-				r, err := cl.Pull(c.Context, c.String("remote"))
+				r, err := cl.Pull(c.Context, c.String("remote"), c.String("registry"))
 				if err != nil {
 					return remoteAgentErr(cmd, err)
 				}
@@ -273,7 +273,7 @@ func printDropped(env *cliEnv, l []socket.DroppedProposal) {
 // the remote of its registry, or commits it there first once complete.
 func pendingSignRemoteViaAgent(c *cli.Context, env *cliEnv, cl *socket.Client) error {
 	cmd := commandPath(c)
-	r, err := cl.PendingSignRemote(c.Context, c.Args().Get(0), c.Args().Get(1), c.String("remote"))
+	r, err := cl.PendingSignRemote(c.Context, c.Args().Get(0), c.Args().Get(1), c.String("remote"), c.String("registry"))
 	if err != nil {
 		return remoteAgentErr(cmd, err)
 	}

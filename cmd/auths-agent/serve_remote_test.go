@@ -154,8 +154,21 @@ func TestServeRemote(t *testing.T) {
 		}
 	}
 
+	// A request meant for another registry than the agent's: refused,
+	// one line, exit 2, nothing exchanged.
+	beforeB := gitOut(t, B.reg, "for-each-ref")
+	cmd := exec.Command(bin, "pending", "pull", "--registry", B.reg)
+	cmd.Env = append(os.Environ(), A.env...)
+	if b, err := cmd.CombinedOutput(); err == nil || cmd.ProcessState.ExitCode() != 2 ||
+		string(b) != "auths-agent: pending pull: agent: bad request: the agent's registry is "+A.reg+", not "+B.reg+"\n" {
+		t.Errorf("pull through an agent serving another registry: %v\n%s", err, b)
+	}
+	if after := gitOut(t, B.reg, "for-each-ref"); after != beforeB {
+		t.Errorf("B's refs changed")
+	}
+
 	// A remote the agent's registry does not know: one line, exit 2.
-	cmd := exec.Command(bin, "pending", "pull", "--registry", A.reg, "--remote", "nosuch")
+	cmd = exec.Command(bin, "pending", "pull", "--registry", A.reg, "--remote", "nosuch")
 	cmd.Env = append(os.Environ(), A.env...)
 	b, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !regexp.MustCompile(`^auths-agent: pending pull: agent: remote "nosuch": not configured in \S+ \(git remote add nosuch URL\), and not a URL or path\n$`).Match(b) {
