@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,8 +49,17 @@ func gitOut(t *testing.T, dir string, args ...string) string {
 // which pushes its signature (still incomplete); C pulls, signs with
 // --remote, and the agent commits on origin first; A pulls through its
 // agent and B without it (--no-agent), both drop the committed proposal,
-// and all three hold origin's registry and verify the same KEL.
+// and all three hold origin's registry and verify the same KEL. It runs
+// once over a file path and once over ssh:// to a real sshd on loopback.
 func TestServeRemote(t *testing.T) {
+	t.Run("file", func(t *testing.T) { serveRemoteFlow(t, false) })
+	t.Run("ssh", func(t *testing.T) { serveRemoteFlow(t, true) })
+}
+
+// serveRemoteFlow is TestServeRemote over a file path, or over ssh:// to
+// a real sshd on loopback (the agents and the CLI authenticate through an
+// OpenSSH ssh-agent, known_hosts checked).
+func serveRemoteFlow(t *testing.T, overSSH bool) {
 	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"),
 		softhsm.Token{Label: "rm-a", PIN: "1234"}, softhsm.Token{Label: "rm-b", PIN: "1234"}, softhsm.Token{Label: "rm-c", PIN: "1234"})
 	if err != nil {
@@ -61,6 +71,13 @@ func TestServeRemote(t *testing.T) {
 	bin := agentBinary(t)
 	origin := filepath.Join(dir, "origin")
 	gitOut(t, dir, "init", "-q", "--bare", origin)
+	url, shown := origin, origin
+	if overSSH {
+		sock, pub := sshd.UserAgent(t)
+		srv := sshd.Start(t, pub)
+		env = slices.Clip(append(env, "SSH_AUTH_SOCK="+sock, "SSH_KNOWN_HOSTS="+srv.KnownHosts))
+		url, shown = srv.URL(origin), "ssh://127.0.0.1:"+srv.Port+origin
+	}
 	var ms [3]*remoteMachine
 	var keys []string
 	for i, name := range []string{"a", "b", "c"} {
@@ -69,7 +86,7 @@ func TestServeRemote(t *testing.T) {
 		keys = append(keys, k)
 		reg := filepath.Join(dir, name)
 		gitOut(t, dir, "init", "-q", reg)
-		gitOut(t, reg, "remote", "add", "origin", origin)
+		gitOut(t, reg, "remote", "add", "origin", url)
 		sock := filepath.Join(dir, name+".sock")
 		ms[i] = &remoteMachine{reg: reg, env: append(env, "AUTHS_AGENT_SOCK="+sock)}
 		if i > 0 {
@@ -81,10 +98,10 @@ func TestServeRemote(t *testing.T) {
 		"--key", keys[0], "--key", keys[1], "--key", keys[2]))
 	A.agent = startAgent(t, env, filepath.Join(dir, "a.sock"), "--registry", A.reg, "--key", keys[0])
 
-	if out := A.out(t, dir, "pending", "push", "--registry", A.reg); out != "pushed\trefs/auths/registry\t"+origin+"\n" {
+	if out := A.out(t, dir, "pending", "push", "--registry", A.reg); out != "pushed\trefs/auths/registry\t"+shown+"\n" {
 		t.Errorf("pending push through A's agent: %q", out)
 	}
-	if !strings.Contains(A.agent.log(), "msg=pushed remote="+origin) {
+	if !strings.Contains(A.agent.log(), "msg=pushed remote="+shown) {
 		t.Errorf("A's agent did not log the push:\n%s", A.agent.log())
 	}
 	head := gitOut(t, A.reg, "rev-parse", "refs/auths/registry")
@@ -102,7 +119,7 @@ func TestServeRemote(t *testing.T) {
 	said := m[1]
 	pendingRef := "refs/auths-agent/pending/" + prefix + "/" + said
 	out = A.out(t, dir, "pending", "push", "--registry", A.reg)
-	if !strings.Contains(out, "pushed\t"+pendingRef+"\t"+origin+"\n") {
+	if !strings.Contains(out, "pushed\t"+pendingRef+"\t"+shown+"\n") {
 		t.Errorf("pending push of the proposal: %q", out)
 	}
 	if out := B.out(t, dir, "pending", "pull", "--registry", B.reg); out != "registry\t"+head+"\tup to date\npending\t"+prefix+"\t"+said+"\tcreated\t+3 files\n" {
@@ -111,7 +128,7 @@ func TestServeRemote(t *testing.T) {
 	// B signs through its agent with --remote: still incomplete, so the
 	// agent saves and pushes it.
 	out = B.out(t, dir, "pending", "sign", "--registry", B.reg, "--remote", "origin", prefix, said)
-	if !strings.HasPrefix(out, "pending "+prefix+" "+said+": 3 of 3, has indexes 0, 1\n") || !strings.Contains(out, "pushed\t"+pendingRef+"\t"+origin+"\n") {
+	if !strings.HasPrefix(out, "pending "+prefix+" "+said+": 3 of 3, has indexes 0, 1\n") || !strings.Contains(out, "pushed\t"+pendingRef+"\t"+shown+"\n") {
 		t.Errorf("pending sign --remote through B's agent: %q", out)
 	}
 	if got := gitOut(t, origin, "ls-tree", "--name-only", pendingRef+":sigs"); got != "0.qb64\n1.qb64" {
