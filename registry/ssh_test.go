@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/softhsm-test/sshd"
 )
 
@@ -146,17 +147,24 @@ func TestRemoteSSH(t *testing.T) {
 	}
 }
 
-// sshBenchSetup: a registry with one identity on "machine A", pushed to a
-// bare origin behind the rig's sshd.
-func sshBenchSetup(b *testing.B) (*sshRig, string, *Registry, *testID) {
+// sshBench is a template for the ssh benchmarks: a bare origin behind the
+// rig's sshd and a clone ("machine A") whose registry holds one identity,
+// pushed; and a fully signed interaction event at s=1 of that identity.
+type sshBench struct {
+	rig           *sshRig
+	origin, clone string
+	ixn           kel.SignedEvent
+}
+
+func newSSHBench(b *testing.B) *sshBench {
 	rig := newSSHRig(b)
-	origin := newGitRepo(b, true)
-	dir := newGitRepo(b, false)
-	runGit(b, dir, "remote", "add", "origin", rig.url(origin))
-	if _, _, err := Init(bg(), dir, false, WithClock(fixedClock())); err != nil {
+	tmpl := b.TempDir()
+	sb := &sshBench{rig: rig, origin: filepath.Join(tmpl, "origin.git"), clone: filepath.Join(tmpl, "clone")}
+	runGit(b, tmpl, "init", "-q", "--bare", sb.origin)
+	if _, _, err := Init(bg(), sb.clone, false, WithClock(fixedClock())); err != nil {
 		b.Fatal(err)
 	}
-	r := openTest(b, dir)
+	r := openTest(b, sb.clone)
 	id, icp, err := newTestID("ssh-bench")
 	if err != nil {
 		b.Fatal(err)
@@ -166,56 +174,83 @@ func sshBenchSetup(b *testing.B) (*sshRig, string, *Registry, *testID) {
 	if _, err := r.Commit(bg(), &bt); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := r.Push(bg(), Remote{}); err != nil {
+	if _, err := r.Push(bg(), Remote{Name: sb.origin}); err != nil {
 		b.Fatal(err)
 	}
-	return rig, dir, r, id
+	if sb.ixn, err = id.ixn(); err != nil {
+		b.Fatal(err)
+	}
+	return sb
+}
+
+// fresh copies the template into a new directory (removed when the
+// benchmark ends): every operation starts from the same registry, KEL and
+// remote, whatever b.N is. It returns the copy's registry and the ssh://
+// URL of its origin.
+func (sb *sshBench) fresh(b *testing.B) (dir string, r *Registry, url string) {
+	dir = b.TempDir()
+	if out, err := exec.Command("cp", "-a", sb.origin, sb.clone, dir).CombinedOutput(); err != nil {
+		b.Fatalf("cp: %v\n%s", err, out)
+	}
+	return dir, openTest(b, filepath.Join(dir, "clone")), sb.rig.url(filepath.Join(dir, "origin.git"))
+}
+
+// remoteHead is the registry ref of the copy's origin.
+func remoteHead(b *testing.B, dir string) string {
+	return strings.TrimSpace(runGit(b, dir, "--git-dir", filepath.Join(dir, "origin.git"), "rev-parse", RegistryRef))
 }
 
 // BenchmarkCommitPushSSH: from a fully signed event to its commit on a
 // remote over a loopback ssh:// (CommitPush: build on the local tip, push,
-// move the local ref; the remote has not moved, so no pull).
+// move the local ref; the remote has not moved, so no pull), each on a
+// fresh copy of the same registry and remote; asserts the remote took it.
 func BenchmarkCommitPushSSH(b *testing.B) {
-	_, _, r, id := sshBenchSetup(b)
+	sb := newSSHBench(b)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		ixn, err := id.ixn()
+		dir, r, url := sb.fresh(b)
+		var bt Batch
+		bt.Append(sb.ixn)
+		b.StartTimer()
+		res, err := r.CommitPush(bg(), &bt, Remote{Name: url}, nil, 1)
+		b.StopTimer()
 		if err != nil {
 			b.Fatal(err)
 		}
-		var bt Batch
-		bt.Append(ixn)
-		b.StartTimer()
-		if _, err := r.CommitPush(bg(), &bt, Remote{}, nil, 1); err != nil {
-			b.Fatal(err)
+		if got := remoteHead(b, dir); got != res.Commit {
+			b.Fatalf("remote at %s, want %s", got, res.Commit)
 		}
 	}
 }
 
 // BenchmarkGitPushSSH: git push, by the git binary over the same loopback
-// ssh://, of a registry commit of the same size, for comparison.
+// ssh://, of a registry commit of the same size (the same event committed
+// locally on a fresh copy), for comparison; asserts the remote took it.
 func BenchmarkGitPushSSH(b *testing.B) {
-	rig, dir, r, id := sshBenchSetup(b)
-	ssh := fmt.Sprintf("ssh -o BatchMode=yes -o UserKnownHostsFile=%s", rig.knownHosts)
+	sb := newSSHBench(b)
+	ssh := fmt.Sprintf("ssh -o BatchMode=yes -o UserKnownHostsFile=%s", sb.rig.knownHosts)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		ixn, err := id.ixn()
+		dir, r, url := sb.fresh(b)
+		var bt Batch
+		bt.Append(sb.ixn)
+		res, err := r.Commit(bg(), &bt)
 		if err != nil {
 			b.Fatal(err)
 		}
-		var bt Batch
-		bt.Append(ixn)
-		if _, err := r.Commit(bg(), &bt); err != nil {
-			b.Fatal(err)
-		}
-		cmd := exec.Command("git", "push", "-q", "origin", RegistryRef)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+ssh, "SSH_AUTH_SOCK="+rig.agentSock)
+		cmd := exec.Command("git", "push", "-q", url, RegistryRef+":"+RegistryRef)
+		cmd.Dir = filepath.Join(dir, "clone")
+		cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+ssh, "SSH_AUTH_SOCK="+sb.rig.agentSock)
 		b.StartTimer()
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		b.StopTimer()
+		if err != nil {
 			b.Fatalf("git push: %v\n%s", err, out)
+		}
+		if got := remoteHead(b, dir); got != res.Commit {
+			b.Fatalf("remote at %s, want %s", got, res.Commit)
 		}
 	}
 }
