@@ -340,7 +340,7 @@ func remoteMoved(err error) bool {
 	msg := err.Error()
 	// "required to be": a proposal ref to delete is no longer at the
 	// commit that was judged dead (PushRequire's compare-and-delete).
-	for _, s := range []string{"non-fast-forward", "failed to update ref", "cannot lock ref", "failed to lock", "fetch first", "stale info", "required to be"} {
+	for _, s := range []string{"non-fast-forward", "failed to update ref", "cannot lock ref", "failed to lock", "fetch first", "stale info", "required to be", "atomic push failure"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
@@ -439,7 +439,11 @@ func (r *Registry) PushDropping(ctx context.Context, rem Remote, dead DeadPendin
 	if err != nil {
 		return fail(err)
 	}
-	err = transportErr(gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, CABundle: rem.CABundle, RequireRemoteRefs: require}))
+	// With deletions the push is atomic (where the server supports it, as
+	// git-receive-pack does): a proposal judged dead against the registry
+	// this push sends is never deleted while that registry is refused.
+	err = transportErr(gr.PushContext(ctx, &git.PushOptions{RemoteName: name, RefSpecs: specs, Auth: rem.Auth, CABundle: rem.CABundle,
+		RequireRemoteRefs: require, Atomic: len(require) > 0}))
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 		res.UpToDate = true
