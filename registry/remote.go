@@ -340,7 +340,7 @@ func remoteMoved(err error) bool {
 	msg := err.Error()
 	// "required to be": a proposal ref to delete is no longer at the
 	// commit that was judged dead (PushRequire's compare-and-delete).
-	for _, s := range []string{"non-fast-forward", "failed to update ref", "cannot lock ref", "failed to lock", "fetch first", "stale info", "required to be", "atomic push failure"} {
+	for _, s := range []string{"non-fast-forward", "failed to update ref", "cannot lock ref", "failed to lock", "fetch first", "stale info", "required to be", "atomic push failure", "atomic transaction failed"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
