@@ -357,4 +357,3 @@ func (r *Registry) DeleteRemotePending(ctx context.Context, rem Remote, ids ...P
 	}
 	return nil
 }
-
