@@ -118,7 +118,7 @@ func transportErr(err error) error {
 }
 
 // userInfo matches the user information of URLs in a message.
-var userInfo = regexp.MustCompile(`://[^/@\s"']*@`)
+var userInfo = regexp.MustCompile(`://[^/\s"']*@`)
 
 // maxRemoteText bounds the text of a transport error.
 const maxRemoteText = 400
