@@ -27,6 +27,9 @@
 // list, signed concurrently across tokens. Anything else is a
 // [*RefusedError] and nothing is signed. [Agent.Anchor] runs the flows of
 // package anchor inside the agent, queuing anchors of one identity.
+// [Agent.Pull], [Agent.Push] and [Agent.PendingSignRemote] exchange the
+// agent's registry and proposals with git remotes (anchor and registry do
+// the work), with the credentials [Options].RemoteAuth gives.
 //
 // The agent never signs two different events at one sequence number of an
 // identity (duplicity by its own keys): it remembers, per identity, the
