@@ -312,8 +312,9 @@ func (r *Registry) pendingFilesAt(ref string, h plumbing.Hash) (PendingFiles, er
 	return files, err
 }
 
-// PendingRemotes names the remotes from which proposal id was fetched (the
-// remotes whose fetched refs hold it), sorted.
+// PendingRemotes names the remotes known to hold proposal id (those whose
+// tracking refs hold it: it was fetched from there or pushed there),
+// sorted.
 func (r *Registry) PendingRemotes(id PendingID) ([]string, error) {
 	if err := id.check(); err != nil {
 		return nil, err
