@@ -21,10 +21,15 @@ import (
 type RemoteAuth func(rem *registry.Remote, url string) error
 
 // remote names remote name in the agent's registry, with the credentials
-// Options.RemoteAuth gives for its URL.
-func (a *Agent) remote(op, name string) (registry.Remote, error) {
+// Options.RemoteAuth gives for its URL. regDir, when not "", is the
+// registry the client means: another one than the agent's is refused
+// (ErrOtherRegistry), never exchanged in its place.
+func (a *Agent) remote(op, name, regDir string) (registry.Remote, error) {
 	if a.reg == nil {
 		return registry.Remote{}, refuse(op, ErrNoRegistry, "the agent has no registry (--registry)")
+	}
+	if own := a.RegistryDir(); regDir != "" && !sameDir(regDir, own) {
+		return registry.Remote{}, refuse(op, ErrOtherRegistry, "the agent's registry is %s, not %s", own, regDir)
 	}
 	if name == "" {
 		name = "origin"
@@ -44,8 +49,11 @@ func (a *Agent) remote(op, name string) (registry.Remote, error) {
 
 // RegistryDir is the directory of the agent's registry, "" without one.
 func (a *Agent) RegistryDir() string {
-	if a.reg == nil {
+	switch {
+	case a.reg == nil:
 		return ""
+	case a.regDir != "":
+		return a.regDir
 	}
 	return a.reg.TopDir()
 }
@@ -53,9 +61,9 @@ func (a *Agent) RegistryDir() string {
 // Pull fetches the registry and the proposals of the agent's registry's
 // remote name ("" is origin): registry commits verified and fast-forwarded,
 // proposals checked and merged by union, local proposals the new registry
-// made dead removed (anchor.Anchorer.Pull).
-func (a *Agent) Pull(ctx context.Context, name string) (*anchor.PullResult, error) {
-	rem, err := a.remote("pending pull", name)
+// made dead removed (anchor.Anchorer.Pull). regDir as for remote.
+func (a *Agent) Pull(ctx context.Context, name, regDir string) (*anchor.PullResult, error) {
+	rem, err := a.remote("pending pull", name, regDir)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +78,9 @@ func (a *Agent) Pull(ctx context.Context, name string) (*anchor.PullResult, erro
 // Push sends the registry and the proposals to remote name ("" is
 // origin), pulling and pushing again when the remote moved, and deletes
 // the remote's proposals that can never be committed
-// (anchor.Anchorer.Push).
-func (a *Agent) Push(ctx context.Context, name string) (*anchor.PushResult, error) {
-	rem, err := a.remote("pending push", name)
+// (anchor.Anchorer.Push). regDir as for remote.
+func (a *Agent) Push(ctx context.Context, name, regDir string) (*anchor.PushResult, error) {
+	rem, err := a.remote("pending push", name, regDir)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +107,9 @@ type RemoteSignResult struct {
 // saved and pushed (anchor.Anchorer.Push), a complete one is committed on
 // the remote before the agent's registry ref moves
 // (anchor.Anchorer.CommitPush: stale when another machine took its s).
-func (a *Agent) PendingSignRemote(ctx context.Context, prefix, said, name string) (*RemoteSignResult, error) {
-	rem, err := a.remote("pending sign", name)
+// regDir as for remote.
+func (a *Agent) PendingSignRemote(ctx context.Context, prefix, said, name, regDir string) (*RemoteSignResult, error) {
+	rem, err := a.remote("pending sign", name, regDir)
 	if err != nil {
 		return nil, err
 	}

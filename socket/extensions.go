@@ -242,10 +242,7 @@ func extPending(ctx context.Context, s *Server, body []byte) (any, error) {
 		if err := checkRemoteName(req.Remote); err != nil {
 			return nil, err
 		}
-		if err := checkRegistry(s, req.Registry); err != nil {
-			return nil, err
-		}
-		res, err := s.agent.PendingSignRemote(ctx, req.Prefix, req.SAID, req.Remote)
+		res, err := s.agent.PendingSignRemote(ctx, req.Prefix, req.SAID, req.Remote, req.Registry)
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -38,7 +37,7 @@ func remoteExtensions() map[string]extension {
 type RemoteRequest struct {
 	Remote string `json:"remote,omitempty"`
 	// Registry, when given, is the registry the client means: a request
-	// to an agent serving another one is refused (bad-request), not run
+	// to an agent serving another one is refused (other-registry), not run
 	// on the agent's.
 	Registry string `json:"registry,omitempty"`
 }
@@ -155,10 +154,7 @@ func extPendingPull(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err := checkRemoteName(req.Remote); err != nil {
 		return nil, err
 	}
-	if err := checkRegistry(s, req.Registry); err != nil {
-		return nil, err
-	}
-	res, err := s.agent.Pull(ctx, req.Remote)
+	res, err := s.agent.Pull(ctx, req.Remote, req.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -173,29 +169,11 @@ func extPendingPush(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err := checkRemoteName(req.Remote); err != nil {
 		return nil, err
 	}
-	if err := checkRegistry(s, req.Registry); err != nil {
-		return nil, err
-	}
-	res, err := s.agent.Push(ctx, req.Remote)
+	res, err := s.agent.Push(ctx, req.Remote, req.Registry)
 	if err != nil {
 		return nil, err
 	}
 	return PushReplyOf(res), nil
-}
-
-// checkRegistry refuses a request meant for another registry than the
-// agent's (dir is the client's; "" means any).
-func checkRegistry(s *Server, dir string) error {
-	own := s.agent.RegistryDir()
-	if dir == "" || own == "" {
-		return nil // without a registry the agent refuses with no-registry
-	}
-	a, errA := os.Stat(dir)
-	b, errB := os.Stat(own)
-	if errA != nil || errB != nil || !os.SameFile(a, b) {
-		return fmt.Errorf("%w: the agent's registry is %s, not %s", errBadRequest, own, clipText(oneLine(dir)))
-	}
-	return nil
 }
 
 // checkRemoteName refuses a remote name no git remote or URL has.

@@ -72,7 +72,7 @@ func TestRemoteExtensions(t *testing.T) {
 			return err
 		},
 	} {
-		want := map[string]string{"no registry": "no-registry"}[name]
+		want := map[string]string{"no registry": "no-registry", "other registry": "other-registry"}[name]
 		if want == "" {
 			want = "bad-request"
 		}

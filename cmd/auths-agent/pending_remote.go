@@ -299,7 +299,7 @@ func remoteAgentErr(cmd string, err error) error {
 	var ee *socket.ExtensionError
 	if errors.As(err, &ee) {
 		switch ee.Reason {
-		case "", "bad-request", "remote-empty", "timeout", "cancelled":
+		case "", "bad-request", "other-registry", "remote-empty", "timeout", "cancelled":
 			return usageErr("%s: agent: %s", cmd, oneLine(err.Error()))
 		}
 		return negativeErr("%s: agent: %s", cmd, oneLine(err.Error()))

@@ -177,7 +177,7 @@ func serveRemoteFlow(t *testing.T, overSSH bool) {
 	cmd := exec.Command(bin, "pending", "pull", "--registry", B.reg)
 	cmd.Env = append(os.Environ(), A.env...)
 	if b, err := cmd.CombinedOutput(); err == nil || cmd.ProcessState.ExitCode() != 2 ||
-		string(b) != "auths-agent: pending pull: agent: bad request: the agent's registry is "+A.reg+", not "+B.reg+"\n" {
+		string(b) != "auths-agent: pending pull: agent: pending pull refused: not the agent's registry: the agent's registry is "+A.reg+", not "+B.reg+"\n" {
 		t.Errorf("pull through an agent serving another registry: %v\n%s", err, b)
 	}
 	if after := gitOut(t, B.reg, "for-each-ref"); after != beforeB {
