@@ -41,6 +41,17 @@ type AuditSink interface {
 	Record(ctx context.Context, r AuditRecord) error
 }
 
+// AuditWriter is an AuditSink that can write a record at once and make it
+// durable later. The agent writes the record of a signature before it asks
+// the token, waits for the record's durability while the token signs, and
+// returns the signature only once durable returned nil: the flush of the
+// file (the larger part of a signature's cost on most disks) overlaps the
+// token's work instead of adding to it.
+type AuditWriter interface {
+	AuditSink
+	Write(ctx context.Context, r AuditRecord) (durable func() error, err error)
+}
+
 // AuditRecord is one signature or refusal.
 type AuditRecord struct {
 	Time   time.Time
@@ -286,6 +297,27 @@ func (a *Agent) signKERI(ctx context.Context, k *key, msg []byte) ([]byte, error
 		return nil, err
 	}
 	return sig, nil
+}
+
+// recordSigning writes the record of a signature about to be made. The
+// signature may leave the agent only after durable returned nil.
+func (a *Agent) recordSigning(ctx context.Context, r AuditRecord) (durable func() error, err error) {
+	w, ok := a.audit.(AuditWriter)
+	if !ok {
+		return func() error { return nil }, a.record(ctx, r)
+	}
+	r.Time = a.clock()
+	r.Peer = PeerOf(ctx)
+	sync, err := w.Write(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
+	}
+	return func() error {
+		if err := sync(); err != nil {
+			return fmt.Errorf("audit trail: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 func (a *Agent) record(ctx context.Context, r AuditRecord) error {

@@ -141,8 +141,10 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 		}
 		return nil, err
 	}
-	for _, sk := range keys {
-		err := a.record(ctx, AuditRecord{Op: op, Key: sk.k.uri, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID})
+	durable := make([]func() error, len(keys))
+	for i, sk := range keys {
+		var err error
+		durable[i], err = a.recordSigning(ctx, AuditRecord{Op: op, Key: sk.k.uri, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID})
 		if err != nil {
 			return nil, err
 		}
@@ -150,6 +152,11 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 	sigs, err := a.signAll(ctx, e.Raw(), keys)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range durable {
+		if err := d(); err != nil {
+			return nil, err // the signatures are dropped: they were not recorded
+		}
 	}
 	a.remember(e.Prefix, e.Sn, e.SAID)
 	a.log.Info("signed", "op", op, "prefix", e.Prefix, "type", e.Type, "sn", e.Sn, "said", e.SAID, "signatures", len(sigs), "peer", PeerOf(ctx).PID)
