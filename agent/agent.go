@@ -107,6 +107,9 @@ type Agent struct {
 
 	idMu sync.Mutex
 	ids  map[string]*identity // turns and signed events per identity (turns.go)
+
+	statesMu sync.Mutex
+	states   map[string]heldState // key states read from the registry (states.go)
 }
 
 // held returns the keys held now.
@@ -144,6 +147,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		opener: opts.Opener, reg: opts.Registry, log: opts.Logger, audit: opts.Audit,
 		clock: opts.Clock, refuse: opts.PINRefused, sched: newScheduler(), ids: map[string]*identity{},
 		regDir: opts.RegistryDir,
+		states: map[string]heldState{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

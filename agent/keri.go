@@ -198,11 +198,8 @@ func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, er
 		if a.reg == nil {
 			return nil, refuse(op, ErrNoRegistry, "a %s event is checked against its KEL and the agent has no registry (--registry)", e.Type)
 		}
-		snap, err := a.reg.Snapshot()
-		if err != nil {
-			return nil, err
-		}
-		prior, err = snap.KeyState(e.Prefix)
+		var err error
+		prior, err = a.keyState(e.Prefix)
 		if errors.Is(err, registry.ErrNotFound) {
 			return nil, refuse(op, ErrNotNext, "identity %s has no KEL in the registry", e.Prefix)
 		}
