@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -168,6 +169,33 @@ func (r *Registry) readTree(h plumbing.Hash) (*object.Tree, error) {
 		return nil, fmt.Errorf("tree %s: %w", h, err)
 	}
 	return &t, nil
+}
+
+// commitTree returns the tree a commit names. It reads only the commit's
+// first line ("tree <id>", which git writes first in every commit): a
+// snapshot needs nothing else, and a batch's commit message, one line per
+// operation, can be a megabyte that decoding the whole commit would copy
+// and scan for every append on top of it.
+func (r *Registry) commitTree(h plumbing.Hash) (plumbing.Hash, error) {
+	o, err := r.objects.object(h)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: %w", h, err)
+	}
+	if o.Type() != plumbing.CommitObject {
+		return plumbing.ZeroHash, fmt.Errorf("object %s is a %s, want a commit", h, o.Type())
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: %w", h, err)
+	}
+	defer rd.Close()
+	var line [len("tree ") + 40 + 1]byte
+	n, err := io.ReadFull(rd, line[:])
+	s := string(line[:n])
+	if err != nil || !strings.HasPrefix(s, "tree ") || s[len(s)-1] != '\n' || !plumbing.IsHash(s[5:45]) {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: does not start with a tree line", h)
+	}
+	return plumbing.NewHash(s[5:45]), nil
 }
 
 // readCommit decodes a commit object.

@@ -36,11 +36,11 @@ func (r *Registry) snapshotAt(commit plumbing.Hash) (*Snapshot, error) {
 	if commit.IsZero() {
 		return s, nil
 	}
-	c, err := r.readCommit(commit)
+	root, err := r.commitTree(commit)
 	if err != nil {
 		return nil, corrupt(RegistryRef, "commit %s unreadable: %v", commit, err)
 	}
-	s.root = c.TreeHash
+	s.root = root
 	return s, nil
 }
 
