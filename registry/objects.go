@@ -17,6 +17,8 @@ import (
 type objectBatch struct {
 	objs  map[plumbing.Hash]pendingObject
 	order []plumbing.Hash
+	// trees are the new trees decoded, kept (treeCache) once written
+	trees map[plumbing.Hash]*object.Tree
 }
 
 type pendingObject struct {
@@ -42,6 +44,14 @@ func (b *objectBatch) put(t plumbing.ObjectType, data []byte) plumbing.Hash {
 		b.order = append(b.order, h)
 	}
 	return h
+}
+
+// putTree notes the decoded form of tree h, queued with put.
+func (b *objectBatch) putTree(h plumbing.Hash, t *object.Tree) {
+	if b.trees == nil {
+		b.trees = map[plumbing.Hash]*object.Tree{}
+	}
+	b.trees[h] = t
 }
 
 // addEncoded queues a go-git object (tree, commit) encoded in memory.
@@ -105,6 +115,9 @@ func (r *Registry) writeObjects(b *objectBatch) (release func(), err error) {
 		o := b.objs[h]
 		r.objects.cache.Put(&knownObject{h: h, t: o.typ, data: o.data})
 	}
+	for h, t := range b.trees {
+		r.trees.put(h, t)
+	}
 	return release, nil
 }
 
@@ -158,8 +171,12 @@ func (r *Registry) readBlobMax(h plumbing.Hash, limit int64) ([]byte, error) {
 	return data, err
 }
 
-// readTree decodes a tree object.
+// readTree decodes a tree object, or returns it decoded already (shared:
+// the caller must not modify it).
 func (r *Registry) readTree(h plumbing.Hash) (*object.Tree, error) {
+	if t, ok := r.trees.get(h); ok {
+		return t, nil
+	}
 	o, err := r.objects.object(h)
 	if err != nil {
 		return nil, fmt.Errorf("tree %s: %w", h, err)
@@ -168,6 +185,7 @@ func (r *Registry) readTree(h plumbing.Hash) (*object.Tree, error) {
 	if err := t.Decode(o); err != nil {
 		return nil, fmt.Errorf("tree %s: %w", h, err)
 	}
+	r.trees.put(h, &t)
 	return &t, nil
 }
 
