@@ -43,7 +43,7 @@ type AuditSink interface {
 
 // AuditWriter is an AuditSink that can write a record at once and make it
 // durable later. The agent writes the record of a signature before it asks
-// the token, waits for the record's durability while the token signs, and
+// the token, calls durable in another goroutine while the token signs, and
 // returns the signature only once durable returned nil: the flush of the
 // file (the larger part of a signature's cost on most disks) overlaps the
 // token's work instead of adding to it.
@@ -303,8 +303,10 @@ func (a *Agent) signKERI(ctx context.Context, k *key, msg []byte) ([]byte, error
 	return sig, nil
 }
 
-// recordSigning writes the record of a signature about to be made. The
-// signature may leave the agent only after durable returned nil.
+// recordSigning writes the record of a signature about to be made and
+// starts making it durable, in a goroutine of its own, while the caller
+// asks the token. The signature may leave the agent only after durable
+// returned nil.
 func (a *Agent) recordSigning(ctx context.Context, r AuditRecord) (durable func() error, err error) {
 	w, ok := a.audit.(AuditWriter)
 	if !ok {
@@ -316,8 +318,10 @@ func (a *Agent) recordSigning(ctx context.Context, r AuditRecord) (durable func(
 	if err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- sync() }()
 	return func() error {
-		if err := sync(); err != nil {
+		if err := <-done; err != nil {
 			return fmt.Errorf("audit trail: %w", err)
 		}
 		return nil
