@@ -123,8 +123,12 @@ func BenchmarkSSHSign(b *testing.B) {
 // state with the registry commit it was read at and reads only the ref
 // while it has not moved (agent/states.go): the same check against the
 // same tip, without decoding the trees and files again. Before that the
-// agent read it as the bare side does and the ratio was ≈1.37 (interleaved
-// with the cache: ≈1.12-1.19 on 2 cores at load 7-8). What remains is the
+// agent read it as the bare side does and the ratio was ≈1.37; with the
+// cache ≈1.12-1.19 (2 cores at load 7-8), and ≈1.22-1.28 once the
+// registry kept decoded trees and read only the commit's tree line (the
+// bare side's read got cheaper too). Reading the ref file costs both sides
+// the same (open, two reads, close: ≈50 µs loaded, the agent's largest
+// cost in its own process). What remains is the
 // socket: a no-op extension round trip ≈19 µs alone and ≈37 between
 // signatures (two goroutine handoffs: per request 2 writes, 4 reads of
 // which 2 find nothing yet, 3 epoll waits that the bare side does not
