@@ -141,8 +141,10 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 		}
 		return nil, err
 	}
-	for _, sk := range keys {
-		err := a.record(ctx, AuditRecord{Op: op, Key: sk.k.uri, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID})
+	durable := make([]func() error, len(keys))
+	for i, sk := range keys {
+		var err error
+		durable[i], err = a.recordSigning(ctx, AuditRecord{Op: op, Key: sk.k.uri, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID})
 		if err != nil {
 			return nil, err
 		}
@@ -150,6 +152,11 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 	sigs, err := a.signAll(ctx, e.Raw(), keys)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range durable {
+		if err := d(); err != nil {
+			return nil, err // the signatures are dropped: they were not recorded
+		}
 	}
 	a.remember(e.Prefix, e.Sn, e.SAID)
 	a.log.Info("signed", "op", op, "prefix", e.Prefix, "type", e.Type, "sn", e.Sn, "said", e.SAID, "signatures", len(sigs), "peer", PeerOf(ctx).PID)
@@ -191,11 +198,8 @@ func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, er
 		if a.reg == nil {
 			return nil, refuse(op, ErrNoRegistry, "a %s event is checked against its KEL and the agent has no registry (--registry)", e.Type)
 		}
-		snap, err := a.reg.Snapshot()
-		if err != nil {
-			return nil, err
-		}
-		prior, err = snap.KeyState(e.Prefix)
+		var err error
+		prior, err = a.keyState(e.Prefix)
 		if errors.Is(err, registry.ErrNotFound) {
 			return nil, refuse(op, ErrNotNext, "identity %s has no KEL in the registry", e.Prefix)
 		}

@@ -85,7 +85,8 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 		a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), Refused: err.Error()})
 		return nil, rerr
 	}
-	if err := a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what}); err != nil {
+	durable, err := a.recordSigning(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what})
+	if err != nil {
 		return nil, err
 	}
 	s, err := a.open(ctx, k)
@@ -102,6 +103,9 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	if err != nil {
 		a.failed(k, s, err)
 		return nil, fmt.Errorf("%s: %w", k.uri, err)
+	}
+	if err := durable(); err != nil {
+		return nil, err // the signature is dropped: it was not recorded
 	}
 	a.log.Info("signed", "op", op, "key", k.uri, "what", what, "peer", PeerOf(ctx).PID)
 	return sig, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -16,6 +17,8 @@ import (
 type objectBatch struct {
 	objs  map[plumbing.Hash]pendingObject
 	order []plumbing.Hash
+	// trees are the new trees decoded, kept (treeCache) once written
+	trees map[plumbing.Hash]*object.Tree
 }
 
 type pendingObject struct {
@@ -41,6 +44,14 @@ func (b *objectBatch) put(t plumbing.ObjectType, data []byte) plumbing.Hash {
 		b.order = append(b.order, h)
 	}
 	return h
+}
+
+// putTree notes the decoded form of tree h, queued with put.
+func (b *objectBatch) putTree(h plumbing.Hash, t *object.Tree) {
+	if b.trees == nil {
+		b.trees = map[plumbing.Hash]*object.Tree{}
+	}
+	b.trees[h] = t
 }
 
 // addEncoded queues a go-git object (tree, commit) encoded in memory.
@@ -104,6 +115,9 @@ func (r *Registry) writeObjects(b *objectBatch) (release func(), err error) {
 		o := b.objs[h]
 		r.objects.cache.Put(&knownObject{h: h, t: o.typ, data: o.data})
 	}
+	for h, t := range b.trees {
+		r.trees.put(h, t)
+	}
 	return release, nil
 }
 
@@ -157,8 +171,12 @@ func (r *Registry) readBlobMax(h plumbing.Hash, limit int64) ([]byte, error) {
 	return data, err
 }
 
-// readTree decodes a tree object.
+// readTree decodes a tree object, or returns it decoded already (shared:
+// the caller must not modify it).
 func (r *Registry) readTree(h plumbing.Hash) (*object.Tree, error) {
+	if t, ok := r.trees.get(h); ok {
+		return t, nil
+	}
 	o, err := r.objects.object(h)
 	if err != nil {
 		return nil, fmt.Errorf("tree %s: %w", h, err)
@@ -167,7 +185,35 @@ func (r *Registry) readTree(h plumbing.Hash) (*object.Tree, error) {
 	if err := t.Decode(o); err != nil {
 		return nil, fmt.Errorf("tree %s: %w", h, err)
 	}
+	r.trees.put(h, &t)
 	return &t, nil
+}
+
+// commitTree returns the tree a commit names. It reads only the commit's
+// first line ("tree <id>", which git writes first in every commit): a
+// snapshot needs nothing else, and a batch's commit message, one line per
+// operation, can be a megabyte that decoding the whole commit would copy
+// and scan for every append on top of it.
+func (r *Registry) commitTree(h plumbing.Hash) (plumbing.Hash, error) {
+	o, err := r.objects.object(h)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: %w", h, err)
+	}
+	if o.Type() != plumbing.CommitObject {
+		return plumbing.ZeroHash, fmt.Errorf("object %s is a %s, want a commit", h, o.Type())
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: %w", h, err)
+	}
+	defer rd.Close()
+	var line [len("tree ") + 40 + 1]byte
+	n, err := io.ReadFull(rd, line[:])
+	s := string(line[:n])
+	if err != nil || !strings.HasPrefix(s, "tree ") || s[len(s)-1] != '\n' || !plumbing.IsHash(s[5:45]) {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: does not start with a tree line", h)
+	}
+	return plumbing.NewHash(s[5:45]), nil
 }
 
 // readCommit decodes a commit object.

@@ -36,6 +36,7 @@ type Registry struct {
 	// exclude each other with the flock, which orders nothing for the Go
 	// memory model when goroutines of one process share a Registry.
 	written struct{ objects, bytes, packs, merges atomic.Int64 }
+	trees   treeCache // decoded trees, read and written (treecache.go)
 }
 
 // writeCounts is a snapshot of Registry.written.

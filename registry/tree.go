@@ -36,11 +36,11 @@ func (r *Registry) snapshotAt(commit plumbing.Hash) (*Snapshot, error) {
 	if commit.IsZero() {
 		return s, nil
 	}
-	c, err := r.readCommit(commit)
+	root, err := r.commitTree(commit)
 	if err != nil {
 		return nil, corrupt(RegistryRef, "commit %s unreadable: %v", commit, err)
 	}
-	s.root = c.TreeHash
+	s.root = root
 	return s, nil
 }
 
@@ -165,7 +165,9 @@ func (s *Snapshot) editTree(ob *objectBatch, dir string, h plumbing.Hash, edits 
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
-		entries = append(entries, t.Entries...)
+		// A copy: the tree read may be shared (treeCache).
+		entries = make([]object.TreeEntry, len(t.Entries), len(t.Entries)+len(edits))
+		copy(entries, t.Entries)
 	}
 	leaves := map[string]plumbing.Hash{}
 	subs := map[string]map[string]plumbing.Hash{}
@@ -183,30 +185,44 @@ func (s *Snapshot) editTree(ob *objectBatch, dir string, h plumbing.Hash, edits 
 		}
 		subs[name][rest] = id
 	}
-	index := make(map[string]int, len(entries))
-	for i, e := range entries {
-		index[e.Name] = i
+	// The entries read are sorted the git way; an edit replaces an entry
+	// found by binary search in place and new names go at the end, so the
+	// tree is sorted again only when a name was added. (A tree of hundreds
+	// of entries is edited at one or two names per append.)
+	sorted := len(entries)
+	find := func(name string) int {
+		for _, key := range []string{name, name + "/"} {
+			i := sort.Search(sorted, func(i int) bool { return sortKey(entries[i]) >= key })
+			if i < sorted && entries[i].Name == name {
+				return i
+			}
+		}
+		for i := sorted; i < len(entries); i++ {
+			if entries[i].Name == name {
+				return i
+			}
+		}
+		return -1
 	}
 	set := func(e object.TreeEntry) {
-		if i, ok := index[e.Name]; ok {
+		if i := find(e.Name); i >= 0 {
 			entries[i] = e
 			return
 		}
-		index[e.Name] = len(entries)
 		entries = append(entries, e)
 	}
 	for name, id := range leaves {
 		if _, ok := subs[name]; ok {
 			return plumbing.ZeroHash, fmt.Errorf("path %q both a file and a directory", joinPath(dir, name))
 		}
-		if i, ok := index[name]; ok && entries[i].Mode == filemode.Dir {
+		if i := find(name); i >= 0 && entries[i].Mode == filemode.Dir {
 			return plumbing.ZeroHash, corrupt(joinPath(dir, name), "is a directory, want a file")
 		}
 		set(object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: id})
 	}
 	for name, sub := range subs {
 		var old plumbing.Hash
-		if i, ok := index[name]; ok {
+		if i := find(name); i >= 0 {
 			if entries[i].Mode != filemode.Dir {
 				return plumbing.ZeroHash, corrupt(joinPath(dir, name), "is a file, want a directory")
 			}
@@ -218,10 +234,14 @@ func (s *Snapshot) editTree(ob *objectBatch, dir string, h plumbing.Hash, edits 
 		}
 		set(object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: nh})
 	}
-	sort.Sort(object.TreeEntrySorter(entries))
-	id, err := ob.addEncoded(&object.Tree{Entries: entries})
+	if len(entries) > sorted {
+		sort.Sort(object.TreeEntrySorter(entries))
+	}
+	data, err := encodeTree(entries)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("tree %s: %w", pathOrRoot(dir), err)
 	}
+	id := ob.put(plumbing.TreeObject, data)
+	ob.putTree(id, &object.Tree{Entries: entries, Hash: id})
 	return id, nil
 }

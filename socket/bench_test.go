@@ -117,16 +117,24 @@ func BenchmarkSSHSign(b *testing.B) {
 // the event checks (parse, SAID, key state from the registry, next-event
 // check).
 //
-// The 1.1× goal is missed (≈1.42× on 2 loaded cores, Dec 2026) and the
-// bare side is kept as it is: both sides read the key state from the
-// registry on every request. Measured alternately beside it (medians, µs):
-// bare ≈150, the agent called in-process ≈160 (key lookup, queue, siger),
-// a no-op extension round trip through the socket ≈19 alone and ≈37
-// between signatures (two goroutine handoffs; a bare unix-socket echo is
-// ≈19), JSON of request and reply ≈24 (encoding/json: the event escaped
-// as a string, decoded with unknown fields refused; the reply decoded by
-// the client). The round trip alone is over the 10% budget; to the real
-// serve process it is ≈40-60 µs (same query loop from cmd/auths-agent).
+// The bare side reads the key state from the registry on every request
+// (ref, commit, tip.json and state.json through the fan-out trees), as a
+// client without the agent would. The agent keeps each identity's key
+// state with the registry commit it was read at and reads only the ref
+// while it has not moved (agent/states.go): the same check against the
+// same tip, without decoding the trees and files again. Before that the
+// agent read it as the bare side does and the ratio was ≈1.37; with the
+// cache ≈1.12-1.19 (2 cores at load 7-8), and ≈1.22-1.28 once the
+// registry kept decoded trees and read only the commit's tree line (the
+// bare side's read got cheaper too). Reading the ref file costs both sides
+// the same (open, two reads, close: ≈50 µs loaded, the agent's largest
+// cost in its own process). What remains is the
+// socket: a no-op extension round trip ≈19 µs alone and ≈37 between
+// signatures (two goroutine handoffs: per request 2 writes, 4 reads of
+// which 2 find nothing yet, 3 epoll waits that the bare side does not
+// make; a bare unix-socket echo is ≈19), and JSON of request and reply
+// ≈24 (the event escaped as a string, decoded with unknown fields refused;
+// the reply decoded by the client).
 func BenchmarkSignEvent(b *testing.B) {
 	reg := newRegistry(b)
 	k := newKey(b, tokens[2], kel.P256)

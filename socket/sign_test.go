@@ -377,3 +377,47 @@ func TestAnchorRestagedAfterOtherWriter(t *testing.T) {
 		t.Errorf("registry tip s=%d, want 2", got)
 	}
 }
+
+// TestSignEventAfterRegistryMoved: the agent keeps each identity's key
+// state with the registry commit it was read at; once another writer moves
+// the ref, the next request checks against the new tip: the committed
+// event is no longer next, the one after it is. (A guard for the agent's
+// key-state cache; it passes without the cache too.)
+func TestSignEventAfterRegistryMoved(t *testing.T) {
+	reg := newRegistry(t)
+	k := newKey(t, tokens[1], kel.P256)
+	prefix := incept(t, reg, "1", k)
+	path := serve(t, agent.Config{Keys: keri(k)}, reg)
+	c := dial(t, path)
+	ctx := context.Background()
+	st := keyState(t, reg, prefix)
+	first := ixn(t, st, "first")
+	r1, err := c.SignEvent(ctx, first.Raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, _, err := kel.ParseSigGroup([]byte(r1.Group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := registry.Open(reg.GitDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b registry.Batch
+	b.Append(kel.SignedEvent{Event: first, Sigs: sigs})
+	if _, err := other.Commit(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	var ee *socket.ExtensionError
+	if _, err := c.SignEvent(ctx, first.Raw()); !errors.As(err, &ee) || ee.Reason != "not-next" {
+		t.Fatalf("the committed event again: %v, want a not-next refusal", err)
+	}
+	next, err := kel.NewInteraction(keyState(t, reg, prefix), byteSeal("second"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.SignEvent(ctx, next.Raw()); err != nil || r.Sn != "2" {
+		t.Fatalf("the event after the committed one: %+v, %v", r, err)
+	}
+}

@@ -16,14 +16,24 @@
 //
 // # Appends
 //
-// [Sink.Append] writes a line with one write(2) to a file opened with
-// O_APPEND, under an exclusive flock(2) on the file, and fsyncs it before
-// returning: the agent hands a signature back only after its record is on
-// disk, so a crash right after a signature never loses its record. Appends
-// are safe from many goroutines and from several processes using this
-// package on the same file (the flock serializes them, and each append
-// reads the tail the lock holder sees). An append that fails returns an
-// error, and the agent refuses the signature rather than sign unrecorded.
+// [Sink.Write] writes a line with one write(2) to a file opened with
+// O_APPEND, under an exclusive flock(2) on the file; [Sink.Sync] then
+// makes it durable (fsync), and [Sink.Append] does both. The agent writes
+// the record of a signature before it asks the token, and hands the
+// signature back only after Sync returned: a crash at any point never
+// lets a signature out without its record on disk. Writes are safe from
+// many goroutines and from several processes using this package on the
+// same file (the flock serializes them, and each write reads the tail the
+// lock holder sees). A write or sync that fails returns an error, and the
+// agent refuses the signature rather than sign unrecorded.
+//
+// Sync is a group commit: one fsync covers every line this Sink wrote
+// before it started, so concurrent requests wait for one flush instead of
+// one flush each, and a caller whose line an fsync in flight does not
+// cover waits for it and starts the next. After an fsync failed, every
+// later Write and Sync fails: Linux may have dropped the dirty pages it
+// could not write and a later fsync would report success for lines that
+// are not on disk (docs/DESIGN.md, "The audit trail's durability").
 package audit
 
 import (
@@ -116,12 +126,26 @@ func DefaultPath(getenv func(string) string) (string, error) {
 type Sink struct {
 	path string
 
-	mu   sync.Mutex // one append at a time in this process
+	mu   sync.Mutex // one write at a time in this process
 	f    *os.File
 	size int64  // the file's size after our last append, or -1
 	seq  uint64 // the seq of the last line when the size is size
 	head string // the hash of the last line when the size is size
+
+	// Group commit (Sync): lines are counted as this Sink writes them.
+	// fsync flushes the file (never reset by Close, so that Sync needs no
+	// lock a Write holds; a test replaces it).
+	fsync    func() error
+	syncMu   sync.Mutex
+	synced   *sync.Cond // broadcast when an fsync ends
+	written  uint64     // lines written by this Sink
+	durable  uint64     // lines known to be on disk
+	flushing bool       // an fsync is in flight
+	syncErr  error      // an fsync failed: nothing is durable any more
 }
+
+// Written identifies a line Write wrote, for Sync.
+type Written uint64
 
 // Open opens (creating it 0600, and its directory 0700, if needed) the
 // audit file at path. An existing file that others may read or write is
@@ -150,7 +174,9 @@ func Open(path string) (*Sink, error) {
 			d.Close()
 		}
 	}
-	return &Sink{path: path, f: f, size: -1}, nil
+	sk := &Sink{path: path, f: f, size: -1, fsync: f.Sync}
+	sk.synced = sync.NewCond(&sk.syncMu)
+	return sk, nil
 }
 
 // Path is the file the sink appends to.
@@ -171,19 +197,33 @@ func (s *Sink) Close() error {
 // Append writes e as the next line (Seq and Prev are set here) and makes it
 // durable before returning. Any error means the entry is not recorded.
 func (s *Sink) Append(e Entry) error {
+	w, err := s.Write(e)
+	if err != nil {
+		return err
+	}
+	return s.Sync(w)
+}
+
+// Write writes e as the next line (Seq and Prev are set here). The line is
+// in the file when Write returns, and on disk once Sync(w) returned nil.
+// Any error means the entry is not recorded.
+func (s *Sink) Write(e Entry) (w Written, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.f == nil {
-		return fmt.Errorf("audit trail %s: closed", s.path)
+		return 0, fmt.Errorf("audit trail %s: closed", s.path)
+	}
+	if err := s.failed(); err != nil {
+		return 0, err
 	}
 	if err := flock(s.f, unix.LOCK_EX); err != nil {
-		return fmt.Errorf("audit trail %s: lock: %w", s.path, err)
+		return 0, fmt.Errorf("audit trail %s: lock: %w", s.path, err)
 	}
 	defer flock(s.f, unix.LOCK_UN)
 
 	st, err := s.f.Stat()
 	if err != nil {
-		return fmt.Errorf("audit trail %s: %w", s.path, unwrapPath(err))
+		return 0, fmt.Errorf("audit trail %s: %w", s.path, unwrapPath(err))
 	}
 	// The chain continues from the file's last line. When nobody else
 	// appended since our last append, that is what we wrote; otherwise it
@@ -196,13 +236,13 @@ func (s *Sink) Append(e Entry) error {
 	default:
 		last, err := s.tail(size)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		var prev struct {
 			Seq uint64 `json:"seq"`
 		}
 		if err := json.Unmarshal(last, &prev); err != nil || prev.Seq == 0 {
-			return fmt.Errorf("audit trail %s: the last line is not an audit entry (run auths-agent audit --verify)", s.path)
+			return 0, fmt.Errorf("audit trail %s: the last line is not an audit entry (run auths-agent audit --verify)", s.path)
 		}
 		seq, head = prev.Seq, hashLine(last)
 	}
@@ -210,10 +250,10 @@ func (s *Sink) Append(e Entry) error {
 	clipFields(&e)
 	line, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("audit trail %s: %w", s.path, err)
+		return 0, fmt.Errorf("audit trail %s: %w", s.path, err)
 	}
 	if len(line)+1 > MaxLine {
-		return fmt.Errorf("audit trail %s: entry of %d bytes is longer than %d", s.path, len(line)+1, MaxLine)
+		return 0, fmt.Errorf("audit trail %s: entry of %d bytes is longer than %d", s.path, len(line)+1, MaxLine)
 	}
 	n, err := s.f.Write(append(line, '\n'))
 	if err != nil {
@@ -223,14 +263,53 @@ func (s *Sink) Append(e Entry) error {
 		if n > 0 {
 			_ = s.f.Truncate(st.Size())
 		}
-		return fmt.Errorf("audit trail %s: write: %w", s.path, unwrapPath(err))
-	}
-	if err := s.f.Sync(); err != nil {
-		s.size = -1
-		return fmt.Errorf("audit trail %s: fsync: %w", s.path, unwrapPath(err))
+		return 0, fmt.Errorf("audit trail %s: write: %w", s.path, unwrapPath(err))
 	}
 	s.size, s.seq, s.head = st.Size()+int64(n), e.Seq, hashLine(line)
+	s.syncMu.Lock()
+	s.written++
+	w = Written(s.written)
+	s.syncMu.Unlock()
+	return w, nil
+}
+
+// Sync returns once the line w (and every line this Sink wrote before it)
+// is on disk. Concurrent callers share fsyncs (group commit): a caller
+// whose line the fsync in flight may not cover waits for it to end, and
+// then one of the waiters starts the next.
+func (s *Sink) Sync(w Written) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	for s.durable < uint64(w) {
+		if s.syncErr != nil {
+			return s.syncErr
+		}
+		if s.flushing {
+			s.synced.Wait()
+			continue
+		}
+		s.flushing = true
+		through := s.written // lines in the file before this fsync starts
+		s.syncMu.Unlock()
+		err := s.fsync()
+		s.syncMu.Lock()
+		s.flushing = false
+		s.synced.Broadcast()
+		if err != nil {
+			s.syncErr = fmt.Errorf("audit trail %s: fsync: %w (restart the agent once the file system is sound)", s.path, unwrapPath(err))
+			return s.syncErr
+		}
+		s.durable = max(s.durable, through)
+	}
 	return nil
+}
+
+// failed returns the error of a failed fsync, after which nothing is
+// recorded.
+func (s *Sink) failed() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	return s.syncErr
 }
 
 // tail returns the last line of the file (of size bytes), which must end

@@ -298,3 +298,101 @@ func TestPeerExe(t *testing.T) {
 		t.Errorf("PeerExe(-1) = %q", got)
 	}
 }
+
+// TestGroupCommit: lines written while an fsync is in flight wait for it
+// and are then covered together by one more fsync, not one each; a Sync of
+// a line an earlier fsync covered returns without flushing again.
+func TestGroupCommit(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var mu sync.Mutex
+	calls := 0
+	entered := make(chan struct{}, 16)
+	release := make(chan struct{})
+	flush := s.fsync
+	s.fsync = func() error {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		if first {
+			entered <- struct{}{}
+			<-release
+		}
+		return flush()
+	}
+	w0, err := s.Write(entries()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 11)
+	go func() { done <- s.Sync(w0) }()
+	<-entered // the first fsync is in flight and covers w0 only
+	const n = 10
+	ws := make([]Written, n)
+	for i := range n {
+		if ws[i], err = s.Write(entries()[i%5]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		go func() { done <- s.Sync(ws[i]) }()
+	}
+	time.Sleep(50 * time.Millisecond) // let the syncs queue behind the first
+	close(release)
+	for range n + 1 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(ws[3]); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Errorf("%d fsyncs for 11 lines written around one in flight, want 2", calls)
+	}
+	f, err := os.Open(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if h, err := Verify(f, nil); err != nil || h.Lines != n+1 {
+		t.Fatalf("Verify: %+v, %v; want %d lines", h, err, n+1)
+	}
+}
+
+// TestFailedFsyncStops: after an fsync failed, the sink records nothing
+// more: Linux may have dropped the pages it could not write, and a later
+// fsync would succeed without them.
+func TestFailedFsyncStops(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fail := true
+	flush := s.fsync
+	s.fsync = func() error {
+		if fail {
+			return &os.PathError{Op: "sync", Path: s.Path(), Err: errors.New("input/output error")}
+		}
+		return flush()
+	}
+	err = s.Append(entries()[0])
+	if err == nil || !strings.Contains(err.Error(), "fsync: input/output error") {
+		t.Fatalf("Append with a failing fsync: %v", err)
+	}
+	fail = false
+	_, err = s.Write(entries()[1])
+	if err == nil || !strings.Contains(err.Error(), "fsync: input/output error (restart the agent") {
+		t.Fatalf("Write after a failed fsync: %v, want the fsync's error", err)
+	}
+	if err := s.Append(entries()[1]); err == nil {
+		t.Fatal("Append after a failed fsync succeeded")
+	}
+}

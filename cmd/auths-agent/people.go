@@ -31,9 +31,23 @@ func (l locker) Lock(passphrase []byte) error {
 // auditSink records the agent's signatures and refusals in the trail.
 type auditSink struct{ s *audit.Sink }
 
-var _ agent.AuditSink = auditSink{}
+var _ agent.AuditWriter = auditSink{}
 
+// Record writes r and returns once it is on disk.
 func (a auditSink) Record(_ context.Context, r agent.AuditRecord) error {
+	return a.s.Append(entry(r))
+}
+
+// Write writes r; durable returns once it is on disk (shared fsyncs).
+func (a auditSink) Write(_ context.Context, r agent.AuditRecord) (durable func() error, err error) {
+	w, err := a.s.Write(entry(r))
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return a.s.Sync(w) }, nil
+}
+
+func entry(r agent.AuditRecord) audit.Entry {
 	e := audit.Entry{
 		Time:    r.Time.UTC(),
 		Outcome: audit.Signed,
@@ -59,5 +73,5 @@ func (a auditSink) Record(_ context.Context, r agent.AuditRecord) error {
 	} else {
 		e.What = r.What
 	}
-	return a.s.Append(e)
+	return e
 }
