@@ -36,6 +36,10 @@ type Options struct {
 	// RemoteAuth gives the credentials of a git remote's URL (remote.go);
 	// nil: go-git's defaults.
 	RemoteAuth RemoteAuth
+	// TouchTimeout bounds the wait for a touch on a PIV card, from the
+	// moment the card starts waiting (TouchWaits); 0 means
+	// DefaultTouchTimeout, a negative value no bound but the request's.
+	TouchTimeout time.Duration
 }
 
 // AuditSink records what the agent signed or refused, for the audit trail.
@@ -150,13 +154,17 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opener: opts.Opener, reg: opts.Registry, log: opts.Logger, audit: opts.Audit,
-		clock: opts.Clock, refuse: opts.PINRefused, remoteAuth: opts.RemoteAuth, sched: newScheduler(), ids: map[string]*identity{},
+		clock: opts.Clock, refuse: opts.PINRefused, remoteAuth: opts.RemoteAuth, ids: map[string]*identity{},
 		regDir: opts.RegistryDir,
 		states: map[string]heldState{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	if opts.TouchTimeout == 0 {
+		opts.TouchTimeout = DefaultTouchTimeout
+	}
+	a.sched = newScheduler(a.log, opts.TouchTimeout)
 	if a.clock == nil {
 		a.clock = time.Now
 	}
@@ -343,4 +351,33 @@ func (a *Agent) record(ctx context.Context, r AuditRecord) error {
 		return fmt.Errorf("audit trail: %w", err)
 	}
 	return nil
+}
+
+// recordTouchTimeouts adds a refusal to the audit trail for each touch
+// that did not come in err (a request's signatures were recorded before
+// the cards were asked; this says they were never made). r describes the
+// request.
+func (a *Agent) recordTouchTimeouts(ctx context.Context, r AuditRecord, err error) {
+	for _, te := range touchTimeouts(err) {
+		a.log.Warn("refused", "op", r.Op, "peer", PeerOf(ctx).PID, "reason", te)
+		r.Refused = te.Error()
+		a.record(ctx, r)
+	}
+}
+
+// touchTimeouts returns every *TouchTimeoutError in err's tree.
+func touchTimeouts(err error) []*TouchTimeoutError {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case *TouchTimeoutError:
+		return []*TouchTimeoutError{e}
+	case interface{ Unwrap() []error }:
+		var out []*TouchTimeoutError
+		for _, x := range e.Unwrap() {
+			out = append(out, touchTimeouts(x)...)
+		}
+		return out
+	}
+	return touchTimeouts(errors.Unwrap(err))
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Reasons a request is refused; a *RefusedError wraps one of them.
@@ -44,4 +45,43 @@ func (e *RefusedError) Unwrap() error { return e.Reason }
 
 func refuse(op string, sentinel error, format string, args ...any) *RefusedError {
 	return &RefusedError{Op: op, Reason: fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))}
+}
+
+// TouchTimeoutError: the card waited for a touch that did not come within
+// the agent's touch timeout. The request gets this error at once; the
+// card's call, which cannot be taken back, keeps the card until it ends
+// (touched late, or the card gives up), and what it signs then is
+// discarded.
+type TouchTimeoutError struct {
+	Token string        // what waits: "PIV card 12345678 slot 9c"
+	After time.Duration // the touch timeout
+}
+
+func (e *TouchTimeoutError) Error() string {
+	return fmt.Sprintf("no touch on %s within %v", e.Token, e.After)
+}
+
+// BusyError: a token still waits for the touch of a request that timed
+// out; requests for it are answered with this error rather than queued
+// behind a touch that may never come.
+type BusyError struct {
+	Token string    // what waits: "PIV card 12345678 slot 9c"
+	Since time.Time // when the request waiting for the touch gave up
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%s is busy: it still waits for the touch of a request that timed out at %s (touch it to free it; that signature is discarded)",
+		e.Token, e.Since.Format(time.TimeOnly))
+}
+
+// withKey prefixes a device error with the key's URI (without PIN
+// attributes), except the touch errors, which name the card and slot
+// themselves and are shown to people as they are.
+func withKey(uri string, err error) error {
+	var te *TouchTimeoutError
+	var be *BusyError
+	if errors.As(err, &te) || errors.As(err, &be) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", uri, err)
 }

@@ -151,6 +151,7 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 	}
 	sigs, err := a.signAll(ctx, e.Raw(), keys)
 	if err != nil {
+		a.recordTouchTimeouts(ctx, AuditRecord{Op: op, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID}, err)
 		return nil, err
 	}
 	for _, d := range durable {
@@ -252,7 +253,7 @@ func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]k
 	one := func(ctx context.Context, i int, sk signingKey) {
 		raw, err := a.signKERI(ctx, sk.k, msg)
 		if err != nil {
-			errs[i] = fmt.Errorf("%s: %w", sk.k.uri, err)
+			errs[i] = withKey(sk.k.uri, err)
 			return
 		}
 		sigs[i] = kel.NewSiger(sk.alg, sk.index, sk.ondex, raw)

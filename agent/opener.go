@@ -104,9 +104,18 @@ func (o *TokenOpener) pivProvider() (*piv.Provider, error) {
 		return nil, errClosed
 	}
 	if o.piv == nil {
-		o.piv = piv.NewProvider(piv.Options{Getenv: o.opts.Getenv, Prompt: o.opts.Prompt, Touch: o.opts.Touch, Logger: o.opts.Logger, RefusedPINs: o.refused})
+		o.piv = piv.NewProvider(piv.Options{Getenv: o.opts.Getenv, Prompt: o.opts.Prompt, Touch: o.touch, Logger: o.opts.Logger, RefusedPINs: o.refused})
 	}
 	return o.piv, nil
+}
+
+// touch is the cards' touch notifier: the agent's touch timeout starts,
+// and TokenOptions.Touch tells the person.
+func (o *TokenOpener) touch(ctx context.Context, what string) {
+	TouchWaits(ctx, what)
+	if o.opts.Touch != nil {
+		o.opts.Touch(ctx, what)
+	}
 }
 
 // Close closes every provider; signers handed out fail afterwards.

@@ -102,7 +102,8 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	})
 	if err != nil {
 		a.failed(k, s, err)
-		return nil, fmt.Errorf("%s: %w", k.uri, err)
+		a.recordTouchTimeouts(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what}, err)
+		return nil, withKey(k.uri, err)
 	}
 	if err := durable(); err != nil {
 		return nil, err // the signature is dropped: it was not recorded

@@ -32,6 +32,9 @@ type Client struct {
 	sshMu   sync.Mutex
 	sshConn net.Conn
 	ssh     sshagent.ExtendedAgent
+
+	onNotice func(string) // notices.go
+	noticeID string       // the id this connection's notices go to
 }
 
 // ExtensionError is an extension failure: the agent refused or failed, and
@@ -59,8 +62,10 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{path: path, conn: c, r: bufio.NewReaderSize(c, 4096)}, nil
+	return &Client{path: path, conn: c, r: newReader(c)}, nil
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, 4096) }
 
 // Close closes the connections.
 func (c *Client) Close() error {
@@ -112,13 +117,31 @@ func (c *Client) Call(ctx context.Context, name string, req, resp any) error {
 // Raw sends an extension request with a raw body and returns the reply's
 // body after SSH_AGENT_SUCCESS.
 func (c *Client) Raw(ctx context.Context, name string, body []byte) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stop, err := c.noticesLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	return c.rawLocked(ctx, name, body)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only for request types that always marshal
+	}
+	return b
+}
+
+// rawLocked is Raw with c.mu held.
+func (c *Client) rawLocked(ctx context.Context, name string, body []byte) ([]byte, error) {
 	msg := ssh.Marshal(struct {
 		Type     byte
 		Name     string
 		Contents []byte `ssh:"rest"`
 	}{27, name, body})
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {
 		c.conn.SetDeadline(dl)
 		defer c.conn.SetDeadline(time.Time{})

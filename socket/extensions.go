@@ -46,6 +46,7 @@ func extensions() map[string]extension {
 	for n, f := range remoteExtensions() {
 		m[n] = f
 	}
+	m[ExtNoticesTo], m[ExtNotices] = extNoticesTo, extNotices // notices.go
 	m[ExtQuery] = func(context.Context, *Server, []byte) (any, error) {
 		names := []string{ExtQuery}
 		for n := range m {

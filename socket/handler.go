@@ -152,6 +152,14 @@ func reasonOf(err error) string {
 	if r := remoteReason(err); r != "" {
 		return r
 	}
+	var te *agent.TouchTimeoutError
+	var be *agent.BusyError
+	switch {
+	case errors.As(err, &te):
+		return "touch-timeout"
+	case errors.As(err, &be):
+		return "token-busy"
+	}
 	var re *agent.RefusedError
 	if errors.As(err, &re) {
 		return "refused"

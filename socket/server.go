@@ -40,6 +40,7 @@ type Server struct {
 	frameTimeout, idleTimeout time.Duration
 	ext                       map[string]extension
 	lock                      Locker
+	notices                   *Notices
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -75,6 +76,9 @@ type Options struct {
 	// (give or take a quarter); 0 means 10 minutes (ssh and git connect
 	// per operation).
 	IdleTimeout time.Duration
+	// Notices routes notices about requests to their clients (Post them
+	// from the touch notifier); nil: the server makes its own.
+	Notices *Notices
 }
 
 // Locker locks the agent with a passphrase (a *pins.Cache in the daemon).
@@ -108,6 +112,9 @@ func NewServer(a *agent.Agent, opts Options) *Server {
 	}
 	s.errTimeout = fmt.Errorf("no answer within the request timeout of %v: %w", s.timeout, context.DeadlineExceeded)
 	s.ext = extensions()
+	if s.notices = opts.Notices; s.notices == nil {
+		s.notices = NewNotices()
+	}
 	return s
 }
 
@@ -143,6 +150,7 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 func (s *Server) drain() {
 	s.mu.Lock()
 	s.draining = true
+	s.notices.close()
 	for c := range s.conns {
 		c.wake()
 	}
@@ -187,7 +195,8 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		return
 	}
 	peer := agent.Peer{UID: int(cred.Uid), PID: int(cred.Pid)}
-	c := &conn{s: s, c: nc, r: bufio.NewReaderSize(nc, 4096), peer: peer, base: agent.WithPeer(context.Background(), peer)}
+	c := &conn{s: s, c: nc, r: bufio.NewReaderSize(nc, 4096), peer: peer}
+	c.base = context.WithValue(agent.WithPeer(context.Background(), peer), connKey{}, c)
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
@@ -200,6 +209,9 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 		c.finish()
+		if c.noticeID != "" {
+			s.notices.unname(c.noticeID)
+		}
 	}()
 	var h sshagent.ExtendedAgent
 	if peer.UID != s.uid {
@@ -257,6 +269,7 @@ type conn struct {
 	foreign  bool      // a peer of another uid: one refusal, then the connection ends
 	answered bool      // a reply was written on this connection
 	idleSet  time.Time // when the idle deadline was last set
+	noticeID string    // where this connection's notices go (notices.go)
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 }

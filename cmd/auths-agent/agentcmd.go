@@ -82,6 +82,12 @@ func dialAgent(c *cli.Context, env *cliEnv, required bool) (*socket.Client, erro
 		}
 		return nil, nil
 	}
+	// The agent's notices about this command's requests (a card waiting
+	// for a touch) go to stderr while the request waits.
+	cmd := commandPath(c)
+	cl.OnNotice(func(text string) {
+		fmt.Fprintf(env.stderr, "auths-agent: %s: %s\n", cmd, oneLine(text))
+	})
 	return cl, nil
 }
 

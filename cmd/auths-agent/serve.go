@@ -5,6 +5,7 @@ package main
 // packages agent and socket; this file only wires flags to them.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +42,10 @@ func serveCommand(env *cliEnv) *cli.Command {
 			"are kept --pin-cache long, or until ssh-add -x locks the agent or SIGHUP.\n" +
 			"Every signature and refusal is appended to the audit trail first; when it\n" +
 			"cannot be written, nothing is signed. Under systemd socket activation the\n" +
-			"socket systemd passes is served instead of --socket.",
+			"socket systemd passes is served instead of --socket. A card that waits for a\n" +
+			"touch is announced in the log, by notify-send and to the client that asked;\n" +
+			"a touch that does not come within --touch-timeout fails the request, and the\n" +
+			"card answers others with \"busy\" until it is touched or gives up.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Usage: "the socket `PATH`"},
 			&cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR`"},
@@ -51,6 +55,7 @@ func serveCommand(env *cliEnv) *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "audit-file", Usage: "the audit trail `FILE` (default $XDG_STATE_HOME/auths-agent/audit.jsonl)", TakesFile: true},
 			&cli.DurationFlag{Name: "pin-cache", Usage: "keep a typed PIN this long (0: until lock or SIGHUP)"},
+			&cli.DurationFlag{Name: "touch-timeout", Value: agent.DefaultTouchTimeout, Usage: "give up on a touch that does not come within this `DURATION` (the card stays busy until touched or it gives up)"},
 		},
 		Action: func(c *cli.Context) error { return serveRun(c, env) },
 	}
@@ -79,6 +84,10 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 	}
 	if err := cfg.Check(); err != nil {
 		return usageErr("%s: %s", cmd, oneLine(err.Error()))
+	}
+	touchTimeout := c.Duration("touch-timeout")
+	if touchTimeout <= 0 {
+		return usageErr("%s: --touch-timeout %v: want a positive duration", cmd, touchTimeout)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
@@ -119,7 +128,11 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	notifier := touch.New(touch.Options{Logger: logger})
+	// Touch notices go to the log, the desktop and the client that asked.
+	notices := socket.NewNotices()
+	notifier := touch.New(touch.Options{Logger: logger, Forward: func(ctx context.Context, n touch.Notice) {
+		notices.Post(ctx, n.String())
+	}})
 	defer notifier.Wait()
 	opener := agent.NewTokenOpener(agent.TokenOptions{
 		Getenv: env.getenv,
@@ -129,7 +142,7 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 	})
 	defer opener.Close()
 	a, err := agent.New(cfg, agent.Options{Opener: opener, Registry: reg, RegistryDir: cfg.Registry, Logger: logger,
-		Audit: auditSink{trail}, PINRefused: pinCache.Reject, RemoteAuth: remoteAuthFromEnv(env)})
+		Audit: auditSink{trail}, PINRefused: pinCache.Reject, RemoteAuth: remoteAuthFromEnv(env), TouchTimeout: touchTimeout})
 	if err != nil {
 		return usageErr("%s: %s", cmd, oneLine(err.Error()))
 	}
@@ -172,7 +185,7 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 			}
 		}
 	}()
-	srv := socket.NewServer(a, socket.Options{Logger: logger, UID: -1, Lock: locker{pinCache, a}})
+	srv := socket.NewServer(a, socket.Options{Logger: logger, UID: -1, Lock: locker{pinCache, a}, Notices: notices})
 	fmt.Fprintf(env.stdout, "listening on %s\n", path)
 	logger.Info("serving", "socket", path, "keys", len(cfg.Keys), "registry", cfg.Registry, "audit", auditPath, "socket_activation", activated != nil)
 	if err := srv.Serve(ctx, ul); err != nil {
