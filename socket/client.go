@@ -33,8 +33,9 @@ type Client struct {
 	sshConn net.Conn
 	ssh     sshagent.ExtendedAgent
 
-	onNotice func(string) // notices.go
-	noticeID string       // the id this connection's notices go to
+	onNotice   func(string) // notices.go
+	noticeID   string       // the id this connection's notices go to
+	callsEnded uint64       // requests on the named connection that ended
 }
 
 // ExtensionError is an extension failure: the agent refused or failed, and

@@ -42,12 +42,18 @@ type NoticesRequest struct {
 	// ID names the requests' notices: 16 to 64 characters [0-9a-zA-Z_-],
 	// chosen at random by the client.
 	ID string `json:"id"`
+	// After (notices@auths.dev): the poll returns as soon as more than
+	// After requests of the named connection have ended (the
+	// notices-to@auths.dev request counts), even without notices.
+	After uint64 `json:"after,omitempty"`
 }
 
-// NoticesReply carries the notices for an id, oldest first. Gone says that
-// no connection is named by the id any more: its requests are over.
+// NoticesReply carries the notices for an id, oldest first. Ended counts
+// the requests of the named connection that have ended; Gone says that no
+// connection is named by the id any more.
 type NoticesReply struct {
 	Notices []string `json:"notices"`
+	Ended   uint64   `json:"ended"`
 	Gone    bool     `json:"gone,omitempty"`
 }
 
@@ -64,7 +70,13 @@ type Notices struct {
 type mailbox struct {
 	owners int      // connections named by this id
 	queue  []string // notices not collected yet
+	ended  uint64   // requests of the named connection that ended
 	wake   chan struct{}
+}
+
+func (b *mailbox) wakeLocked() {
+	close(b.wake)
+	b.wake = make(chan struct{})
 }
 
 // NewNotices returns an empty router of notices.
@@ -92,8 +104,17 @@ func (n *Notices) Post(ctx context.Context, text string) {
 		b.queue = b.queue[1:]
 	}
 	b.queue = append(b.queue, text)
-	close(b.wake)
-	b.wake = make(chan struct{})
+	b.wakeLocked()
+}
+
+// ended counts a request of a connection named id as ended.
+func (n *Notices) ended(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if b := n.boxes[id]; b != nil {
+		b.ended++
+		b.wakeLocked()
+	}
 }
 
 // name ties a connection to id.
@@ -126,8 +147,9 @@ func (n *Notices) unname(id string) {
 	}
 }
 
-// poll waits for the notices of id.
-func (n *Notices) poll(ctx context.Context, id string) (NoticesReply, error) {
+// poll waits for the notices of id, or for more than after of its
+// requests to have ended.
+func (n *Notices) poll(ctx context.Context, id string, after uint64) (NoticesReply, error) {
 	t := time.NewTimer(maxPoll)
 	defer t.Stop()
 	for {
@@ -137,20 +159,23 @@ func (n *Notices) poll(ctx context.Context, id string) (NoticesReply, error) {
 			n.mu.Unlock()
 			return NoticesReply{Notices: []string{}, Gone: true}, nil
 		}
-		if len(b.queue) > 0 {
-			out := b.queue
+		if len(b.queue) > 0 || b.ended > after {
+			out := NoticesReply{Notices: b.queue, Ended: b.ended}
+			if out.Notices == nil {
+				out.Notices = []string{}
+			}
 			b.queue = nil
 			n.mu.Unlock()
-			return NoticesReply{Notices: out}, nil
+			return out, nil
 		}
-		wake := b.wake
+		wake, ended := b.wake, b.ended
 		n.mu.Unlock()
 		select {
 		case <-wake:
 		case <-t.C:
-			return NoticesReply{Notices: []string{}}, nil
+			return NoticesReply{Notices: []string{}, Ended: ended}, nil
 		case <-n.closed:
-			return NoticesReply{Notices: []string{}}, nil
+			return NoticesReply{Notices: []string{}, Ended: ended}, nil
 		case <-ctx.Done():
 			return NoticesReply{}, context.Cause(ctx)
 		}
@@ -200,7 +225,7 @@ func extNotices(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err := checkNoticeID(req.ID); err != nil {
 		return nil, err
 	}
-	return s.notices.poll(ctx, req.ID)
+	return s.notices.poll(ctx, req.ID, req.After)
 }
 
 // nameNotices ties the connection's later requests to id: their notices
@@ -222,16 +247,17 @@ func (c *conn) nameNotices(id string) error {
 // OnNotice makes the client collect the notices of its extension calls:
 // while a call waits, f is called with each notice the agent sends about
 // it, in order, from another goroutine ("waiting for touch on PIV card
-// 12345678 slot 9a"). Set it before the first call; nil stops.
+// 12345678 slot 9a"), and every notice of a call has been passed to f when
+// the call returns. Set it before the first call; nil stops.
 func (c *Client) OnNotice(f func(text string)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.onNotice = f
 }
 
-// noticesLocked names the connection for notices once, and starts
-// collecting them on a connection of their own; stop ends that. c.mu is
-// held.
+// noticesLocked names the connection for notices once, and collects the
+// notices of the call about to be made on a connection of its own until
+// stop, called once the call ended, has them all. c.mu is held.
 func (c *Client) noticesLocked(ctx context.Context) (stop func(), err error) {
 	f := c.onNotice
 	if f == nil {
@@ -244,31 +270,42 @@ func (c *Client) noticesLocked(ctx context.Context) (stop func(), err error) {
 		if _, err := c.rawLocked(ctx, ExtNoticesTo, mustJSON(req)); err != nil {
 			return nil, err
 		}
-		c.noticeID = req.ID
+		c.noticeID, c.callsEnded = req.ID, 1
 	}
 	var d net.Dialer
 	pc, err := d.DialContext(ctx, "unix", c.path)
 	if err != nil {
 		return nil, err
 	}
+	// The call about to be made ends as request number after+1: a poll
+	// returns once the agent counts it ended, with every notice posted
+	// before.
+	after := c.callsEnded
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		pl := &Client{path: c.path, conn: pc, r: newReader(pc)}
 		for {
 			var r NoticesReply
-			if err := pl.Call(context.Background(), ExtNotices, NoticesRequest{ID: c.noticeID}, &r); err != nil {
+			if err := pl.Call(context.Background(), ExtNotices, NoticesRequest{ID: c.noticeID, After: after}, &r); err != nil {
 				return // closed by stop, or the agent went away
 			}
 			for _, n := range r.Notices {
 				f(n)
 			}
-			if r.Gone {
+			if r.Ended > after || r.Gone {
 				return
 			}
 		}
 	}()
 	return func() {
+		c.callsEnded++
+		// The agent counts the call ended right after its reply; a
+		// call that broke its connection may never be counted.
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
 		pc.Close()
 		<-done
 	}, nil

@@ -436,6 +436,9 @@ func (c *conn) Write(p []byte) (int, error) {
 
 func (c *conn) endLocked() {
 	if c.inFlight {
+		if c.noticeID != "" {
+			c.s.notices.ended(c.noticeID)
+		}
 		c.inFlight = false
 		c.s.busy.Add(-1)
 		c.s.requests.Done()

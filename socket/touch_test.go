@@ -2,6 +2,7 @@ package socket_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -73,5 +74,72 @@ func TestTouchPosition(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("touch notices:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestNoticesToClient: the touch notices of a request reach the client
+// that made it (notices-to@auths.dev and notices@auths.dev), all of them
+// by the time the call returns, even when the signature follows the notice
+// at once; a client that did not ask, and the other requests, get none;
+// ids that are not ids are refused.
+func TestNoticesToClient(t *testing.T) {
+	notices := socket.NewNotices()
+	n := touch.New(touch.Options{NotifySend: "-", Forward: func(ctx context.Context, no touch.Notice) {
+		notices.Post(ctx, no.String())
+	}})
+	reg := newRegistry(t)
+	k1, k2 := newKey(t, tokens[0], kel.Ed25519), newKey(t, tokens[1], kel.Ed25519)
+	p2 := incept(t, reg, "2", k1, k2)
+	sock := serveWith(t, agent.Config{Keys: keri(k1, k2)}, agent.Options{Opener: touchOpener{n}, Registry: reg}, socket.Options{Notices: notices})
+	ctx := context.Background()
+	seal := "d=" + kel.NextKeyDigest(verfer(t, k1))
+
+	c := dial(t, sock)
+	var mu sync.Mutex
+	var got []string
+	c.OnNotice(func(text string) {
+		mu.Lock()
+		got = append(got, text)
+		mu.Unlock()
+	})
+	quiet := dial(t, sock) // asks for no notices
+	for i := range 3 {
+		r, err := c.Anchor(ctx, socket.AnchorRequest{Prefix: p2, Seals: []string{seal}})
+		if err != nil || !r.Committed {
+			t.Fatalf("anchor %d: %+v %v", i, r, err)
+		}
+		mu.Lock()
+		slices.Sort(got)
+		want := []string{"waiting for touch on sock-1 (1 of 2)", "waiting for touch on sock-2 (2 of 2)"}
+		if !slices.Equal(got, want) {
+			t.Errorf("anchor %d: notices %q, want %q", i, got, want)
+		}
+		got = nil
+		mu.Unlock()
+		if _, err := quiet.Anchor(ctx, socket.AnchorRequest{Prefix: p2, Seals: []string{seal}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Keys(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		if len(got) != 0 {
+			t.Errorf("notices of requests that are not this client's, or need no touch: %q", got)
+		}
+		mu.Unlock()
+	}
+
+	raw := dial(t, sock)
+	for _, body := range []string{`{"id":"short"}`, `{"id":"0123456789abcdef0123456789abcdef/"}`, `{"id":"0123456789abcdef","x":1}`} {
+		_, err := raw.Raw(ctx, socket.ExtNoticesTo, []byte(body))
+		var ee *socket.ExtensionError
+		if !errors.As(err, &ee) || ee.Reason != "bad-request" {
+			t.Errorf("notices-to %s: %v, want a bad-request failure", body, err)
+		}
+	}
+	// An id nobody named is gone at once.
+	reply, err := raw.Raw(ctx, socket.ExtNotices, []byte(`{"id":"0123456789abcdef0123"}`))
+	if err != nil || string(reply) != `{"notices":[],"ended":0,"gone":true}` {
+		t.Errorf("notices of an unknown id: %s %v", reply, err)
 	}
 }
