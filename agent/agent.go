@@ -72,7 +72,10 @@ type AuditRecord struct {
 	What   string // SSH: "userauth" or "sshsig:NAMESPACE"
 	// Fingerprint is the SSH key's SHA256 fingerprint.
 	Fingerprint string
-	Refused     string // the reason, for a refusal
+	// HostKey is the SHA256 fingerprint of the server host key a
+	// user-authentication request's session is bound to (WithSSHHost).
+	HostKey string
+	Refused string // the reason, for a refusal
 }
 
 // Peer is the process at the other end of a request.

@@ -52,6 +52,16 @@ func (a *Agent) sshPublic(ctx context.Context, k *key) (ssh.PublicKey, error) {
 	return ssh.NewPublicKey(pk)
 }
 
+type sshHostKey struct{}
+
+// WithSSHHost returns ctx saying that the SSH session of the request is
+// bound to the server host key host: the SSH client proved it to the
+// socket (OpenSSH's session-bind@openssh.com). SignSSH names it in the
+// audit record of a user-authentication signature for that session.
+func WithSSHHost(ctx context.Context, host ssh.PublicKey) context.Context {
+	return context.WithValue(ctx, sshHostKey{}, host)
+}
+
 // SignSSH signs data with the SSH key whose wire-format public key is
 // pubBlob. data must parse as an SSH user-authentication request naming that
 // key or as an SSHSIG blob; anything else (a KERI event among them) is a
@@ -85,7 +95,17 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 		a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), Refused: err.Error()})
 		return nil, rerr
 	}
-	durable, err := a.recordSigning(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what})
+	var hostFP string
+	if host, _ := ctx.Value(sshHostKey{}).(ssh.PublicKey); host != nil && what == "userauth" {
+		hostFP = ssh.FingerprintSHA256(host)
+		if named := hostboundKey(data); named != nil && !bytes.Equal(named, host.Marshal()) {
+			err := fmt.Errorf("%w: the user-authentication request names another host key than the one its session is bound to (%s)", ErrNotSSHData, hostFP)
+			a.log.Warn("refused", "op", op, "key", k.uri, "peer", PeerOf(ctx).PID, "reason", err)
+			a.record(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), HostKey: hostFP, Refused: err.Error()})
+			return nil, &RefusedError{Op: op, Reason: err}
+		}
+	}
+	durable, err := a.recordSigning(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP})
 	if err != nil {
 		return nil, err
 	}
@@ -102,13 +122,13 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	})
 	if err != nil {
 		a.failed(k, s, err)
-		a.recordTouchTimeouts(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what}, err)
+		a.recordTouchTimeouts(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
 		return nil, withKey(k.uri, err)
 	}
 	if err := durable(); err != nil {
 		return nil, err // the signature is dropped: it was not recorded
 	}
-	a.log.Info("signed", "op", op, "key", k.uri, "what", what, "peer", PeerOf(ctx).PID)
+	a.log.Info("signed", "op", op, "key", k.uri, "what", what, "host_key", hostFP, "peer", PeerOf(ctx).PID)
 	return sig, nil
 }
 
@@ -195,6 +215,25 @@ func checkUserAuth(b []byte, pub ssh.PublicKey) (string, error) {
 		return "", fmt.Errorf("%w: the user-authentication request names another key (%s)", ErrNotSSHData, clip(string(alg)))
 	}
 	return "userauth", nil
+}
+
+// hostboundKey returns the server host key a publickey-hostbound-v00
+// user-authentication request names, or nil for another request. data
+// has passed CheckSSHData.
+func hostboundKey(data []byte) []byte {
+	r := &wire{b: data}
+	r.str()
+	r.byte()
+	r.str()
+	r.str()
+	method := r.str()
+	r.byte()
+	r.str()
+	r.str()
+	if string(method) != "publickey-hostbound-v00@openssh.com" {
+		return nil
+	}
+	return r.str()
 }
 
 // printableUTF8 accepts a user name: RFC 4252 section 5 makes it UTF-8

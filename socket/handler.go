@@ -57,6 +57,9 @@ func (h *handler) SignWithFlags(key ssh.PublicKey, data []byte, _ sshagent.Signa
 	if h.locked() {
 		return nil, errLocked
 	}
+	if host := h.c.sessionHost(data); host != nil {
+		ctx = agent.WithSSHHost(ctx, host)
+	}
 	return h.s.agent.SignSSH(ctx, key.Marshal(), data)
 }
 
@@ -93,6 +96,9 @@ func (h *handler) Signers() ([]ssh.Signer, error) { return nil, errors.New("not 
 // SSH_AGENT_EXTENSION_FAILURE + JSON reason.
 func (h *handler) Extension(name string, body []byte) ([]byte, error) {
 	ctx := h.c.requestContext()
+	if name == ExtSessionBind { // served while locked too, as by OpenSSH's agent
+		return h.sessionBind(body)
+	}
 	if h.locked() && name != "query" {
 		return nil, errLocked
 	}

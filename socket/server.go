@@ -270,6 +270,7 @@ type conn struct {
 	answered bool      // a reply was written on this connection
 	idleSet  time.Time // when the idle deadline was last set
 	noticeID string    // where this connection's notices go (notices.go)
+	binds    []binding // session-binds, in order (sessionbind.go); the handler's goroutine only
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 }

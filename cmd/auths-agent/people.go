@@ -59,6 +59,7 @@ func entry(r agent.AuditRecord) audit.Entry {
 		SAID:    r.SAID,
 		// SSH
 		Fingerprint: r.Fingerprint,
+		HostKey:     r.HostKey,
 		Reason:      r.Refused,
 	}
 	if r.Refused != "" {
