@@ -47,17 +47,21 @@ func refuse(op string, sentinel error, format string, args ...any) *RefusedError
 	return &RefusedError{Op: op, Reason: fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))}
 }
 
-// TouchTimeoutError: the card waited for a touch that did not come within
-// the agent's touch timeout. The request gets this error at once; the
-// card's call, which cannot be taken back, keeps the card until it ends
-// (touched late, or the card gives up), and what it signs then is
-// discarded.
+// TouchTimeoutError: the card waited for a touch that did not come, within
+// the agent's touch timeout or until the card gave up (ByCard). At the
+// agent's timeout the request gets this error at once; the card's call,
+// which cannot be taken back, keeps the card until it ends (touched late,
+// or the card gives up), and what it signs then is discarded.
 type TouchTimeoutError struct {
-	Token string        // what waits: "PIV card 12345678 slot 9c"
-	After time.Duration // the touch timeout
+	Token  string        // what waits: "PIV card 12345678 slot 9c"
+	After  time.Duration // the touch timeout, or how long the card waited
+	ByCard bool          // the card gave up first (and is free again)
 }
 
 func (e *TouchTimeoutError) Error() string {
+	if e.ByCard {
+		return fmt.Sprintf("no touch on %s within %v (the card stopped waiting)", e.Token, e.After)
+	}
 	return fmt.Sprintf("no touch on %s within %v", e.Token, e.After)
 }
 

@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/auths-dev/auths-agent/hsm"
 )
 
 // DefaultTouchTimeout is how long the agent waits for a touch when
@@ -171,6 +174,7 @@ func onToken[T any](ctx context.Context, s *scheduler, token string, f func(cont
 	}()
 	var timeout <-chan time.Time
 	var what string
+	var waitFrom time.Time
 	for {
 		select {
 		case r := <-done:
@@ -178,8 +182,13 @@ func onToken[T any](ctx context.Context, s *scheduler, token string, f func(cont
 			if ctx.Err() != nil {
 				return zero, fmt.Errorf("on %s: %w", token, context.Cause(ctx))
 			}
+			if what != "" && errors.Is(r.err, hsm.ErrNoTouch) {
+				// The card gave up before the agent did.
+				return zero, &TouchTimeoutError{Token: what, After: waited(time.Since(waitFrom)), ByCard: true}
+			}
 			return r.v, r.err
 		case what = <-touched:
+			waitFrom = time.Now()
 			t := time.NewTimer(s.touchTimeout)
 			defer t.Stop()
 			timeout = t.C
@@ -191,4 +200,13 @@ func onToken[T any](ctx context.Context, s *scheduler, token string, f func(cont
 			return zero, fmt.Errorf("on %s: %w", token, context.Cause(ctx))
 		}
 	}
+}
+
+// waited rounds how long a card waited for a touch, for people: whole
+// seconds, or tenths below one.
+func waited(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
 }

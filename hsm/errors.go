@@ -30,6 +30,9 @@ var (
 	// ErrUnsupportedKey: the key is not Ed25519 or P-256, or the object is
 	// not a private key.
 	ErrUnsupportedKey = errors.New("unsupported key")
+	// ErrNoTouch: the card waited for a touch that did not come and gave
+	// up (a YubiKey does after about 15 s).
+	ErrNoTouch = errors.New("no touch")
 )
 
 // WrongPINError reports a PIN the token refused. It matches ErrWrongPIN with

@@ -179,4 +179,33 @@ func TestServeTouch(t *testing.T) {
 	if !strings.Contains(ra.stderr.String(), "its result is discarded") {
 		t.Errorf("the agent's log does not say the abandoned call's result was discarded")
 	}
+
+	// A card that gives up waiting first, as a YubiKey does after 15 s
+	// (here 2 s, inside the agent's 3 s): the same clear error, and the
+	// card is free at once.
+	vpivCardCtl(t, "restart", serials[0], "-touch-delay", "1h", "-touch-timeout", "2s")
+	wantCardErr := "auths-agent: anchor: agent: no touch on PIV card " + serials[0] + " slot 9a within 2s (the card stopped waiting)"
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		e := <-anchor(p1)
+		if e.code == 1 && len(e.lines) == 2 && e.lines[0] == wantLine && e.lines[1] == wantCardErr {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("anchor on a card that gives up: exit %d\nstdout: %s\nstderr: %q\nwant [%q %q]", e.code, e.stdout, e.lines, wantLine, wantCardErr)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if f := <-anchor(p1); f.code != 1 || len(f.lines) != 2 || f.lines[1] != wantCardErr {
+		t.Errorf("the next anchor on that card (free again, no touch again): exit %d, stderr %q", f.code, f.lines)
+	}
+	n := 0
+	for _, l := range readLines(t, trail) {
+		if strings.Contains(l, `"reason":"no touch on PIV card `+serials[0]+` slot 9a within 2s (the card stopped waiting)"`) {
+			n++
+		}
+	}
+	if n < 2 {
+		t.Errorf("%d audit refusals for the card that gave up, want one per request", n)
+	}
 }

@@ -219,7 +219,12 @@ func (s *Signer) signLocked(ctx context.Context, yk *piv.YubiKey, data []byte, o
 	}
 	sig, err := signer.Sign(rand.Reader, data, opts)
 	if err = s.c.pinResultLocked(err, a); err != nil {
-		if contains(err, "6982") && !errors.Is(err, hsm.ErrWrongPIN) {
+		switch {
+		case contains(err, "6982") && touch && !errors.Is(err, hsm.ErrWrongPIN):
+			// The PIN was verified (piv-go verifies it before signing),
+			// so the refusal is the touch the card waited for in vain.
+			err = fmt.Errorf("%w: the card stopped waiting for a touch: %v", hsm.ErrNoTouch, err)
+		case contains(err, "6982") && !errors.Is(err, hsm.ErrWrongPIN):
 			err = fmt.Errorf("the card refused to sign (no PIN verified, or no touch): %w", err)
 		}
 		return nil, err

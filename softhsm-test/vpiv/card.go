@@ -51,6 +51,10 @@ type Config struct {
 	// TouchDelay is how long after a signature request the touch "arrives"
 	// for keys whose touch policy asks for one.
 	TouchDelay time.Duration
+	// TouchTimeout, when not zero, is how long the card waits for a touch
+	// before it refuses the signature with 6982, as a YubiKey does after
+	// about 15 s: a TouchDelay past it is a touch that never comes.
+	TouchTimeout time.Duration
 	// StatePath is the JSON state file; empty keeps the state in memory.
 	StatePath string
 	// Trace, if set, receives one line per control byte and APDU. PINs,

@@ -176,6 +176,30 @@ func TestTouchAndLatency(t *testing.T) {
 	check("touch cached again", sign(0x9d), lat)
 }
 
+// TestTouchNeverComes: a card with a touch timeout shorter than its touch
+// delay waits the timeout and refuses with 6982, as a YubiKey does when
+// nobody touches it; a cached touch policy is not satisfied by it.
+func TestTouchNeverComes(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := testCard(t, func(cfg *Config) {
+		cfg.Now, cfg.Sleep = clk.Now, clk.Sleep
+		cfg.TouchDelay, cfg.TouchTimeout = time.Hour, 15*time.Second
+	})
+	selectPIV(t, c)
+	generate(t, c, 0x9a, algP256, pinNever, touchAlways)
+	generate(t, c, 0x9d, algP256, pinNever, touchCached)
+	digest := make([]byte, 32)
+	for _, slot := range []byte{0x9a, 0x9d, 0x9d} {
+		clk.sleeps = nil
+		if _, sw := transmit(t, c, insAuthenticate, algP256, slot, signTemplate(digest)); sw != swSecurityStatus {
+			t.Errorf("slot %02x: status %04x, want 6982", slot, sw)
+		}
+		if len(clk.sleeps) != 1 || clk.sleeps[0] != 15*time.Second {
+			t.Errorf("slot %02x: waits %v, want [15s]", slot, clk.sleeps)
+		}
+	}
+}
+
 func TestECDH(t *testing.T) {
 	c := testCard(t, nil)
 	selectPIV(t, c)

@@ -78,8 +78,8 @@ func (c *Card) mgmtAuthenticate(cmd command) response {
 	switch {
 	case hasW && len(witness) == 0 && !hasC:
 		c.sess.mgmtAuth = false
-		if c.st.MgmtTouch == touchAlways {
-			c.touch(true)
+		if c.st.MgmtTouch == touchAlways && !c.touch(true) {
+			return status(swSecurityStatus)
 		}
 		w := make([]byte, n)
 		if _, err := io.ReadFull(c.cfg.Rand, w); err != nil {
@@ -152,14 +152,21 @@ func (c *Card) atLeast(major, minor, patch byte) bool {
 	return v[2] >= patch
 }
 
-// touch waits for the touch to "arrive" if the policy asks for one now.
-func (c *Card) touch(always bool) {
+// touch waits for the touch to "arrive" if the policy asks for one now,
+// and reports whether it came before the card's TouchTimeout.
+func (c *Card) touch(always bool) bool {
 	now := c.cfg.Now()
 	if always || c.lastTouch.IsZero() || now.Sub(c.lastTouch) >= touchCache {
+		if t := c.cfg.TouchTimeout; t > 0 && c.cfg.TouchDelay > t {
+			c.tracef("waiting %s for a touch that comes after %s: no touch", t, c.cfg.TouchDelay)
+			c.cfg.Sleep(t)
+			return false
+		}
 		if c.cfg.TouchDelay > 0 {
 			c.tracef("waiting %s for touch", c.cfg.TouchDelay)
 			c.cfg.Sleep(c.cfg.TouchDelay)
 		}
 		c.lastTouch = c.cfg.Now()
 	}
+	return true
 }

@@ -42,11 +42,10 @@ func (c *Card) keyAuthenticate(cmd command) response {
 	if sw := c.checkPIN(k.PINPolicy); sw != swOK {
 		return status(sw)
 	}
-	switch k.TouchPolicy {
-	case touchAlways:
-		c.touch(true)
-	case touchCached:
-		c.touch(false)
+	if k.TouchPolicy == touchAlways || k.TouchPolicy == touchCached {
+		if !c.touch(k.TouchPolicy == touchAlways) {
+			return status(swSecurityStatus) // as a YubiKey that waited in vain
+		}
 	}
 	priv, err := k.private()
 	if err != nil {

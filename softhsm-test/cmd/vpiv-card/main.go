@@ -3,7 +3,8 @@
 // the reader until it is killed, reconnecting when vpcd goes away.
 //
 //	vpiv-card [-addr 127.0.0.1:35963] -state FILE [-serial N] [-version 5.7.1]
-//	          [-latency D] [-touch-delay D] [-select-only] [-log FILE] [-ca-out FILE]
+//	          [-latency D] [-touch-delay D] [-touch-timeout D] [-select-only]
+//	          [-log FILE] [-ca-out FILE]
 //	          [-ready FILE]
 //
 // The card's keys, PIN counters and data objects live in the JSON state file;
@@ -40,6 +41,7 @@ func run(args []string) int {
 	version := flags.String("version", "5.7.1", "firmware `version` GET VERSION reports")
 	latency := flags.Duration("latency", 0, "added to every signature to emulate a real device")
 	touchDelay := flags.Duration("touch-delay", 0, "how long after a request a touch arrives")
+	touchTimeout := flags.Duration("touch-timeout", 0, "how long the card waits for a touch before it refuses (6982), as a YubiKey does after 15s; 0: for ever")
 	selectOnly := flags.Bool("select-only", false, "answer only SELECT (9000), everything else 6d00: not a YubiKey")
 	logPath := flags.String("log", "", "append one line per APDU to `file` (PINs redacted)")
 	caOut := flags.String("ca-out", "", "write the attestation CA certificate (PEM) to `file`")
@@ -66,12 +68,13 @@ func run(args []string) int {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg := vpiv.Config{
-		Serial:     uint32(*serial),
-		Version:    v,
-		SelectOnly: *selectOnly,
-		Latency:    *latency,
-		TouchDelay: *touchDelay,
-		StatePath:  *statePath,
+		Serial:       uint32(*serial),
+		Version:      v,
+		SelectOnly:   *selectOnly,
+		Latency:      *latency,
+		TouchDelay:   *touchDelay,
+		TouchTimeout: *touchTimeout,
+		StatePath:    *statePath,
 	}
 	if *logPath != "" {
 		f, err := os.OpenFile(*logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
