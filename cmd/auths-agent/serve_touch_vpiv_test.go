@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -161,6 +162,13 @@ func TestServeTouch(t *testing.T) {
 	if len(refusals) != 1 || !strings.Contains(refusals[0], `"reason":"no touch on PIV card `+serials[0]+` slot 9a within 3s"`) ||
 		!strings.Contains(refusals[0], `"prefix":"`+p1+`"`) || !strings.Contains(refusals[0], `"op":"anchor"`) {
 		t.Errorf("audit refusals: %q, want one for the touch that did not come", refusals)
+	}
+	// SIGHUP closes every token session; it does not wait for the stuck
+	// card, and the other card signs again right after.
+	ra.cmd.Process.Signal(syscall.SIGHUP)
+	start = time.Now()
+	if e := <-anchor(p2); e.code != 0 || !strings.HasPrefix(e.stdout, "committed "+p2+" s=3 ") || time.Since(start) > 5*time.Second {
+		t.Errorf("anchor on the other card after SIGHUP, with a card stuck: exit %d after %v\nstdout: %s\nstderr: %q", e.code, time.Since(start), e.stdout, e.lines)
 	}
 	// The card is freed (here: restarted, which ends its call); the agent
 	// discards what that call returns and serves the card again.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/auths-dev/auths-agent/hsm"
@@ -108,7 +109,18 @@ func (p *Provider) Close() error {
 	p.mu.Unlock()
 	var errs []error
 	for _, c := range cards {
-		c.lock <- struct{}{}
+		select {
+		case c.lock <- struct{}{}:
+		default:
+			// A call holds the card, perhaps waiting for a touch that
+			// never comes: Close does not wait for it. The call closes
+			// the card's handle when it ends (do), so its login does not
+			// outlive Close.
+			c.closeWhenFree.Store(true)
+			if !c.tryLock() {
+				continue
+			}
+		}
 		if c.yk != nil {
 			if err := c.dropLocked(); err != nil {
 				errs = append(errs, cardErr(c.serial, err))
@@ -119,11 +131,25 @@ func (p *Provider) Close() error {
 	return errors.Join(errs...)
 }
 
+// tryLock takes the card's lock if it is free, after closeWhenFree was set
+// (the call that held it may have ended and missed the flag).
+func (c *card) tryLock() bool {
+	select {
+	case c.lock <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
 // card is one physical card, by serial. Fields after lock are guarded by it.
 type card struct {
 	p      *Provider
 	serial uint32
 	lock   chan struct{} // a mutex whose waiters can give up when their ctx ends
+	// closeWhenFree: the provider was closed while a call held the card;
+	// that call drops the handle when it ends.
+	closeWhenFree atomic.Bool
 
 	yk        *piv.YubiKey
 	reader    string
@@ -165,7 +191,12 @@ func (c *card) do(ctx context.Context, f func(yk *piv.YubiKey) error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-c.lock }()
+	defer func() {
+		if c.closeWhenFree.Load() {
+			c.dropLocked()
+		}
+		<-c.lock
+	}()
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
