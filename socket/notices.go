@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -268,6 +269,13 @@ func (c *Client) noticesLocked(ctx context.Context) (stop func(), err error) {
 		rand.Read(id)
 		req := NoticesRequest{ID: hex.EncodeToString(id)}
 		if _, err := c.rawLocked(ctx, ExtNoticesTo, mustJSON(req)); err != nil {
+			var ee *ExtensionError
+			if errors.Is(err, ErrUnsupported) || errors.As(err, &ee) {
+				// An agent without notices, or one that is locked: the
+				// calls go on without them.
+				c.onNotice = nil
+				return func() {}, nil
+			}
 			return nil, err
 		}
 		c.noticeID, c.callsEnded = req.ID, 1

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/auths-dev/auths-agent/agent"
@@ -143,3 +144,28 @@ func TestNoticesToClient(t *testing.T) {
 		t.Errorf("notices of an unknown id: %s %v", reply, err)
 	}
 }
+
+// TestNoticesLockedAgent: a client that wants notices from a locked agent
+// gets the agent's own answer to its call, not a failure of the notices.
+func TestNoticesLockedAgent(t *testing.T) {
+	k := newKey(t, tokens[0], kel.Ed25519)
+	lock := &fakeLock{}
+	sock := serveWith(t, agent.Config{Keys: keri(k)}, agent.Options{Opener: providerOpener{}}, socket.Options{Lock: lock})
+	c := dial(t, sock)
+	c.OnNotice(func(string) {})
+	lock.locked.Store(true)
+	var ee *socket.ExtensionError
+	if _, err := c.Keys(context.Background()); !errors.As(err, &ee) || ee.Extension != socket.ExtKeys {
+		t.Errorf("keys of a locked agent: %v, want the failure of keys@auths.dev", err)
+	}
+	lock.locked.Store(false)
+	if keys, err := c.Keys(context.Background()); err != nil || len(keys) != 1 {
+		t.Errorf("keys once unlocked: %v %v", keys, err)
+	}
+}
+
+type fakeLock struct{ locked atomic.Bool }
+
+func (l *fakeLock) Lock([]byte) error   { l.locked.Store(true); return nil }
+func (l *fakeLock) Unlock([]byte) error { l.locked.Store(false); return nil }
+func (l *fakeLock) Locked() bool        { return l.locked.Load() }
