@@ -53,6 +53,13 @@
 // deadline) leaves the queue at once; an operation already on the device
 // completes and its result is discarded.
 //
+// A PIV card may wait for a touch ([TouchWaits] says when it starts). A
+// touch that does not come within [Options.TouchTimeout] ends the request
+// with a [*TouchTimeoutError], recorded as a refusal; the card's call keeps
+// the card until it ends, and until then every request for the card gets a
+// [*BusyError] at once instead of queuing behind a touch that may never
+// come.
+//
 // # The outside world
 //
 // Logging (log/slog, never PINs or key material), PIN prompts and touch

@@ -23,10 +23,16 @@
 // followed by the JSON reply; a refusal is SSH_AGENT_EXTENSION_FAILURE
 // followed by {"error": ..., "reason": ...}, which plain ssh-agent clients
 // read as a bare extension failure. The standard "query" extension lists
-// the extensions.
+// the extensions. notices-to@auths.dev and notices@auths.dev carry the
+// notices of a waiting request (a card waiting for a touch) to its client
+// on a second connection (notices.go). OpenSSH's session-bind@openssh.com
+// binds a connection to an SSH session and its server host key, which the
+// audit record of a user-authentication signature then names
+// (sessionbind.go).
 //
 // # Client
 //
 // [Dial] returns a [*Client]: an ssh-agent client (agent.ExtendedAgent)
-// plus typed methods for the auths extensions.
+// plus typed methods for the auths extensions; [Client.OnNotice] collects
+// the notices of its calls.
 package socket
