@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/auths-dev/auths-agent/hsm"
 )
@@ -49,6 +50,16 @@ type Config struct {
 	Registry string `json:"registry,omitempty"`
 	// Keys are the keys held.
 	Keys []KeySpec `json:"keys"`
+	// TouchTimeout bounds the wait for a touch (Options.TouchTimeout), as
+	// a Go duration ("30s", "1m"); empty means the default.
+	TouchTimeout string `json:"touch_timeout,omitempty"`
+}
+
+// TouchWait returns TouchTimeout as a duration, 0 when it is empty. Check
+// has refused one that does not parse or is not positive.
+func (c Config) TouchWait() time.Duration {
+	d, _ := time.ParseDuration(c.TouchTimeout)
+	return d
 }
 
 // maxConfig caps a config file.
@@ -104,8 +115,14 @@ func ParseConfig(data []byte) (Config, error) {
 	return c, c.Check()
 }
 
-// Check refuses keys without a usable URI or use, and a URI given twice.
+// Check refuses keys without a usable URI or use, a URI given twice, and a
+// touch_timeout that is not a positive duration.
 func (c Config) Check() error {
+	if c.TouchTimeout != "" {
+		if d, err := time.ParseDuration(c.TouchTimeout); err != nil || d <= 0 {
+			return fmt.Errorf("%w: touch_timeout %q: want a positive duration such as \"30s\"", ErrBadConfig, clip(c.TouchTimeout))
+		}
+	}
 	seen := map[string]int{}
 	for i, k := range c.Keys {
 		where := fmt.Sprintf("key %d", i)

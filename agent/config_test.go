@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testURI = "pkcs11:token=t;object=k?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=secret1234"
@@ -36,6 +37,9 @@ func TestParseConfig(t *testing.T) {
 		{`{"keys":[`, `unexpected EOF`},
 		{`{"keys":[]} {}`, `more than one JSON value`},
 		{`{"keys":[}`, `JSON syntax error at byte 10`},
+		{`{"keys":[],"touch_timeout":"soon"}`, `touch_timeout "soon": want a positive duration such as "30s"`},
+		{`{"keys":[],"touch_timeout":"-1s"}`, `touch_timeout "-1s": want a positive duration`},
+		{`{"keys":[],"touch_timeout":30}`, `field touch_timeout: want string`},
 	}
 	for _, tc := range bad {
 		_, err := ParseConfig([]byte(tc.text))
@@ -46,6 +50,9 @@ func TestParseConfig(t *testing.T) {
 		if strings.Contains(err.Error(), "secret1234") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %q shows the PIN or spans lines", tc.text, err)
 		}
+	}
+	if c, err := ParseConfig([]byte(`{"keys":[],"touch_timeout":"45s"}`)); err != nil || c.TouchWait() != 45*time.Second {
+		t.Errorf("touch_timeout 45s: %v %v", c.TouchWait(), err)
 	}
 	dir := t.TempDir()
 	big := filepath.Join(dir, "big.json")

@@ -55,7 +55,7 @@ func serveCommand(env *cliEnv) *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "audit-file", Usage: "the audit trail `FILE` (default $XDG_STATE_HOME/auths-agent/audit.jsonl)", TakesFile: true},
 			&cli.DurationFlag{Name: "pin-cache", Usage: "keep a typed PIN this long (0: until lock or SIGHUP)"},
-			&cli.DurationFlag{Name: "touch-timeout", Value: agent.DefaultTouchTimeout, Usage: "give up on a touch that does not come within this `DURATION` (the card stays busy until touched or it gives up)"},
+			&cli.DurationFlag{Name: "touch-timeout", Value: agent.DefaultTouchTimeout, Usage: "give up on a touch that does not come within this `DURATION` (the card stays busy until touched or it gives up); overrides the config's touch_timeout"},
 		},
 		Action: func(c *cli.Context) error { return serveRun(c, env) },
 	}
@@ -85,7 +85,11 @@ func serveRun(c *cli.Context, env *cliEnv) error {
 	if err := cfg.Check(); err != nil {
 		return usageErr("%s: %s", cmd, oneLine(err.Error()))
 	}
+	// --touch-timeout, else the config's touch_timeout, else the default.
 	touchTimeout := c.Duration("touch-timeout")
+	if !c.IsSet("touch-timeout") && cfg.TouchWait() > 0 {
+		touchTimeout = cfg.TouchWait()
+	}
 	if touchTimeout <= 0 {
 		return usageErr("%s: --touch-timeout %v: want a positive duration", cmd, touchTimeout)
 	}

@@ -128,7 +128,11 @@ func TestServeTouch(t *testing.T) {
 	// The touch that never comes.
 	vpivCardCtl(t, "restart", serials[0], "-touch-delay", "1h")
 	trail := filepath.Join(dir, "audit.jsonl")
-	ra = startAgent(t, nil, sock, "--registry", reg, "--key", k1, "--key", k2, "--touch-timeout", "3s", "--audit-file", trail)
+	// The timeout comes from the config file here (--touch-timeout would
+	// override it).
+	cfg := filepath.Join(dir, "config.json")
+	os.WriteFile(cfg, []byte(`{"keys":[],"touch_timeout":"3s"}`), 0o600)
+	ra = startAgent(t, nil, sock, "--config", cfg, "--registry", reg, "--key", k1, "--key", k2, "--audit-file", trail)
 	start = time.Now()
 	aCh = anchor(p1)
 	time.Sleep(300 * time.Millisecond)
