@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/auths-dev/auths-agent/agent/touch"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/piv"
 	"github.com/auths-dev/auths-agent/kel"
@@ -87,7 +88,8 @@ func newPIVProvider(env *cliEnv) *piv.Provider {
 	return piv.NewProvider(piv.Options{
 		Getenv: env.getenv,
 		Touch: func(_ context.Context, what string) {
-			fmt.Fprintf(env.stderr, "auths-agent: touch your YubiKey (%s)\n", what)
+			// The words the agent sends to the CLI that asked, too.
+			fmt.Fprintf(env.stderr, "auths-agent: %s\n", touch.Notice{Token: what})
 		},
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,7 +82,13 @@ func TestServeTouch(t *testing.T) {
 	t.Cleanup(func() { vpivCardCtl(t, "restart", serials[0]) })
 	run1(t, nil, dir, "", bin, "key", "generate", "--algorithm", "p256", "--touch-policy", "always", "--overwrite", k1)
 	run1(t, nil, dir, "", bin, "key", "generate", "--algorithm", "p256", "--overwrite", k2)
-	p1 := strings.TrimSpace(run1(t, nil, dir, "", bin, "id", "create", "--init", "--registry", reg, "--threshold", "1", "--key", k1))
+	// Without the agent the CLI opens the card itself and says the same
+	// words when it waits for the touch.
+	created := <-runTimed(t, nil, dir, bin, "id", "create", "--init", "--registry", reg, "--threshold", "1", "--key", k1)
+	p1 := strings.TrimSpace(created.stdout)
+	if created.code != 0 || !slices.Contains(created.lines, "auths-agent: waiting for touch on PIV card "+serials[0]+" slot 9a") {
+		t.Fatalf("id create with a touch key: exit %d, stderr %q", created.code, created.lines)
+	}
 	p2 := strings.TrimSpace(run1(t, nil, dir, "", bin, "id", "create", "--registry", reg, "--threshold", "1", "--key", k2))
 
 	const delay = 2 * time.Second
