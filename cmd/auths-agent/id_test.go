@@ -38,6 +38,7 @@ func TestTokenScripts(t *testing.T) {
 				env.Setenv(fmt.Sprintf("K%dN", i), rig.URI(fmt.Sprintf("t%d", i), fmt.Sprintf("k%d-next1", i)))
 			}
 			env.Setenv("KX", rig.URI("t1", "kx"))
+			env.Setenv("A_CONF", rig.Conf)
 			// git needs an identity for nothing here, but a HOME to read.
 			env.Setenv("HOME", env.WorkDir)
 			return nil
@@ -47,8 +48,30 @@ func TestTokenScripts(t *testing.T) {
 			"capture": cmdCapture,
 			"attest":  cmdAttest,
 			"tamper":  cmdTamper,
+			"machine": cmdMachine,
 		},
 	})
+}
+
+// cmdMachine: machine NAME [LABEL...] stands for another computer's
+// tokens: a SoftHSM rig of its own in $WORK/NAME.softhsm holding a token
+// labelled NAME (PIN 1234). It sets $NAME_CONF (upper case) to the rig's
+// SOFTHSM2_CONF (`env SOFTHSM2_CONF=$B_CONF` switches machines) and, for
+// each LABEL, $NAME_LABEL (upper case, - as _) to the URI of key LABEL on
+// that token.
+func cmdMachine(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: machine NAME [LABEL...]")
+	}
+	name := args[0]
+	rig, err := softhsm.New(ts.MkAbs(name+".softhsm"), softhsm.Token{Label: name, PIN: "1234"})
+	ts.Check(err)
+	ts.Defer(func() { rig.Remove() })
+	up := strings.ToUpper(name)
+	ts.Setenv(up+"_CONF", rig.Conf)
+	for _, l := range args[1:] {
+		ts.Setenv(up+"_"+strings.ToUpper(strings.ReplaceAll(l, "-", "_")), rig.URI(name, l))
+	}
 }
 
 // cmdCapture: capture NAME [REGEXP] sets the variable NAME to the first
