@@ -234,13 +234,26 @@ func memberKeys(c *cli.Context, env *cliEnv, uris []keyRef, local []string, cont
 }
 
 // checkContributedNext refuses a contribution whose next digest an
-// identity of the registry (or this command) already uses, and marks the
-// contributed keys and digests as taken, so that no local next key can
-// repeat them.
-func checkContributedNext(cmd string, contribs []contribution, inUse keyUses) error {
+// identity of the registry, a proposal waiting in it, or this command
+// already uses, and marks the contributed keys and digests as taken, so
+// that no local next key can repeat them.
+func checkContributedNext(c *cli.Context, env *cliEnv, contribs []contribution, inUse keyUses) error {
+	if len(contribs) == 0 {
+		return nil
+	}
+	cmd := commandPath(c)
+	pending := keyUses{}
+	if reg, err := registry.Open(c.String("registry"), registryOptions(env)...); err == nil {
+		if err := pendingKeysInUse(c.Context, reg, pending); err != nil {
+			return registryErr(c.String("registry"), err)
+		}
+	}
 	for _, ct := range contribs {
 		if how, ok := digestUse(inUse, ct.NextDigest); ok {
 			return negativeErr("%s: %s: its next digest is %s: a next key must be a key no identity uses yet (generate a new contribution)", cmd, ct.where, how)
+		}
+		if how, ok := pending[ct.NextDigest]; ok {
+			return negativeErr("%s: %s: its next digest is %s: sign that proposal, or generate a new contribution", cmd, ct.where, how)
 		}
 	}
 	for _, ct := range contribs {

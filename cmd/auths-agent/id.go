@@ -132,7 +132,7 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := checkContributedNext(cmd, contribs, inUse); err != nil {
+	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
 		return err
 	}
 	var nk nextKeySet
@@ -243,7 +243,7 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := checkContributedNext(cmd, contribs, inUse); err != nil {
+	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
 		return err
 	}
 	var nk nextKeySet
