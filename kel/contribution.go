@@ -74,7 +74,9 @@ func ParseContribution(line string) (Contribution, error) {
 		if v, ok := strings.CutPrefix(fields[0], contributionPrefix); ok {
 			return bad("version %q is not one this auths-agent reads (it reads %s)", clip(v), ContributionTag)
 		}
-		return bad("starts with %q, not %s", clip(fields[0]), ContributionTag)
+		// Not echoed: text given where a line belongs may be anything
+		// (a key URI with its PIN, a secret pasted into the wrong place).
+		return bad("does not start with %s (want %s key=KEY next=DIGEST, the line id contribute prints)", contributionPrefix, ContributionTag)
 	}
 	if len(fields) != 3 {
 		return bad("%d space-separated fields, want 3: %s key=KEY next=DIGEST (one space between fields, none around)", len(fields), ContributionTag)

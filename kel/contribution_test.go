@@ -41,13 +41,14 @@ func TestContributionBad(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"", "empty"},
 		{good + " ", "4 space-separated fields, want 3"},
-		{" " + good, `starts with ""`},
+		{" " + good, "does not start with auths-agent-contribution/"},
 		{good + "\n", "byte 125 is 0x0a"},
 		{strings.Replace(good, " ", "\t", 1), "byte 26 is 0x09"},
 		{strings.Replace(good, " next", "  next", 1), "4 space-separated fields"},
 		{ContributionTag + " key=" + key, "2 space-separated fields, want 3"},
 		{"auths-agent-contribution/2 key=" + key + " next=" + dig, `version "2" is not one this auths-agent reads`},
-		{"hello key=" + key + " next=" + dig, `starts with "hello"`},
+		{"hello key=" + key + " next=" + dig, "does not start with auths-agent-contribution/"},
+		{"pkcs11:token=t;object=k?pin-value=987654", "does not start with auths-agent-contribution/"},
 		{ContributionTag + " next=" + dig + " key=" + key, "field 2 is \"next=E"},
 		{ContributionTag + " key=" + key + " nxt=" + dig, "field 3 is \"nxt=E"},
 		{ContributionTag + " key=" + key[:43] + " next=" + dig, "key=: public key"},
@@ -64,7 +65,7 @@ func TestContributionBad(t *testing.T) {
 			t.Errorf("%q: accepted", tc.line)
 			continue
 		}
-		if !errors.Is(err, ErrBadContribution) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+		if !errors.Is(err, ErrBadContribution) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "987654") {
 			t.Errorf("%q: error %q, want one line wrapping ErrBadContribution containing %q", tc.line, err, tc.want)
 		}
 	}
