@@ -115,7 +115,7 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	if err != nil {
 		return err
 	}
-	if done, err := idViaAgent(c, env, nil, uris, nextURIs, kt, nt, openReg); done {
+	if done, err := idViaAgent(c, env, nil, uris, contribs, nextURIs, kt, nt, openReg); done {
 		return err // through the agent (id_agent.go)
 	}
 	ts := newTokenSet(env)
@@ -221,7 +221,7 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	if err != nil {
 		return err
 	}
-	if done, err := idViaAgent(c, env, st, uris, nextURIs, kt, nt, nil); done {
+	if done, err := idViaAgent(c, env, st, uris, contribs, nextURIs, kt, nt, nil); done {
 		return err // through the agent (id_agent.go)
 	}
 	ts := newTokenSet(env)
