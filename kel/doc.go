@@ -18,6 +18,9 @@
 //     (delegation.go) refuses delegated events where nothing can.
 //   - Builders (build.go): events that a caller signs elsewhere; building
 //     never signs.
+//   - Contributions (contribution.go): the one-line key and next-key
+//     digest a member on another machine hands to whoever builds an
+//     establishment event.
 //   - auths' forms (authsform.go): the threshold forms auths reads with
 //     keripy's meaning, required of events that enter a shared registry.
 //   - auths device attestations (attestation.go, attestsaid.go,

@@ -219,7 +219,9 @@ func signAndFinishVia(ctx context.Context, env *cliEnv, cmd string, a *anchor.An
 	if res.CleanupErr != nil {
 		fmt.Fprintf(env.stderr, "auths-agent: %s: committed, but the pending ref stays: %s\n", cmd, oneLine(res.CleanupErr.Error()))
 	}
-	if p.Type() == kel.TypeInception {
+	if p.Type() == kel.TypeInception && cmd == "id create" {
+		// id create prints the new prefix; pending sign and commit of an
+		// inception say what they committed like for any other event.
 		fmt.Fprintln(env.stdout, p.Prefix())
 		return nil
 	}

@@ -51,6 +51,7 @@ var examples = map[string]string{
 	"key delete":      "auths-agent key delete --yes --registry reg 'pkcs11:token=ci-1;object=old?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:PIN1'",
 	"piv list":        "auths-agent piv list",
 	"id create":       "auths-agent id create --init --registry reg --threshold 2 --key \"$K1\" --key \"$K2\" --key \"$K3\"",
+	"id contribute":   "auths-agent id contribute --registry reg --key \"$K2\"   # on the member's machine; then on the proposer's: auths-agent id create --registry reg --threshold 2 --key \"$K1\" --contribution \"$LINE\"",
 	"id rotate":       "auths-agent id rotate --registry reg --id \"$P\" --key \"$K1N\" --key \"$K2N\" --key \"$K3N\"",
 	"anchor":          "auths-agent anchor --registry reg --id \"$P\" --attestation laptop.json --device \"$DEVICE\" --key \"$K1\" --key \"$K2\"",
 	"pending list":    "auths-agent pending list --registry reg",

@@ -18,7 +18,7 @@ import (
 
 func idCommand(env *cliEnv) *cli.Command {
 	keyFlags := func(thresholdUsage string) []cli.Flag {
-		return []cli.Flag{
+		return append([]cli.Flag{
 			&cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR`", Required: true},
 			newListFlag("key", "a current key's `URI` (pkcs11: or piv:), in key-list order; repeat"),
 			&cli.StringFlag{Name: "threshold", Usage: thresholdUsage},
@@ -26,12 +26,13 @@ func idCommand(env *cliEnv) *cli.Command {
 			&cli.StringFlag{Name: "next-threshold", Usage: "next threshold `T` (default: the signing threshold)"},
 			&cli.DurationFlag{Name: "expires", Value: anchor.DefaultTTL, Usage: "how long the event waits in escrow if not fully signed"},
 			noAgentFlag,
-		}
+		}, contributionFlags()...)
 	}
 	return &cli.Command{
 		Name:  "id",
 		Usage: "create and rotate identities whose controller keys live on tokens",
 		Subcommands: []*cli.Command{
+			contributeCommand(env),
 			{
 				Name:  "create",
 				Usage: "incept a (multi-sig) identity with keys on tokens; print its prefix",
@@ -44,7 +45,10 @@ func idCommand(env *cliEnv) *cli.Command {
 					"A next key may not be a current key (the identity could never rotate).\n" +
 					"When an agent answers on $AUTHS_AGENT_SOCK, --key names keys it holds and it\n" +
 					"makes the next keys, signs and commits (--no-agent opens the tokens here).\n" +
-					"--registry must hold a registry already, unless --init is given.",
+					"--registry must hold a registry already, unless --init is given.\n" +
+					"Members on other machines join with --contribution (see id contribute):\n" +
+					"the key list is the --key keys, then the contributed keys; the event is\n" +
+					"signed here and waits as a pending proposal for their signatures.",
 				Flags:  append(keyFlags("signing threshold `T` (required)"), initFlag()),
 				Action: func(c *cli.Context) error { return idCreate(c, env) },
 			},
@@ -56,7 +60,10 @@ func idCommand(env *cliEnv) *cli.Command {
 					"--threshold defaults to the prior next threshold. Fewer keys than the\n" +
 					"identity has or pre-committed (2-of-3 to 2-of-2) are refused unless\n" +
 					"--threshold is given. The new kt-of-n is printed before the commit.\n" +
-					"Through an agent as id create is (the agent holds the next keys it made).",
+					"Through an agent as id create is (the agent holds the next keys it made).\n" +
+					"--contribution adds keys held on other machines after the --key keys: a new\n" +
+					"member's key, or a member's own pre-committed next key (id contribute\n" +
+					"--key NEXTURI there); the rotation then waits for their signatures.",
 				Flags: append(keyFlags("new signing threshold `T`"),
 					&cli.StringFlag{Name: "id", Usage: "the identity's `PREFIX`", Required: true}),
 				Action: func(c *cli.Context) error { return idRotate(c, env) },
@@ -74,14 +81,18 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 		return err
 	}
 	cmd := commandPath(c)
-	uris, err := keyURIs(c, "key", true)
+	contribs, err := contributions(c, env)
+	if err != nil {
+		return err
+	}
+	uris, err := keyURIs(c, "key", len(contribs) == 0)
 	if err != nil {
 		return err
 	}
 	if c.String("threshold") == "" {
 		return cmdUsageErr(c, "%s: --threshold is required", cmd)
 	}
-	kt, err := thresholdFlag(c, "threshold", len(uris))
+	kt, err := thresholdFlag(c, "threshold", len(uris)+len(contribs))
 	if err != nil {
 		return err
 	}
@@ -96,7 +107,7 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	if len(nextURIs) > 0 {
 		nNext = len(nextURIs)
 	}
-	nt, err := nextThreshold(c, kt, nNext)
+	nt, err := nextThreshold(c, kt, nNext+len(contribs))
 	if err != nil {
 		return err
 	}
@@ -104,17 +115,24 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	if err != nil {
 		return err
 	}
-	if done, err := idViaAgent(c, env, nil, uris, nextURIs, kt, nt, openReg); done {
+	if done, err := idViaAgent(c, env, nil, uris, contribs, nextURIs, kt, nt, openReg); done {
 		return err // through the agent (id_agent.go)
 	}
 	ts := newTokenSet(env)
 	defer ts.Close()
-	signers, keys, err := ts.open(c.Context, cmd, uris)
+	signers, local, err := ts.open(c.Context, cmd, uris)
 	if err != nil {
 		return err
 	}
-	inUse, err := keysInUse(env, c.String("registry"), keys)
+	keys, err := memberKeys(c, env, uris, local, contribs)
 	if err != nil {
+		return err
+	}
+	inUse, err := keysInUse(env, c.String("registry"), local)
+	if err != nil {
+		return err
+	}
+	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
 		return err
 	}
 	var nk nextKeySet
@@ -126,6 +144,7 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	for _, k := range nk.keys {
 		spec.NextDigests = append(spec.NextDigests, kel.NextKeyDigest(k))
 	}
+	spec.NextDigests = append(spec.NextDigests, contributedNext(contribs)...)
 	reg, err := openReg()
 	if err != nil {
 		return err
@@ -152,7 +171,11 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	if err != nil {
 		return err
 	}
-	uris, err := keyURIs(c, "key", true)
+	contribs, err := contributions(c, env)
+	if err != nil {
+		return err
+	}
+	uris, err := keyURIs(c, "key", len(contribs) == 0)
 	if err != nil {
 		return err
 	}
@@ -163,6 +186,7 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	if err := checkNextURIs(c, uris, nextURIs); err != nil {
 		return err
 	}
+	n := len(uris) + len(contribs)
 	a, err := openAnchorer(c, cmd)
 	if err != nil {
 		return err
@@ -177,42 +201,49 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	}
 	kt := st.NextThreshold
 	if c.String("threshold") != "" {
-		if kt, err = thresholdFlag(c, "threshold", len(uris)); err != nil {
+		if kt, err = thresholdFlag(c, "threshold", n); err != nil {
 			return err
 		}
 	} else {
-		if n, was := len(uris), max(len(st.CurrentKeys), len(st.NextCommitment)); n < was {
+		if was := max(len(st.CurrentKeys), len(st.NextCommitment)); n < was {
 			return cmdUsageErr(c, "%s: %d --key for %s, which has %d keys and %d pre-committed next keys: this drops keys (kt %s of %d): give --threshold to confirm the new key list",
 				cmd, n, prefix, len(st.CurrentKeys), len(st.NextCommitment), kt.Text(), n)
 		}
-		if err := kt.CheckKeys(len(uris)); err != nil {
-			return cmdUsageErr(c, "%s: the prior next threshold %s does not fit the %d keys: give --threshold (%v)", cmd, kt.Text(), len(uris), err)
+		if err := kt.CheckKeys(n); err != nil {
+			return cmdUsageErr(c, "%s: the prior next threshold %s does not fit the %d keys: give --threshold (%v)", cmd, kt.Text(), n, err)
 		}
 	}
 	nNext := len(uris)
 	if len(nextURIs) > 0 {
 		nNext = len(nextURIs)
 	}
-	nt, err := nextThreshold(c, kt, nNext)
+	nt, err := nextThreshold(c, kt, nNext+len(contribs))
 	if err != nil {
 		return err
 	}
-	if done, err := idViaAgent(c, env, st, uris, nextURIs, kt, nt, nil); done {
+	if done, err := idViaAgent(c, env, st, uris, contribs, nextURIs, kt, nt, nil); done {
 		return err // through the agent (id_agent.go)
 	}
 	ts := newTokenSet(env)
 	defer ts.Close()
-	signers, keys, err := ts.open(c.Context, cmd, uris)
+	signers, local, err := ts.open(c.Context, cmd, uris)
+	if err != nil {
+		return err
+	}
+	keys, err := memberKeys(c, env, uris, local, contribs)
 	if err != nil {
 		return err
 	}
 	for i, k := range keys {
 		if st.KeyIndex(k) >= 0 {
-			return negativeErr("%s: --key %s is a current key of %s; rotate to its pre-committed next keys", cmd, uris[i], prefix)
+			return negativeErr("%s: %s is a current key of %s; rotate to its pre-committed next keys", cmd, keyOrContribution(uris, contribs, i), prefix)
 		}
 	}
-	inUse, err := keysInUse(env, c.String("registry"), keys)
+	inUse, err := keysInUse(env, c.String("registry"), local)
 	if err != nil {
+		return err
+	}
+	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
 		return err
 	}
 	var nk nextKeySet
@@ -225,8 +256,9 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 	for _, k := range nk.keys {
 		spec.NextDigests = append(spec.NextDigests, kel.NextKeyDigest(k))
 	}
+	spec.NextDigests = append(spec.NextDigests, contributedNext(contribs)...)
 	fmt.Fprintf(env.stderr, "auths-agent: %s: %s s=%x: kt %s of %d keys (was %s of %d), next %s of %d\n",
-		cmd, prefix, st.Sequence+1, kt.Text(), len(keys), st.Threshold.Text(), len(st.CurrentKeys), nt.Text(), len(nk.keys))
+		cmd, prefix, st.Sequence+1, kt.Text(), len(keys), st.Threshold.Text(), len(st.CurrentKeys), nt.Text(), len(spec.NextDigests))
 	p, err := a.Rotate(c.Context, prefix, spec)
 	if err != nil {
 		err = anchorErr(cmd, err)

@@ -25,9 +25,13 @@ import (
 // idViaAgent runs id create (st nil) or id rotate (st the identity's key
 // state) through the agent. openReg, for id create, opens (or with --init
 // creates) the registry. done reports whether an agent answered.
-func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris, nextURIs []keyRef, kt, nt kel.Threshold,
+// Contributed keys follow the --key keys, their next digests the next keys
+// the agent makes; the agent signs with the keys it holds and saves the
+// event as a proposal for the others. Without a --key, nothing would be
+// signed here: the direct path proposes the event without a token.
+func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris []keyRef, contribs []contribution, nextURIs []keyRef, kt, nt kel.Threshold,
 	openReg func() (*registry.Registry, error)) (done bool, err error) {
-	if c.Bool("no-agent") {
+	if c.Bool("no-agent") || len(uris) == 0 {
 		return false, nil
 	}
 	cl, err := dialAgent(c, env, false)
@@ -44,12 +48,16 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris, nextURIs []
 	if err != nil {
 		return true, err
 	}
+	all, err := memberKeys(c, env, uris, keys, contribs)
+	if err != nil {
+		return true, err
+	}
 	prefix := ""
 	if st != nil {
 		prefix = st.Prefix
-		for i, k := range keys {
+		for i, k := range all {
 			if st.KeyIndex(k) >= 0 {
-				return true, negativeErr("%s: --key %s is a current key of %s; rotate to its pre-committed next keys", cmd, uris[i], prefix)
+				return true, negativeErr("%s: %s is a current key of %s; rotate to its pre-committed next keys", cmd, keyOrContribution(uris, contribs, i), prefix)
 			}
 		}
 	}
@@ -59,6 +67,9 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris, nextURIs []
 	}
 	inUse, err := keysInUse(env, c.String("registry"), keys)
 	if err != nil {
+		return true, err
+	}
+	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
 		return true, err
 	}
 	req := socket.NextKeysRequest{Prefix: prefix, Keys: keys, Registry: regDir}
@@ -94,7 +105,17 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris, nextURIs []
 			nk.keys = append(nk.keys, n.PublicKey)
 		}
 	}
-	idReq := socket.IDRequest{Prefix: prefix, Keys: keys, Threshold: thresholdText(kt), NextKeys: nk.keys, NextThreshold: thresholdText(nt)}
+	idReq := socket.IDRequest{Prefix: prefix, Keys: all, Threshold: thresholdText(kt), NextThreshold: thresholdText(nt)}
+	if len(contribs) == 0 {
+		idReq.NextKeys = nk.keys
+	} else {
+		// The agent lists next_digests before next_keys: all as digests,
+		// in key-list order.
+		for _, k := range nk.keys {
+			idReq.NextDigests = append(idReq.NextDigests, kel.NextKeyDigest(k))
+		}
+		idReq.NextDigests = append(idReq.NextDigests, contributedNext(contribs)...)
+	}
 	var res *agent.AnchorResult
 	if st == nil {
 		if _, err = openReg(); err != nil {
@@ -103,7 +124,7 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris, nextURIs []
 		res, err = cl.IDCreate(c.Context, idReq)
 	} else {
 		fmt.Fprintf(env.stderr, "auths-agent: %s: %s s=%x: kt %s of %d keys (was %s of %d), next %s of %d\n",
-			cmd, prefix, st.Sequence+1, kt.Text(), len(keys), st.Threshold.Text(), len(st.CurrentKeys), nt.Text(), len(nk.keys))
+			cmd, prefix, st.Sequence+1, kt.Text(), len(all), st.Threshold.Text(), len(st.CurrentKeys), nt.Text(), len(nk.keys)+len(contribs))
 		res, err = cl.IDRotate(c.Context, idReq)
 	}
 	if err != nil {

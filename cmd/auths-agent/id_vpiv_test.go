@@ -17,7 +17,8 @@ import (
 
 // TestIDPIVScripts runs testdata/idpiv/*.txt on two cards of the virtual
 // card rig: Setup puts a fresh P-256 key in slot 9a of each card; the
-// scripts see $C1 and $C2, the URIs of those keys (PIN 123456).
+// scripts see $C1 and $C2, the URIs of those keys (PIN 123456), and make
+// SoftHSM tokens of their own with machine (see cmdMachine).
 func TestIDPIVScripts(t *testing.T) {
 	serials := rigSerials(t, "the id scenarios on PIV need two cards")
 	testscript.Run(t, testscript.Params{
@@ -41,6 +42,7 @@ func TestIDPIVScripts(t *testing.T) {
 			"status":  cmdStatus,
 			"capture": cmdCapture,
 			"attest":  cmdAttest,
+			"machine": cmdMachine,
 		},
 	})
 }
