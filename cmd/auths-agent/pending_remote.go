@@ -42,6 +42,11 @@ func remoteOf(c *cli.Context, env *cliEnv, a *anchor.Anchorer) (*registry.Remote
 	}
 	rem := registry.Remote{Name: c.String("remote")}
 	if r, ok := a.Registry().(*registry.Registry); ok {
+		// An unknown remote is bad usage, found before any token signs:
+		// the same exit status as pending push and pull give it.
+		if _, err := r.RemoteURL(rem); err != nil {
+			return nil, usageErr("%s: %s", commandPath(c), oneLine(err.Error()))
+		}
 		var err error
 		if rem, err = withAuth(env, r, rem); err != nil {
 			return nil, usageErr("%s: %s", commandPath(c), oneLine(err.Error()))
