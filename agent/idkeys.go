@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/auths-dev/auths-agent/anchor"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
@@ -175,6 +176,10 @@ type NextKeysSpec struct {
 	// Generate asks for a next key beside each of Keys; without it only
 	// the checks run.
 	Generate bool
+	// Contribution: the keys are a member's contribution (id contribute)
+	// to an inception or rotation built elsewhere, with Prefix empty; the
+	// checks are those of an inception.
+	Contribution bool
 }
 
 // NextKey is a next key made or found beside a current key.
@@ -222,6 +227,9 @@ func (a *Agent) nextKeys(ctx context.Context, op string, spec NextKeysSpec) ([]N
 	if err != nil {
 		return nil, err
 	}
+	if err := a.pendingInUse(ctx, inUse); err != nil {
+		return nil, err
+	}
 	var st *kel.KeyState
 	if spec.Prefix != "" {
 		st, err = snap.KeyState(spec.Prefix)
@@ -242,6 +250,10 @@ func (a *Agent) nextKeys(ctx context.Context, op string, spec NextKeysSpec) ([]N
 			return nil, refuse(op, ErrNoKey, "key %d (%s) is not a controller key this agent holds", i, pub)
 		}
 		switch {
+		case spec.Prefix == "" && len(k.spec.Identities) > 0 && spec.Contribution:
+			// The contribution names no identity: it may go to an
+			// inception, whose prefix cannot be among those named.
+			return nil, refuse(op, ErrPolicy, "key %s may sign only for the identities its policy names; it cannot contribute to an event for an identity not named (as it cannot incept one)", k.uri)
 		case spec.Prefix == "" && len(k.spec.Identities) > 0:
 			return nil, refuse(op, ErrPolicy, "key %s may sign only for the identities its policy names; it cannot incept a new identity", k.uri)
 		case spec.Prefix != "" && !k.spec.Allows(spec.Prefix):
@@ -360,6 +372,30 @@ func keysInUse(snap *registry.Snapshot) (map[string]bool, error) {
 		}
 	}
 	return uses, nil
+}
+
+// pendingInUse adds the keys and next-key digests of the establishment
+// events waiting as proposals in the agent's registry (after a pull, those
+// of other machines too): a next key a proposal commits to is taken before
+// it is committed, so a retry never hands it out again.
+func (a *Agent) pendingInUse(ctx context.Context, uses map[string]bool) error {
+	list, err := anchor.New(a.reg, anchor.WithClock(a.clock)).List(ctx)
+	if err != nil {
+		return fmt.Errorf("pending proposals: %w", err)
+	}
+	for _, pd := range list {
+		if pd.Proposal == nil || pd.Err != nil || !pd.Proposal.Event().IsEstablishment() {
+			continue
+		}
+		e := pd.Proposal.Event()
+		for _, k := range e.Keys {
+			uses[k] = true
+		}
+		for _, d := range e.NextDigests {
+			uses[d] = true
+		}
+	}
+	return nil
 }
 
 // sameDir reports whether two paths name one directory.

@@ -23,6 +23,9 @@ type NextKeysRequest struct {
 	Registry    string   `json:"registry,omitempty"`
 	NextDigests []string `json:"next_digests,omitempty"` // next digests committed to besides the keys made
 	Generate    bool     `json:"generate,omitempty"`
+	// Contribution: the key is a member's contribution (id contribute),
+	// for an event built elsewhere; no prefix.
+	Contribution bool `json:"contribution,omitempty"`
 }
 
 // NextKeysReply lists the next keys made (or reused), in key order.
@@ -38,8 +41,11 @@ func extNextKeys(ctx context.Context, s *Server, body []byte) (any, error) {
 	if len(req.Keys) == 0 {
 		return nil, fmt.Errorf("%w: no keys", errBadRequest)
 	}
+	if req.Contribution && (req.Prefix != "" || len(req.Keys) != 1) {
+		return nil, fmt.Errorf("%w: a contribution is one key and no prefix", errBadRequest)
+	}
 	next, err := s.agent.NextKeys(ctx, agent.NextKeysSpec{Prefix: req.Prefix, Keys: req.Keys, Registry: req.Registry,
-		NextDigests: req.NextDigests, Generate: req.Generate})
+		NextDigests: req.NextDigests, Generate: req.Generate, Contribution: req.Contribution})
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,10 @@ func contributeCommand(env *cliEnv) *cli.Command {
 			"retired slot); one an earlier attempt generated and no identity or proposal\n" +
 			"of --registry uses is reused, so a retry prints the same line. Pull first,\n" +
 			"so that --registry knows the keys in use.\n" +
+			"When an agent answers on $AUTHS_AGENT_SOCK, --key (and --next-key) name keys\n" +
+			"it holds and it makes the next key (--no-agent opens the token here); a key\n" +
+			"its policy restricts to named identities does not contribute, as it does not\n" +
+			"incept.\n" +
 			"For a rotation on another machine to this member's pre-committed next key,\n" +
 			"give that next key as --key: it becomes the current key and signs with its\n" +
 			"prior-next position.\n" +
@@ -48,6 +52,7 @@ func contributeCommand(env *cliEnv) *cli.Command {
 			&cli.StringFlag{Name: "registry", Usage: "the registry's git repository `DIR` (a clone of the proposer's; its keys in use are never reused as next keys)", Required: true},
 			newListFlag("key", "this member's current key `URI` (pkcs11: or piv:)"),
 			newListFlag("next-key", "the next key's `URI`; default: a new key on --key's token"),
+			noAgentFlag,
 		},
 		Action: func(c *cli.Context) error { return idContribute(c, env) },
 	}
@@ -79,6 +84,9 @@ func idContribute(c *cli.Context, env *cliEnv) (err error) {
 	reg, err := openRegistry(env, dir)
 	if err != nil {
 		return usageErr("%s: %v", cmd, err)
+	}
+	if done, err := contributeViaAgent(c, env, reg, dir, uris, nextURIs); done {
+		return err // through the agent (contribute_agent.go)
 	}
 	ts := newTokenSet(env)
 	defer ts.Close()

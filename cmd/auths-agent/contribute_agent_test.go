@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -59,5 +60,107 @@ func TestIDViaAgentContribution(t *testing.T) {
 	}
 	if v := run1(t, r.env, r.dir, "", r.bin, "kel", "verify", "--registry", r.reg, prefix); !regexp.MustCompile(`(?m)^sn +1$`).MatchString(v) {
 		t.Errorf("kel verify: %s", v)
+	}
+}
+
+// TestContributeViaAgent: with an agent holding the member's token (and
+// its PIN; the CLI has none, as when a card is busy in the agent), id
+// contribute goes through the agent: it makes the next key beside the
+// held key and the line carries both; a retry prints the same line,
+// reusing that next key; the line incepts (through the agent, which signs
+// for both keys). --no-agent opens the token here (and has no PIN). A
+// --next-key the agent does not hold is refused with a one-line error, by
+// id contribute and id create alike; one it holds (the next key it found)
+// is used. A key restricted to named identities does not contribute.
+func TestContributeViaAgent(t *testing.T) {
+	r := newIDAgentRig(t)
+	sock := filepath.Join(r.dir, "run", "agent.sock")
+	startAgent(t, r.agentEnv, sock, "--registry", r.reg, "--key", r.agentURI("t1", "k0"), "--key", r.agentURI("t2", "k0"))
+	lineRE := regexp.MustCompile(`^auths-agent-contribution/1 key=(1AAJ\S{44}) next=(E\S{43})\n$`)
+	contrib := []string{"id", "contribute", "--registry", r.reg, "--key", r.uri("t2", "k0")}
+
+	code, out, errOut := r.cli(t, sock, append(contrib[:2:2], append([]string{"--no-agent"}, contrib[2:]...)...)...)
+	if code == 0 || out != "" || !strings.Contains(errOut, "PIN") {
+		t.Fatalf("id contribute --no-agent: exit %d, stdout %q, stderr %q; want a failure for want of a PIN", code, out, errOut)
+	}
+
+	code, out, errOut = r.cli(t, sock, contrib...)
+	m := lineRE.FindStringSubmatch(out)
+	first := regexp.MustCompile(`^auths-agent: next key for key 0: (pkcs11:token=t2;object=k0-next1;id=\S+)\n$`).FindStringSubmatch(errOut)
+	if code != 0 || m == nil || first == nil {
+		t.Fatalf("id contribute through the agent: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	line := strings.TrimSuffix(out, "\n")
+	held := run1(t, append(r.env, "AUTHS_AGENT_SOCK="+sock), r.dir, "", r.bin, "agent", "keys")
+	if !strings.Contains(held, m[1]+"\t") {
+		t.Fatalf("the contributed key %s is not among the agent's keys:\n%s", m[1], held)
+	}
+
+	// The retry: the same line, the next key reused.
+	code, out, errOut = r.cli(t, sock, contrib...)
+	if code != 0 || out != line+"\n" || errOut != "auths-agent: next key for key 0: "+first[1]+" (reused: an earlier attempt left it unused)\n" {
+		t.Fatalf("retry of id contribute: exit %d, stdout %q, stderr %q; want %q again", code, out, errOut, line)
+	}
+	if l := r.labels(t, "t2"); strings.Join(l, " ") != "k0 k0-next1" {
+		t.Errorf("keys on t2: %v, want k0 and one k0-next1", l)
+	}
+
+	// --next-key: refused when the agent does not hold it ("other" on t2
+	// is no next key of k0: the agent does not hold it), used when it
+	// does.
+	run1(t, r.agentEnv, r.dir, "", r.bin, "key", "generate", "--algorithm", "p256", r.agentURI("t2", "other"))
+	wantRefusal := func(what string, args ...string) {
+		t.Helper()
+		code, out, errOut := r.cli(t, sock, args...)
+		want := "auths-agent: " + what + ": --next-key " + r.uri("t2", "other") + " is not a key the agent holds (auths-agent agent keys lists them; --no-agent opens the token directly)\n"
+		if code != 2 || out != "" || errOut != want {
+			t.Errorf("%s with a --next-key the agent does not hold: exit %d, stdout %q, stderr %q; want exit 2, %q", what, code, out, errOut, want)
+		}
+	}
+	wantRefusal("id contribute", append(contrib, "--next-key", r.uri("t2", "other"))...)
+	wantRefusal("id create", "id", "create", "--registry", r.reg, "--threshold", "1", "--key", r.uri("t1", "k0"), "--next-key", r.uri("t2", "other"))
+	code, out, errOut = r.cli(t, sock, append(contrib, "--next-key", r.uri("t2", "k0-next1"))...)
+	if code != 0 || out != line+"\n" || errOut != "" {
+		t.Fatalf("id contribute with the held next key as --next-key: exit %d, stdout %q, stderr %q; want %q", code, out, errOut, line)
+	}
+
+	// The line incepts; the agent holds both keys and commits.
+	code, out, errOut = r.cli(t, sock, "id", "create", "--registry", r.reg, "--threshold", "2",
+		"--key", r.uri("t1", "k0"), "--contribution", line)
+	if code != 0 || !prefixLine.MatchString(out) {
+		t.Fatalf("id create with the contribution: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	prefix := strings.TrimSpace(out)
+	show := run1(t, r.env, r.dir, "", r.bin, "kel", "verify", "--json", "--registry", r.reg, prefix)
+	if !strings.Contains(show, m[1]) || !strings.Contains(show, m[2]) {
+		t.Errorf("the KEL lacks the contributed key or next digest:\n%s", show)
+	}
+	// Its next key is now the identity's: the next contribution makes
+	// another.
+	code, out, errOut = r.cli(t, sock, contrib...)
+	if code != 0 || out == line+"\n" || !lineRE.MatchString(out) || !strings.Contains(errOut, "next key for key 0: pkcs11:token=t2;object=k0-next2;") {
+		t.Errorf("id contribute after the inception: exit %d, stdout %q, stderr %q; want a new next key k0-next2", code, out, errOut)
+	}
+}
+
+// TestContributeViaAgentPolicy: a key the agent's policy restricts to
+// named identities does not contribute (the contribution may go to an
+// inception, whose prefix cannot be named), as it does not incept; nothing
+// is made on the token.
+func TestContributeViaAgentPolicy(t *testing.T) {
+	r := newIDAgentRig(t)
+	cfg := filepath.Join(r.dir, "agent.json")
+	os.WriteFile(cfg, []byte(`{"registry": "`+r.reg+`", "keys": [
+		{"uri": "`+r.agentURI("t2", "k0")+`", "uses": ["keri"], "identities": ["EKYLUMmNPZeEs77Zvclf0bSN5IN-mLfLpx2ySb-HDlk4"]}]}`), 0o600)
+	sock := filepath.Join(r.dir, "run", "agent.sock")
+	startAgent(t, r.agentEnv, sock, "--config", cfg)
+	code, out, errOut := r.cli(t, sock, "id", "contribute", "--registry", r.reg, "--key", r.uri("t2", "k0"))
+	want := "auths-agent: id contribute: agent: next-keys refused: refused by policy: key pkcs11:token=t2;object=k0"
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, want) ||
+		!strings.HasSuffix(errOut, " may sign only for the identities its policy names; it cannot contribute to an event for an identity not named (as it cannot incept one)\n") {
+		t.Fatalf("id contribute with a restricted key: exit %d, stdout %q, stderr %q; want exit 1, %q…", code, out, errOut, want)
+	}
+	if l := r.labels(t, "t2"); strings.Join(l, " ") != "k0" {
+		t.Errorf("keys on t2: %v, want k0 only", l)
 	}
 }

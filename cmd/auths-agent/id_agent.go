@@ -76,7 +76,7 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris []keyRef, co
 	var nk nextKeySet
 	defer func() { nk.reportLeftovers(env, cmd, err) }()
 	if len(nextURIs) > 0 {
-		if nk.keys, err = givenNextKeys(c, env, held, nextURIs, inUse); err != nil {
+		if nk.keys, err = givenNextKeys(c, held, nextURIs, inUse); err != nil {
 			return true, err
 		}
 		for _, k := range nk.keys {
@@ -95,15 +95,7 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris []keyRef, co
 		if len(next) != len(keys) {
 			return true, usageErr("%s: agent: %d next keys for %d keys", cmd, len(next), len(keys))
 		}
-		for i, n := range next {
-			if n.Reused {
-				fmt.Fprintf(env.stderr, "auths-agent: next key for key %d: %s (reused: an earlier attempt left it unused)\n", i, n.URI)
-			} else {
-				fmt.Fprintf(env.stderr, "auths-agent: next key for key %d: %s\n", i, n.URI)
-			}
-			nk.generated = append(nk.generated, n.URI)
-			nk.keys = append(nk.keys, n.PublicKey)
-		}
+		nk.addMade(env, next)
 	}
 	idReq := socket.IDRequest{Prefix: prefix, Keys: all, Threshold: thresholdText(kt), NextThreshold: thresholdText(nt)}
 	if len(contribs) == 0 {
@@ -212,26 +204,38 @@ func (r keyRef) selects(k keyRef) bool {
 	return false
 }
 
-// givenNextKeys returns the public keys of the --next-key URIs: from the
-// agent when it holds them, else read from their tokens here. A next key
-// that a current key or an identity uses is refused, as on the direct
-// path.
-func givenNextKeys(c *cli.Context, env *cliEnv, held []agent.KeyInfo, nextURIs []keyRef, inUse keyUses) ([]string, error) {
+// addMade takes the next keys the agent made (or reused), naming each on
+// stderr as the direct path does.
+func (nk *nextKeySet) addMade(env *cliEnv, next []agent.NextKey) {
+	for i, n := range next {
+		if n.Reused {
+			fmt.Fprintf(env.stderr, "auths-agent: next key for key %d: %s (reused: an earlier attempt left it unused)\n", i, n.URI)
+		} else {
+			fmt.Fprintf(env.stderr, "auths-agent: next key for key %d: %s\n", i, n.URI)
+		}
+		nk.generated = append(nk.generated, n.URI)
+		nk.keys = append(nk.keys, n.PublicKey)
+	}
+}
+
+// givenNextKeys returns the public keys of the --next-key URIs, each a
+// key the agent holds (a controller key, or a next key it found on its
+// tokens). One it does not hold is refused rather than opened here: the
+// agent holds its tokens exclusively (a PIV card is busy), and --no-agent
+// opens tokens directly. A next key that a current key or an identity uses
+// is refused, as on the direct path.
+func givenNextKeys(c *cli.Context, held []agent.KeyInfo, nextURIs []keyRef, inUse keyUses) ([]string, error) {
 	cmd := commandPath(c)
 	var nkeys []string
 	for i, u := range nextURIs {
-		var k string
-		if ki := heldKey(held, u); ki != nil && ki.Error == "" {
-			k = ki.PublicKey
-		} else {
-			ts := newTokenSet(env)
-			_, ks, err := ts.open(c.Context, cmd, []keyRef{u})
-			ts.Close()
-			if err != nil {
-				return nil, err
-			}
-			k = ks[0]
+		ki := heldKey(held, u)
+		if ki == nil {
+			return nil, usageErr("%s: --next-key %s is not a key the agent holds (auths-agent agent keys lists them; --no-agent opens the token directly)", cmd, u)
 		}
+		if ki.Error != "" {
+			return nil, negativeErr("%s: --next-key %s: agent: %s", cmd, u, oneLine(ki.Error))
+		}
+		k := ki.PublicKey
 		if j := slices.Index(nkeys, k); j >= 0 {
 			return nil, usageErr("%s: key listed twice: %s and %s are the same key %s", cmd, nextURIs[j], nextURIs[i], k)
 		}
