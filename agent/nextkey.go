@@ -7,6 +7,7 @@ package agent
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"regexp"
@@ -78,9 +79,15 @@ func NextPKCS11(ctx context.Context, p *pkcs11.Provider, u *hsm.PKCS11URI, alg k
 // next keys go to.
 const firstRetired, lastRetired = 0x82, 0x95
 
-// NextPIV generates a next key in the first empty retired slot (82-95) of
-// u's card; the new slot's URI keeps u's PIN source (or value) as parsed.
-func NextPIV(ctx context.Context, p *piv.Provider, u hsm.PIVURI, alg kel.Algorithm) (hsm.PIVURI, string, error) {
+// NextPIV makes a next key in a retired slot (82-95) of u's card: the
+// first slot that is empty, or that holds a key an earlier attempt made and
+// could not use, whichever comes first. Such a key is returned with reused
+// true, but only when NextPIV itself made it: the certificate in its slot
+// is self-signed with nextPIVName of that slot, for the slot's public key,
+// and used does not claim the key; a key a person put in a retired slot
+// (any other certificate, or none) is never taken. The new slot's URI keeps
+// u's PIN source (or value) as parsed.
+func NextPIV(ctx context.Context, p *piv.Provider, u hsm.PIVURI, alg kel.Algorithm, used func(key string) bool) (nu hsm.PIVURI, key string, reused bool, err error) {
 	galg := gopiv.AlgorithmEC256
 	if alg == kel.Ed25519 {
 		galg = gopiv.AlgorithmEd25519
@@ -88,22 +95,56 @@ func NextPIV(ctx context.Context, p *piv.Provider, u hsm.PIVURI, alg kel.Algorit
 	for slot := uint8(firstRetired); slot <= lastRetired; slot++ {
 		nu := u
 		nu.Slot = slot
-		if _, err := p.KeyURI(ctx, nu, false); err == nil {
+		info, err := p.KeyURI(ctx, nu, false)
+		if err == nil {
+			if k, ok := madeNextPIV(info, slot, alg); ok && !used(k) {
+				return nu, k, true, nil
+			}
 			continue
 		} else if !errors.Is(err, hsm.ErrNotFound) {
-			return hsm.PIVURI{}, "", err
+			return hsm.PIVURI{}, "", false, err
 		}
-		s, err := p.GenerateURI(ctx, nu, piv.GenerateOptions{Algorithm: galg})
+		s, err := p.GenerateURI(ctx, nu, piv.GenerateOptions{Algorithm: galg, CommonName: nextPIVName(slot)})
 		if err != nil {
-			return hsm.PIVURI{}, "", err
+			return hsm.PIVURI{}, "", false, err
 		}
 		v, err := hsm.Verfer(s)
 		if err != nil {
-			return hsm.PIVURI{}, "", err
+			return hsm.PIVURI{}, "", false, err
 		}
-		return nu, v.QB64(), nil
+		return nu, v.QB64(), false, nil
 	}
-	return hsm.PIVURI{}, "", hsm.NewURIError(u.String(), fmt.Errorf("%w: no free retired slot (82-95) on the card: give --next-key", hsm.ErrExists))
+	return hsm.PIVURI{}, "", false, hsm.NewURIError(u.String(), fmt.Errorf("%w: no free retired slot (82-95) on the card: give --next-key", hsm.ErrExists))
+}
+
+// nextPIVName is the common name of the certificate NextPIV stores beside
+// a next key it makes in slot.
+func nextPIVName(slot uint8) string {
+	return fmt.Sprintf("auths-agent next key, slot %02x", slot)
+}
+
+// madeNextPIV reports whether the key in slot (info, read with its
+// certificate) is one NextPIV made, of algorithm alg, and returns its CESR
+// public key: its certificate names the slot with nextPIVName, is signed
+// by its own key, and that key is the slot's.
+func madeNextPIV(info piv.KeyInfo, slot uint8, alg kel.Algorithm) (string, bool) {
+	cert := info.Certificate
+	if cert == nil || cert.Subject.CommonName != nextPIVName(slot) || cert.Issuer.CommonName != nextPIVName(slot) {
+		return "", false
+	}
+	// Its own signature (CheckSignatureFrom would want a CA certificate).
+	if cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) != nil {
+		return "", false
+	}
+	pub, ok := info.Public.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return "", false
+	}
+	v, err := kel.VerferFromPublicKey(info.Public)
+	if err != nil || v.Algorithm() != alg {
+		return "", false
+	}
+	return v.QB64(), true
 }
 
 // foundKey is a key found on a token: its URI (with the PIN source of the
@@ -152,11 +193,11 @@ func (o *TokenOpener) MakeNext(ctx context.Context, uri string, alg kel.Algorith
 		if err != nil {
 			return "", "", false, err
 		}
-		nu, key, err := NextPIV(ctx, p, u, alg)
+		nu, key, reused, err := NextPIV(ctx, p, u, alg, used)
 		if err != nil {
 			return "", "", false, err
 		}
-		return nu.String(), key, false, nil
+		return nu.String(), key, reused, nil
 	}
 	return "", "", false, hsm.NewURIError(uri, fmt.Errorf("%w: not a key URI (want pkcs11: or piv:)", hsm.ErrBadURI))
 }

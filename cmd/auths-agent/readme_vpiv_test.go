@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -128,14 +129,23 @@ DEVICE=$("$ATTESTDEMO" new device.key "$P" laptop-0001 laptop.json)
 // state (piv-go's Reset: new PIN 123456, every slot empty).
 func resetCards(t *testing.T, serials []string) {
 	t.Helper()
+	if err := resetCardsErr(serials); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resetCardsErr is resetCards for callers without a testing.T (a
+// testscript Setup).
+func resetCardsErr(serials []string) error {
 	readers, err := gopiv.Cards()
 	if err != nil {
-		t.Fatalf("cards: %v", err)
+		return fmt.Errorf("cards: %w", err)
 	}
 	left := map[string]bool{}
 	for _, s := range serials {
 		left[strings.TrimSpace(s)] = true
 	}
+	var errs []error
 	for _, r := range readers {
 		yk, err := gopiv.Open(r)
 		if err != nil {
@@ -144,13 +154,14 @@ func resetCards(t *testing.T, serials []string) {
 		s, err := yk.Serial()
 		if err == nil && left[fmt.Sprint(s)] {
 			if err := yk.Reset(); err != nil {
-				t.Errorf("reset card %d: %v", s, err)
+				errs = append(errs, fmt.Errorf("reset card %d: %w", s, err))
 			}
 			delete(left, fmt.Sprint(s))
 		}
 		yk.Close()
 	}
 	if len(left) > 0 {
-		t.Fatalf("cards not found to reset: %v", left)
+		errs = append(errs, fmt.Errorf("cards not found to reset: %v", left))
 	}
+	return errors.Join(errs...)
 }

@@ -97,24 +97,25 @@ func (ts *tokenSet) open(ctx context.Context, cmd string, uris []keyRef) ([]hsm.
 
 // generateNext makes a next key beside the key r names (agent.NextPKCS11:
 // the same label with "-nextN"; agent.NextPIV: the first free retired
-// slot) and returns its URI (without PIN) and CESR public key. On a
-// PKCS#11 token, a key already at a -nextN label that no identity uses
-// (inUse) is one an earlier attempt generated and could not use: it is
-// reused (reused is true) rather than left behind while another is made.
+// slot) and returns its URI (without PIN) and CESR public key. A key
+// already at a -nextN label, or in a retired slot with the certificate
+// agent.NextPIV stores, that no identity uses (inUse) is one an earlier
+// attempt generated and could not use: it is reused (reused is true)
+// rather than left behind while another is made.
 // The agent makes next keys with the same functions.
 func (ts *tokenSet) generateNext(ctx context.Context, r keyRef, alg kel.Algorithm, inUse keyUses) (nuri, key string, reused bool, err error) {
+	used := func(k string) bool { _, u := inUse.used(k); return u }
 	if r.piv != nil {
-		nu, key, err := agent.NextPIV(ctx, ts.pivProvider(), *r.piv, alg)
+		nu, key, reused, err := agent.NextPIV(ctx, ts.pivProvider(), *r.piv, alg, used)
 		if err != nil {
 			return "", "", false, err
 		}
-		return nu.String(), key, false, nil
+		return nu.String(), key, reused, nil
 	}
 	p, err := ts.module(r.pkcs11)
 	if err != nil {
 		return "", "", false, err
 	}
-	used := func(k string) bool { _, u := inUse.used(k); return u }
 	nu, key, reused, err := agent.NextPKCS11(ctx, p, r.pkcs11, alg, used)
 	if err != nil {
 		return "", "", false, err

@@ -30,6 +30,11 @@ type GenerateOptions struct {
 	// Overwrite replaces a key already in the slot; without it Generate
 	// refuses (hsm.ErrExists).
 	Overwrite bool
+	// CommonName is the subject and issuer common name of the self-signed
+	// certificate stored in the slot; empty means "auths-agent key, card
+	// SERIAL slot SLOT". It tells later readers what made the key (the
+	// agent marks the next keys it makes, see agent.NextPIV).
+	CommonName string
 }
 
 // Generate makes a new key in the slot the URI names, after management-key
@@ -120,7 +125,7 @@ func (c *card) generateLocked(ctx context.Context, yk *piv.YubiKey, u hsm.PIVURI
 	if err := checkPublic(pub); err != nil {
 		return nil, err
 	}
-	cert, err := selfSign(lockedSigner{s: s, ctx: ctx, yk: yk, a: a}, u)
+	cert, err := selfSign(lockedSigner{s: s, ctx: ctx, yk: yk, a: a}, u, o.CommonName)
 	if err != nil {
 		return nil, fmt.Errorf("key generated in slot %02x, but its self-signed certificate failed: %w", u.Slot, err)
 	}
@@ -148,12 +153,15 @@ func (l lockedSigner) Sign(_ io.Reader, d []byte, o crypto.SignerOpts) ([]byte, 
 // selfSign makes the certificate stored beside a generated key. It holds
 // the public key for firmware without metadata; its signature shows that
 // the new key signs.
-func selfSign(key crypto.Signer, u hsm.PIVURI) (*x509.Certificate, error) {
+func selfSign(key crypto.Signer, u hsm.PIVURI, cn string) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
 	}
-	name := pkix.Name{CommonName: fmt.Sprintf("auths-agent key, card %d slot %02x", u.Serial, u.Slot)}
+	if cn == "" {
+		cn = fmt.Sprintf("auths-agent key, card %d slot %02x", u.Serial, u.Slot)
+	}
+	name := pkix.Name{CommonName: cn}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      name,
