@@ -164,3 +164,30 @@ func TestContributeViaAgentPolicy(t *testing.T) {
 		t.Errorf("keys on t2: %v, want k0 only", l)
 	}
 }
+
+// TestContributeViaAgentPending: a next key that a pending proposal
+// commits to is taken: after the agent's contribution went into an
+// inception that waits for a third member, the next contribution through
+// the agent makes another next key instead of handing out the same one.
+func TestContributeViaAgentPending(t *testing.T) {
+	r := newIDAgentRig(t)
+	sock := filepath.Join(r.dir, "run", "agent.sock")
+	startAgent(t, r.agentEnv, sock, "--registry", r.reg, "--key", r.agentURI("t1", "k0"), "--key", r.agentURI("t2", "k0"))
+	contrib := []string{"id", "contribute", "--registry", r.reg, "--key", r.uri("t2", "k0")}
+	code, line, errOut := r.cli(t, sock, contrib...)
+	if code != 0 || !strings.Contains(errOut, "object=k0-next1;") {
+		t.Fatalf("id contribute: exit %d, stdout %q, stderr %q", code, line, errOut)
+	}
+	// A third member, on no token the agent holds (contributed directly).
+	run1(t, r.agentEnv, r.dir, "", r.bin, "key", "generate", "--algorithm", "p256", r.agentURI("t1", "m"))
+	third := run1(t, r.agentEnv, r.dir, "", r.bin, "id", "contribute", "--registry", r.reg, "--key", r.agentURI("t1", "m"))
+	code, out, errOut := r.cli(t, sock, "id", "create", "--registry", r.reg, "--threshold", "3",
+		"--key", r.uri("t1", "k0"), "--contribution", strings.TrimSpace(line), "--contribution", strings.TrimSpace(third))
+	if code != 0 || !strings.HasSuffix(out, ": 3 of 3, has indexes 0, 1\n") {
+		t.Fatalf("id create: exit %d, stdout %q, stderr %q; want it pending for the third member", code, out, errOut)
+	}
+	code, out, errOut = r.cli(t, sock, contrib...)
+	if code != 0 || out == line || !strings.Contains(errOut, "object=k0-next2;") || strings.Contains(errOut, "reused") {
+		t.Fatalf("id contribute while the proposal waits: exit %d, stdout %q, stderr %q; want a new next key k0-next2", code, out, errOut)
+	}
+}
