@@ -42,7 +42,9 @@
 // [Agent.NextKeys] makes the next keys of an inception or rotation beside
 // held controller keys on their tokens ([NextPKCS11], [NextPIV]; the CLI's
 // direct path uses the same functions), reusing one an earlier attempt made
-// and no identity uses. The agent holds the keys it made with the policy of
+// and no identity or pending proposal uses (on PIV, only one whose slot
+// certificate marks it as NextPIV's). id contribute asks for one next key
+// the same way, checked as an inception. The agent holds the keys it made with the policy of
 // the key beside them, and finds next keys on its tokens again after a
 // restart (idkeys.go): nothing is written to the config.
 //

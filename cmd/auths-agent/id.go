@@ -41,7 +41,8 @@ func idCommand(env *cliEnv) *cli.Command {
 					"Without --next-key, a next key is generated beside each current key:\n" +
 					"PKCS#11: same label with -nextN; PIV: the next free retired slot (82-95).\n" +
 					"Everything is checked before a key is generated; next keys an attempt\n" +
-					"generated and could not use are named on stderr, and a retry reuses them.\n" +
+					"generated and could not use are named on stderr, and a retry reuses them\n" +
+					"(on PIV, only a key whose slot certificate shows auths-agent made it).\n" +
 					"A next key may not be a current key (the identity could never rotate).\n" +
 					"When an agent answers on $AUTHS_AGENT_SOCK, --key names keys it holds and it\n" +
 					"makes the next keys, signs and commits (--no-agent opens the tokens here).\n" +
