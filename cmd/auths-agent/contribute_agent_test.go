@@ -191,3 +191,19 @@ func TestContributeViaAgentPending(t *testing.T) {
 		t.Fatalf("id contribute while the proposal waits: exit %d, stdout %q, stderr %q; want a new next key k0-next2", code, out, errOut)
 	}
 }
+
+// TestContributeViaAgentFreshClone: a member contributes before any
+// registry reached its clone (a fresh git repository, as in the
+// three-machine scenario): through the agent as directly, nothing is in
+// use yet and the line is printed.
+func TestContributeViaAgentFreshClone(t *testing.T) {
+	r := newIDAgentRig(t)
+	fresh := filepath.Join(r.dir, "fresh")
+	run1(t, nil, r.dir, "", "git", "init", "-q", fresh)
+	sock := filepath.Join(r.dir, "run", "agent.sock")
+	startAgent(t, r.agentEnv, sock, "--registry", fresh, "--key", r.agentURI("t2", "k0"))
+	code, out, errOut := r.cli(t, sock, "id", "contribute", "--registry", fresh, "--key", r.uri("t2", "k0"))
+	if code != 0 || !strings.HasPrefix(out, "auths-agent-contribution/1 key=1AAJ") || !strings.Contains(errOut, "object=k0-next1;") {
+		t.Fatalf("id contribute on a fresh clone: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
