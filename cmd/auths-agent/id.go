@@ -207,8 +207,12 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 		}
 	} else {
 		if was := max(len(st.CurrentKeys), len(st.NextCommitment)); n < was {
-			return cmdUsageErr(c, "%s: %d --key for %s, which has %d keys and %d pre-committed next keys: this drops keys (kt %s of %d): give --threshold to confirm the new key list",
-				cmd, n, prefix, len(st.CurrentKeys), len(st.NextCommitment), kt.Text(), n)
+			given := fmt.Sprintf("%d --key", n)
+			if len(contribs) > 0 {
+				given = fmt.Sprintf("%d key(s) (%d --key, %d --contribution)", n, len(uris), len(contribs))
+			}
+			return cmdUsageErr(c, "%s: %s for %s, which has %d keys and %d pre-committed next keys: this drops keys (kt %s of %d): give --threshold to confirm the new key list",
+				cmd, given, prefix, len(st.CurrentKeys), len(st.NextCommitment), kt.Text(), n)
 		}
 		if err := kt.CheckKeys(n); err != nil {
 			return cmdUsageErr(c, "%s: the prior next threshold %s does not fit the %d keys: give --threshold (%v)", cmd, kt.Text(), n, err)
