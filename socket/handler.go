@@ -102,6 +102,10 @@ func (h *handler) Extension(name string, body []byte) ([]byte, error) {
 	if h.locked() && name != "query" {
 		return nil, errLocked
 	}
+	if h.c.bindTried && !remoteAllowed[name] {
+		h.s.log.Warn("extension refused on a possibly remote connection", "extension", name, "pid", h.c.peer.PID)
+		return failureReply(fmt.Errorf("%w: %s", errForwarded, name)), nil
+	}
 	return h.s.dispatch(ctx, name, body)
 }
 
@@ -148,7 +152,7 @@ func reasonOf(err error) string {
 		{agent.ErrNoKey, "no-key"}, {agent.ErrNoRegistry, "no-registry"},
 		{agent.ErrOtherRegistry, "other-registry"},
 		{agent.ErrUnknownKey, "unknown-key"}, {agent.ErrNotSSHData, "not-ssh-data"},
-		{errBadRequest, "bad-request"}, {errPeer, "peer-uid"},
+		{errBadRequest, "bad-request"}, {errPeer, "peer-uid"}, {errForwarded, "forwarded"},
 		{context.DeadlineExceeded, "timeout"}, {context.Canceled, "cancelled"},
 	} {
 		if errors.Is(err, r.err) {

@@ -271,8 +271,12 @@ type conn struct {
 	idleSet  time.Time // when the idle deadline was last set
 	noticeID string    // where this connection's notices go (notices.go)
 	binds    []binding // session-binds, in order (sessionbind.go); the handler's goroutine only
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
+	// bindTried: a session-bind arrived on this connection, accepted or
+	// not (OpenSSH's session_bind_attempted): the peer may be another
+	// machine (sessionbind.go, remoteAllowed). The handler's goroutine only.
+	bindTried bool
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
 }
 
 func (c *conn) wake() {

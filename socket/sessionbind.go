@@ -35,10 +35,37 @@ type binding struct {
 
 var errSessionBind = errors.New("session-bind refused")
 
+// errForwarded refuses an extension on a connection that may come from
+// another machine.
+var errForwarded = errors.New("refused on a forwarded agent connection (a session-bind@openssh.com was sent on it)")
+
+// remoteAllowed lists the extensions served on a connection on which a
+// session-bind was attempted. Such a connection is what ssh opens for a
+// forwarded agent (or for its own user authentication), so its peer may be
+// anyone with root on a host the user logged in to. As OpenSSH's agent
+// refuses to load providers when socket_is_remote(), the agent refuses
+// every extension that uses a token (signing, generating keys), writes
+// the registry or reaches the network; it keeps those that only name
+// what the agent serves or carry notices of the connection's own
+// requests. keys@auths.dev is refused too: its URIs name token serials
+// and labels, which a remote host has no use for. Plain SSH requests
+// (list, sign) are served as before: the agent implements no destination
+// constraints, and OpenSSH's agent lets a key without them sign on any
+// connection, forwarded or not.
+var remoteAllowed = map[string]bool{
+	ExtQuery:       true,
+	ExtSessionBind: true,
+	ExtNoticesTo:   true,
+	ExtNotices:     true,
+}
+
 // sessionBind checks and records a session-bind request. Its answer is
 // SSH_AGENT_SUCCESS, or SSH_AGENT_EXTENSION_FAILURE with the reason in
 // the agent's log (ssh reads no more than the failure).
 func (h *handler) sessionBind(body []byte) ([]byte, error) {
+	// Marked before any check, as OpenSSH marks session_bind_attempted: a
+	// failed bind leaves the connection as possibly remote too.
+	h.c.bindTried = true
 	b, err := parseSessionBind(body)
 	if err == nil {
 		err = h.c.bind(b)

@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -158,5 +161,82 @@ func TestSessionBind(t *testing.T) {
 	}
 	if _, err := f.Extension(socket.ExtSessionBind, other.bind(t, session, true)); err == nil {
 		t.Error("a session bound to another host key was accepted")
+	}
+}
+
+// rawExtension sends EXTENSION name body on c and returns the reply
+// message (type byte first).
+func rawExtension(t *testing.T, c net.Conn, name string, body []byte) []byte {
+	t.Helper()
+	msg := append([]byte{27}, ssh.Marshal(struct{ Name string }{name})...)
+	msg = append(msg, body...)
+	frame := append(binary.BigEndian.AppendUint32(nil, uint32(len(msg))), msg...)
+	if _, err := c.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	var n [4]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, binary.BigEndian.Uint32(n[:]))
+	if _, err := io.ReadFull(c, reply); err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
+// TestSessionBindRemote: a connection on which a session-bind was
+// attempted (a forwarding binding as ssh -A sends, or a binding the agent
+// refused) may come from another machine. As OpenSSH's agent marks it
+// (session_bind_attempted), the agent refuses every auths extension there
+// but query and the notices, with reason "forwarded", and keeps serving
+// SSH list and sign requests (keys without destination constraints sign
+// anywhere in OpenSSH too). A connection without a binding is served.
+func TestSessionBindRemote(t *testing.T) {
+	k := newKey(t, tokens[0], kel.Ed25519)
+	reg := newRegistry(t)
+	sock := serveWith(t, agent.Config{Keys: []agent.KeySpec{{URI: k, Uses: []agent.Use{agent.UseSSH, agent.UseKERI}}}},
+		agent.Options{Opener: providerOpener{}, Registry: reg}, socket.Options{})
+	host := newHostKey(t)
+	session := bytes.Repeat([]byte{7}, 32)
+	forged := host.bind(t, session, false)
+	forged[len(forged)-10] ^= 1
+	refused := map[string]string{
+		socket.ExtKeys: `{}`, socket.ExtPending: `{}`, socket.ExtNextKeys: `{}`,
+		socket.ExtPendingPush: `{"remote":"https://example.invalid/r.git"}`,
+		socket.ExtPendingPull: `{"remote":"https://example.invalid/r.git"}`,
+		socket.ExtSignEvent:   `{}`, socket.ExtAnchor: `{}`, socket.ExtIDCreate: `{}`, socket.ExtIDRotate: `{}`,
+	}
+	for what, bind := range map[string][]byte{
+		"a forwarding binding": host.bind(t, session, true),
+		"a refused binding":    forged,
+	} {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		rawExtension(t, c, socket.ExtSessionBind, bind)
+		for name, body := range refused {
+			reply := rawExtension(t, c, name, []byte(body))
+			var f socket.Failure
+			if reply[0] != 28 || json.Unmarshal(reply[1:], &f) != nil || f.Reason != "forwarded" {
+				t.Errorf("after %s: %s answered %q, want a failure with reason forwarded", what, name, reply)
+			}
+		}
+		if reply := rawExtension(t, c, socket.ExtQuery, nil); reply[0] != 6 {
+			t.Errorf("after %s: query answered %q", what, reply)
+		}
+		a := sshagent.NewClient(c)
+		keys, err := a.List()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("after %s: list: %v %v", what, keys, err)
+		}
+		if _, err := a.SignWithFlags(keys[0], userauthData(keys[0]), 0); err != nil {
+			t.Errorf("after %s: SSH sign: %v", what, err)
+		}
+	}
+	if _, err := dial(t, sock).Keys(context.Background()); err != nil {
+		t.Errorf("keys on a connection without a binding: %v", err)
 	}
 }

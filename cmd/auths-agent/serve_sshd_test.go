@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
+	"github.com/auths-dev/auths-agent/softhsm-test/sshd"
 )
 
 // TestServeSSHLogin: OpenSSH's ssh logs in to a real sshd on loopback with
@@ -24,9 +25,9 @@ import (
 // session identifier, and the audit line of the user-authentication
 // signature names the sshd's host key.
 func TestServeSSHLogin(t *testing.T) {
-	sshd := "/usr/sbin/sshd"
-	if _, err := os.Stat(sshd); err != nil {
-		t.Fatalf("this test needs Debian's openssh-server (%s; make test-deps installs it): %v", sshd, err)
+	sshdBin := "/usr/sbin/sshd"
+	if _, err := os.Stat(sshdBin); err != nil {
+		t.Fatalf("this test needs Debian's openssh-server (%s; make test-deps installs it): %v", sshdBin, err)
 	}
 	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "login", PIN: "1234"})
 	if err != nil {
@@ -71,7 +72,7 @@ func TestServeSSHLogin(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o600)
 	var sshdLog lockedBuffer
 	sshdLog.b = &bytes.Buffer{}
-	sd := exec.Command(sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	sd := exec.Command(sshdBin, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
 	sd.Stdout, sd.Stderr = &sshdLog, &sshdLog
 	if err := sd.Start(); err != nil {
 		t.Fatal(err)
@@ -128,5 +129,47 @@ func TestServeSSHLogin(t *testing.T) {
 	}
 	if !strings.Contains(ra.stderr.String(), "session bound") {
 		t.Errorf("the agent's log does not show the session-bind")
+	}
+}
+
+// TestServeForwardedAgent: `ssh -A` to a real sshd on loopback; on the far
+// side, the forwarded agent socket ($SSH_AUTH_SOCK there) lists the SSH key
+// but `auths-agent agent keys` through it is refused (exit 1, reason
+// forwarded): ssh binds each forwarded agent connection with the
+// forwarding flag set, and the agent then serves no auths extension but
+// query and the notices on it. The same command on the local socket works.
+func TestServeForwardedAgent(t *testing.T) {
+	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "fwd", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.Remove() })
+	dir := t.TempDir()
+	bin := agentBinary(t)
+	uri := "pkcs11:token=fwd;object=ssh?module-path=" + rig.Module + "&pin-value=1234"
+	env := rig.Env()
+	run1(t, env, dir, "", bin, "key", "generate", "--algorithm", "ed25519", uri)
+	sock := filepath.Join(dir, "agent.sock")
+	ra := startAgent(t, env, sock, "--ssh-key", uri, "--log-level", "debug")
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", ra.stderr)
+		}
+	}()
+	sshEnv := append(env, "SSH_AUTH_SOCK="+sock, "AUTHS_AGENT_SOCK="+sock)
+	userPub := run1(t, sshEnv, dir, "", "ssh-add", "-L")
+	if out := run1(t, sshEnv, dir, "", bin, "agent", "keys"); !strings.Contains(out, "\tssh\t") {
+		t.Fatalf("agent keys on the local socket: %q", out)
+	}
+	srv := sshd.Start(t, []byte(userPub))
+	remote := `ssh-add -L; AUTHS_AGENT_SOCK=$SSH_AUTH_SOCK ` + bin + ` agent keys; echo "exit $?"`
+	out := run1(t, sshEnv, dir, "", "ssh", "-A", "-F", "/dev/null", "-p", srv.Port, "-o", "BatchMode=yes",
+		"-o", "UserKnownHostsFile="+srv.KnownHosts, "-o", "StrictHostKeyChecking=yes",
+		"-o", "IdentityFile=none", srv.User+"@127.0.0.1", "{ "+remote+"; } 2>&1")
+	if !strings.Contains(out, strings.TrimSpace(userPub)) {
+		t.Errorf("ssh-add -L through the forwarded agent: %q, want the key", out)
+	}
+	if !strings.Contains(out, "refused on a forwarded agent connection") || !strings.HasSuffix(out, "exit 1\n") {
+		t.Errorf("auths-agent agent keys through the forwarded agent printed %q, want a refusal and exit 1", out)
 	}
 }
