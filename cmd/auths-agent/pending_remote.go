@@ -58,12 +58,17 @@ func remoteOf(c *cli.Context, env *cliEnv, a *anchor.Anchorer) (*registry.Remote
 // configureRemote sets an https:// remote's basic credentials from
 // AUTHS_AGENT_GIT_USERNAME and AUTHS_AGENT_GIT_PASSWORD and its extra
 // trusted certificates from the PEM file GIT_SSL_CAINFO names (git's own
-// variable), when set. Credentials never come from argv.
+// variable), when set. Credentials never come from argv, and go only to a
+// remote configured in the registry (git remote add NAME URL), never to a
+// URL named in the request: through the agent, any local client names the
+// URL, and the credentials are the agent's. A remote given by its URL has
+// rem.Name == url (registry.RemoteURL returns a configured remote's URL,
+// and git allows no ':' in a remote's name).
 func configureRemote(getenv func(string) string, rem *registry.Remote, url string) error {
 	if !strings.HasPrefix(url, "https://") {
 		return nil
 	}
-	if u, p := getenv(envHTTPUser), getenv(envHTTPPassword); u != "" || p != "" {
+	if u, p := getenv(envHTTPUser), getenv(envHTTPPassword); (u != "" || p != "") && rem.Name != url {
 		rem.Auth = &http.BasicAuth{Username: u, Password: p}
 	}
 	if f := getenv(envCAInfo); f != "" {

@@ -317,6 +317,22 @@ func TestServeRemoteHTTPS(t *testing.T) {
 	}
 	run1(t, env, dir, "", bin, "kel", "verify", "--registry", b, prefix)
 
+	// A URL the client names, not a remote of the registry: the agent
+	// sends it no credentials. The other server counts the requests that
+	// came with credentials it refused.
+	otherRoot := filepath.Join(dir, "other")
+	os.Mkdir(otherRoot, 0o755)
+	gitOut(t, otherRoot, "init", "-q", "--bare", "x.git")
+	other := githttp.Start(t, otherRoot, "eve", "eve's password")
+	cmd := exec.Command(bin, "pending", "push", "--registry", a, "--remote", other.URL+"/x.git")
+	cmd.Env = append(append(os.Environ(), env...), "AUTHS_AGENT_SOCK="+sock)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "authentication required") {
+		t.Errorf("pending push through the agent to a URL that is not a remote of the registry: %v\n%s", err, out)
+	}
+	if n := other.Refused.Load(); n != 0 {
+		t.Errorf("the agent sent its https credentials to a URL the client named (%d requests)", n)
+	}
+
 	before := gitOut(t, b, "for-each-ref")
 	for _, c := range []struct {
 		name string
