@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -132,6 +133,45 @@ func remoteAnchorer(env *cliEnv, c *cli.Context) (*anchor.Anchorer, registry.Rem
 	return anchor.New(r), rem, nil
 }
 
+// agentPaths returns --remote and --registry as the agent must get them:
+// the agent runs in its own working directory ($HOME under systemd), so a
+// relative --registry and a --remote that is a relative path are made
+// absolute here, in the directory the user typed them in. A remote name
+// (one configured in the registry, or one without '/') and a URL (with
+// "://", or scp-like host:path) are sent as typed.
+func agentPaths(c *cli.Context) (remote, regDir string) {
+	remote, regDir = c.String("remote"), c.String("registry")
+	if regDir != "" {
+		if abs, err := filepath.Abs(regDir); err == nil {
+			regDir = abs
+		}
+	}
+	if !isRelativePath(remote) {
+		return remote, regDir
+	}
+	if r, err := registry.Open(regDir); err == nil {
+		if url, err := r.RemoteURL(registry.Remote{Name: remote}); err == nil && url != remote {
+			return remote, regDir // a configured remote whose name has a '/'
+		}
+	}
+	if abs, err := filepath.Abs(remote); err == nil {
+		remote = abs
+	}
+	return remote, regDir
+}
+
+// isRelativePath says whether a --remote is a relative path, as the
+// registry resolves it when no remote of that name is configured.
+func isRelativePath(remote string) bool {
+	if remote == "" || filepath.IsAbs(remote) || strings.Contains(remote, "://") {
+		return false
+	}
+	if i := strings.IndexAny(remote, ":/"); i >= 0 && remote[i] == ':' {
+		return false // scp-like host:path
+	}
+	return strings.Contains(remote, "/") || remote == "." || remote == ".."
+}
+
 // remoteAgent returns the agent answering on $AUTHS_AGENT_SOCK for pending
 // push and pull, nil when --no-agent is given or none answers.
 func remoteAgent(c *cli.Context, env *cliEnv) (*socket.Client, error) {
@@ -159,7 +199,8 @@ func pendingPushCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 			}
 			if cl != nil {
 				defer cl.Close()
-				r, err := cl.Push(c.Context, c.String("remote"), c.String("registry"))
+				remote, regDir := agentPaths(c)
+				r, err := cl.Push(c.Context, remote, regDir)
 				if err != nil {
 					return remoteAgentErr(cmd, err)
 				}
@@ -217,7 +258,8 @@ func pendingPullCommand(env *cliEnv, reg cli.Flag) *cli.Command {
 			}
 			if cl != nil {
 				defer cl.Close()
-				r, err := cl.Pull(c.Context, c.String("remote"), c.String("registry"))
+				remote, regDir := agentPaths(c)
+				r, err := cl.Pull(c.Context, remote, regDir)
 				if err != nil {
 					return remoteAgentErr(cmd, err)
 				}
@@ -283,7 +325,8 @@ func printDropped(env *cliEnv, l []socket.DroppedProposal) {
 // the remote of its registry, or commits it there first once complete.
 func pendingSignRemoteViaAgent(c *cli.Context, env *cliEnv, cl *socket.Client) error {
 	cmd := commandPath(c)
-	r, err := cl.PendingSignRemote(c.Context, c.Args().Get(0), c.Args().Get(1), c.String("remote"), c.String("registry"))
+	remote, regDir := agentPaths(c)
+	r, err := cl.PendingSignRemote(c.Context, c.Args().Get(0), c.Args().Get(1), remote, regDir)
 	if err != nil {
 		return remoteAgentErr(cmd, err)
 	}

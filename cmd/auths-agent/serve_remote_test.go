@@ -359,3 +359,41 @@ func TestServeRemoteHTTPS(t *testing.T) {
 		t.Errorf("refs changed by refused pulls")
 	}
 }
+
+// TestServeRemoteRelativePaths: pending push and pull through the agent
+// with a relative --registry and a relative path --remote, typed in the
+// client's working directory, reach the registry and the repository they
+// name there: the client sends them as absolute paths (the agent runs in
+// another directory, $HOME under systemd).
+func TestServeRemoteRelativePaths(t *testing.T) {
+	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "rel", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.Remove() })
+	dir := t.TempDir()
+	env := rig.Env()
+	bin := agentBinary(t)
+	k := rig.URI("rel", "k")
+	run1(t, env, dir, "", bin, "key", "generate", k)
+	work := filepath.Join(dir, "work")
+	os.Mkdir(work, 0o755)
+	reg := filepath.Join(work, "reg")
+	run1(t, env, dir, "", bin, "id", "create", "--init", "--registry", reg, "--threshold", "1", "--key", k)
+	bare := filepath.Join(dir, "bare.git")
+	gitOut(t, dir, "init", "-q", "--bare", bare)
+	sock := filepath.Join(dir, "agent.sock")
+	startAgent(t, env, sock, "--registry", reg, "--key", k)
+	aenv := append(env, "AUTHS_AGENT_SOCK="+sock)
+	if out := run1(t, aenv, work, "", bin, "pending", "push", "--registry", "reg", "--remote", "../bare.git"); out != "pushed\trefs/auths/registry\t"+bare+"\n" {
+		t.Errorf("pending push --registry reg --remote ../bare.git through the agent: %q", out)
+	}
+	if got, want := gitOut(t, bare, "rev-parse", "refs/auths/registry"), gitOut(t, reg, "rev-parse", "refs/auths/registry"); got != want {
+		t.Errorf("bare.git's registry ref is %s, want %s", got, want)
+	}
+	for _, r := range []string{"./reg", reg} {
+		if out := run1(t, aenv, work, "", bin, "pending", "pull", "--registry", r, "--remote", "../bare.git"); !strings.HasSuffix(out, "\tup to date\n") {
+			t.Errorf("pending pull --registry %s --remote ../bare.git through the agent: %q", r, out)
+		}
+	}
+}
