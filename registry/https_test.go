@@ -107,3 +107,35 @@ func TestRemoteHTTPS(t *testing.T) {
 		t.Errorf("refs changed by refused exchanges")
 	}
 }
+
+// TestRemoteURLUserInfoNotShown: a remote given as a URL with user
+// information (https://user:token@host/…) is named in the push and pull
+// results, which the CLI prints, without it.
+func TestRemoteURLUserInfoNotShown(t *testing.T) {
+	root := t.TempDir()
+	origin := filepath.Join(root, "origin.git")
+	runGit(t, root, "init", "-q", "--bare", origin)
+	const token = "tok-Hq72-never-shown"
+	srv := githttp.Start(t, root, "alice", token)
+	withCreds := strings.Replace(srv.URL, "https://", "https://alice:"+token+"@", 1) + "/origin.git"
+	rem := Remote{Name: withCreds, Auth: &http.BasicAuth{Username: "alice", Password: token}, CABundle: srv.CAPEM}
+	dir := newGitRepo(t, false)
+	a := openTest(t, dir)
+	if _, _, err := Init(bg(), dir, false, WithClock(fixedClock())); err != nil {
+		t.Fatal(err)
+	}
+	push, err := a.Push(bg(), rem)
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	pull, err := a.Pull(bg(), rem, nil)
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	want := srv.URL + "/origin.git"
+	for what, got := range map[string]string{"push remote": push.Remote, "push URL": push.URL, "pull remote": pull.Remote, "pull URL": pull.URL} {
+		if got != want {
+			t.Errorf("%s %q, want %q", what, got, want)
+		}
+	}
+}

@@ -99,7 +99,7 @@ func (r *Registry) PushDropping(ctx context.Context, rem Remote, dead DeadPendin
 	if err != nil {
 		return nil, err
 	}
-	res := &PushResult{Remote: rem.Name, URL: ShowURL(url)}
+	res := &PushResult{Remote: ShowURL(rem.Name), URL: ShowURL(url)}
 	if res.Remote == "" {
 		res.Remote = "origin"
 	}
@@ -248,7 +248,7 @@ func (r *Registry) CommitPush(ctx context.Context, b *Batch, rem Remote, check C
 	if err != nil {
 		return nil, err
 	}
-	out := &CommitPushResult{Remote: rem.Name, URL: ShowURL(url)}
+	out := &CommitPushResult{Remote: ShowURL(rem.Name), URL: ShowURL(url)}
 	for n := 1; ; n++ {
 		if n > 1 {
 			pr, err := r.Pull(ctx, rem, check)

@@ -61,7 +61,7 @@ type CheckPending func(id PendingID, files PendingFiles) (refused []string, err 
 
 // PullResult says what a pull changed.
 type PullResult struct {
-	Remote string // the remote's name (or URL)
+	Remote string // the remote's name (or URL, without user information)
 	URL    string // its URL, as shown: never with credentials
 	// From and To are the local registry commit before and after ("" when
 	// absent); Commits is the number of commits taken (all verified).
@@ -88,7 +88,7 @@ func (r *Registry) resolve(rem Remote) (name, url string, err error) {
 	}
 	repo, err := git.PlainOpen(r.topDir)
 	if err != nil {
-		return "", "", fmt.Errorf("remote %s: %w", rem.Name, err)
+		return "", "", fmt.Errorf("remote %s: %w", ShowURL(rem.Name), err)
 	}
 	if gr, err := repo.Remote(rem.Name); err == nil && len(gr.Config().URLs) > 0 {
 		return rem.Name, gr.Config().URLs[0], nil
@@ -164,7 +164,7 @@ func (r *Registry) Pull(ctx context.Context, rem Remote, check CheckPending) (*P
 	if err != nil {
 		return nil, err
 	}
-	res := &PullResult{Remote: rem.Name, URL: ShowURL(url)}
+	res := &PullResult{Remote: ShowURL(rem.Name), URL: ShowURL(url)}
 	if res.Remote == "" {
 		res.Remote = "origin"
 	}
