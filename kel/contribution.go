@@ -3,6 +3,7 @@ package kel
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -71,11 +72,12 @@ func ParseContribution(line string) (Contribution, error) {
 	}
 	fields := strings.Split(line, " ")
 	if fields[0] != ContributionTag {
-		if v, ok := strings.CutPrefix(fields[0], contributionPrefix); ok {
-			return bad("version %q is not one this auths-agent reads (it reads %s)", clip(v), ContributionTag)
+		if strings.HasPrefix(fields[0], contributionPrefix) {
+			return bad("version is not one this auths-agent reads (it reads %s)", ContributionTag)
 		}
-		// Not echoed: text given where a line belongs may be anything
-		// (a key URI with its PIN, a secret pasted into the wrong place).
+		// No part of the line is echoed: text given where a line belongs
+		// may be anything (a key URI with its PIN, a secret pasted into the
+		// wrong place). Errors name the field and what it should be.
 		return bad("does not start with %s (want %s key=KEY next=DIGEST, the line id contribute prints)", contributionPrefix, ContributionTag)
 	}
 	if len(fields) != 3 {
@@ -83,24 +85,30 @@ func ParseContribution(line string) (Contribution, error) {
 	}
 	key, ok := strings.CutPrefix(fields[1], "key=")
 	if !ok {
-		return bad("field 2 is %q, want key=KEY", clip(fields[1]))
+		return bad("field 2 does not start with key= (want key=KEY)")
 	}
 	next, ok := strings.CutPrefix(fields[2], "next=")
 	if !ok {
-		return bad("field 3 is %q, want next=DIGEST", clip(fields[2]))
+		return bad("field 3 does not start with next= (want next=DIGEST)")
 	}
 	v, err := ParseVerfer(key)
 	if err != nil {
-		return bad("key=: %v", err)
+		return bad("key=: %s", unquote(err, key))
 	}
 	if _, err := ParseDigest(next); err != nil {
-		return bad("next=: %v", err)
+		return bad("next=: %s", unquote(err, next))
 	}
 	c := Contribution{Key: v, NextDigest: next}
 	if err := c.check(); err != nil {
 		return Contribution{}, fmt.Errorf("%w: %w", ErrBadContribution, err)
 	}
 	return c, nil
+}
+
+// unquote returns the text of err, an error of ParseVerfer or ParseDigest
+// about value, without the quoted value ("public key: length 7, want 44").
+func unquote(err error, value string) string {
+	return strings.Replace(err.Error(), " "+strconv.Quote(clip(value)), "", 1)
 }
 
 // check refuses a key that cannot be rotated and a next digest that
