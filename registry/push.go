@@ -272,6 +272,19 @@ func (r *Registry) CommitPush(ctx context.Context, b *Batch, rem Remote, check C
 	}
 }
 
+// commitPushOnce builds the commit, pushes it and moves the local ref, all
+// under the registry lock, the network push included. Releasing the lock
+// for the push would be unsound: another local writer (the CLI, a second
+// agent) could then commit on the same parent, and once the remote took
+// this commit the local ref could move to neither without a fork — the
+// remote holding one event and the local registry another at the same
+// place, possibly the same sequence number of one identity (duplicity the
+// agent itself made). Holding the lock keeps "the remote first, then the
+// local ref" a fast-forward on both sides. Local writers wait meanwhile,
+// so the push is bounded by WithLockedPushTimeout (default 30s), not only
+// by the request's context. A push whose answer was lost may still have
+// landed; the remote is then ahead, and the next pull fetches and verifies
+// the commit like any other.
 func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url string, rem Remote) (*CommitResult, error) {
 	unlock, err := r.lock(ctx)
 	if err != nil {
@@ -299,9 +312,14 @@ func (r *Registry) commitPushOnce(ctx context.Context, b *Batch, name, url strin
 	if err != nil {
 		return nil, err
 	}
-	err = transportErr(gr.PushContext(ctx, &git.PushOptions{RemoteName: name, Auth: rem.Auth, CABundle: rem.CABundle,
+	pctx, cancel := context.WithTimeout(ctx, r.opts.lockedPush)
+	defer cancel()
+	err = transportErr(gr.PushContext(pctx, &git.PushOptions{RemoteName: name, Auth: rem.Auth, CABundle: rem.CABundle,
 		RefSpecs: []config.RefSpec{config.RefSpec(outgoingRef + ":" + RegistryRef)}}))
 	switch {
+	case err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("push to %s: no answer within %v, the most a push may hold the registry lock: %w",
+			ShowURL(url), r.opts.lockedPush, context.DeadlineExceeded)
 	case err != nil && remoteMoved(err):
 		return nil, fmt.Errorf("push to %s: %w: the remote moved: %v", ShowURL(url), ErrNotFastForward, err)
 	case err != nil:

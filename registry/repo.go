@@ -52,6 +52,8 @@ type options struct {
 	log      *slog.Logger
 	refWait  time.Duration
 	maxPacks int
+	// lockedPush bounds a push made under the registry lock (CommitPush).
+	lockedPush time.Duration
 	// noSync skips the flush of new objects; only benchmarks set it, to
 	// measure the work that depends on the registry's size apart from the
 	// file system's flush (BenchmarkAppendPeers measures that).
@@ -79,13 +81,19 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // removed by a commit; see Registry.Unlock.
 func WithRefLockWait(d time.Duration) Option { return func(o *options) { o.refWait = d } }
 
+// WithLockedPushTimeout bounds the push CommitPush makes while it holds the
+// registry lock (default 30s; the context may end it sooner): a remote
+// that does not answer makes every local writer wait meanwhile. See
+// commitPushOnce for why the lock is held.
+func WithLockedPushTimeout(d time.Duration) Option { return func(o *options) { o.lockedPush = d } }
+
 // WithMaxPacks sets how many packs a commit may leave in objects/pack/
 // before it merges them (default 32; see the package documentation). Each
 // commit writes its objects as one pack.
 func WithMaxPacks(n int) Option { return func(o *options) { o.maxPacks = max(n, 1) } }
 
 func newOptions(opts []Option) options {
-	o := options{clock: time.Now, refWait: 10 * time.Second, maxPacks: 32}
+	o := options{clock: time.Now, refWait: 10 * time.Second, maxPacks: 32, lockedPush: 30 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
