@@ -100,7 +100,9 @@ func (h *handler) Extension(name string, body []byte) ([]byte, error) {
 		return h.sessionBind(body)
 	}
 	if h.locked() && name != "query" {
-		return nil, errLocked
+		// A failure with a body, so that a client says the agent is
+		// locked rather than that the extension failed.
+		return failureReply(errLocked), nil
 	}
 	if h.c.bindTried && !remoteAllowed[name] {
 		h.s.log.Warn("extension refused on a possibly remote connection", "extension", name, "pid", h.c.peer.PID)
@@ -153,6 +155,7 @@ func reasonOf(err error) string {
 		{agent.ErrOtherRegistry, "other-registry"},
 		{agent.ErrUnknownKey, "unknown-key"}, {agent.ErrNotSSHData, "not-ssh-data"},
 		{errBadRequest, "bad-request"}, {errPeer, "peer-uid"}, {errForwarded, "forwarded"},
+		{errLocked, "locked"},
 		{context.DeadlineExceeded, "timeout"}, {context.Canceled, "cancelled"},
 	} {
 		if errors.Is(err, r.err) {

@@ -101,6 +101,14 @@ func TestServePeople(t *testing.T) {
 	if err := sign(); err == nil {
 		t.Error("signed while locked")
 	}
+	// Our extensions say why they fail: the CLI through a locked agent.
+	keys := exec.Command(bin, "agent", "keys")
+	keys.Env = append(os.Environ(), append(env, "AUTHS_AGENT_SOCK="+sock)...)
+	var keysErr strings.Builder
+	keys.Stderr = &keysErr
+	if err := keys.Run(); keys.ProcessState.ExitCode() != 1 || !strings.Contains(keysErr.String(), "agent is locked") {
+		t.Errorf("agent keys through a locked agent: %v, stderr %q; want exit 1 saying the agent is locked", err, keysErr.String())
+	}
 	list := exec.Command("ssh-add", "-L")
 	list.Env = append(os.Environ(), sshEnv...)
 	if out, _ := list.CombinedOutput(); !strings.Contains(string(out), "The agent has no identities.") {
