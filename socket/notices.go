@@ -270,10 +270,15 @@ func (c *Client) noticesLocked(ctx context.Context) (stop func(), err error) {
 		req := NoticesRequest{ID: hex.EncodeToString(id)}
 		if _, err := c.rawLocked(ctx, ExtNoticesTo, mustJSON(req)); err != nil {
 			var ee *ExtensionError
+			if errors.As(err, &ee) && ee.Reason == "locked" {
+				// A locked agent: this call goes on without notices
+				// and gets its own answer; the next asks again.
+				return func() {}, nil
+			}
 			if errors.Is(err, ErrUnsupported) || errors.As(err, &ee) && ee.Reason == "" {
-				// An agent without notices, or one that is locked (a
-				// bare failure): the calls go on without them. A
-				// refusal with a reason (peer-uid) is the call's too.
+				// An agent without notices (a bare failure): the
+				// calls go on without them. A refusal with a reason
+				// (peer-uid) is the call's too.
 				c.onNotice = nil
 				return func() {}, nil
 			}

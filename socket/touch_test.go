@@ -155,8 +155,8 @@ func TestNoticesLockedAgent(t *testing.T) {
 	c.OnNotice(func(string) {})
 	lock.locked.Store(true)
 	var ee *socket.ExtensionError
-	if _, err := c.Keys(context.Background()); !errors.As(err, &ee) || ee.Extension != socket.ExtKeys {
-		t.Errorf("keys of a locked agent: %v, want the failure of keys@auths.dev", err)
+	if _, err := c.Keys(context.Background()); !errors.As(err, &ee) || ee.Extension != socket.ExtKeys || ee.Reason != "locked" {
+		t.Errorf("keys of a locked agent: %v, want the failure of keys@auths.dev with reason locked", err)
 	}
 	lock.locked.Store(false)
 	if keys, err := c.Keys(context.Background()); err != nil || len(keys) != 1 {
