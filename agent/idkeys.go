@@ -127,7 +127,8 @@ func samePolicy(x, y KeySpec) bool {
 // addNext holds the key uri names (public key pub), a next key found or
 // made beside parent: a controller key only (never an SSH key), allowed
 // for the identities parent is. A key held already (same public key or
-// URI) is not added again. It reports whether it added the key.
+// URI) is not added again, nor one while a controller key on its token is
+// not open (it may be that key). It reports whether it added the key.
 func (a *Agent) addNext(parent *key, uri, pub string) bool {
 	v, err := kel.ParseVerfer(pub)
 	if err != nil {
@@ -140,16 +141,29 @@ func (a *Agent) addNext(parent *key, uri, pub string) bool {
 	red := hsm.RedactURI(uri)
 	a.keysMu.Lock()
 	defer a.keysMu.Unlock()
+	unknown := ""
 	for _, k := range a.keys {
 		if k.uri == red {
 			return false
 		}
 		k.mu.Lock()
 		same := k.opened && k.verfer.QB64() == pub
+		if !k.opened && k.token == tok && k.spec.Has(UseKERI) {
+			unknown = k.uri
+		}
 		k.mu.Unlock()
 		if same {
 			return false
 		}
+	}
+	if unknown != "" {
+		// A held key on this token whose public key is not known (its
+		// PIN prompt was cancelled, say) may be this very key under
+		// another URI (named by id= only): held again with parent's
+		// policy, it would sign for identities its own policy denies.
+		// A later search holds it once that key is open.
+		a.log.Debug("next key not held yet: a key on its token is not open", "key", red, "unopened", unknown)
+		return false
 	}
 	spec := KeySpec{URI: uri, Uses: []Use{UseKERI}, Identities: slices.Clone(parent.spec.Identities)}
 	// The public key is known from the token: matching an event's key

@@ -318,6 +318,7 @@ func (a *Agent) matchKeys(ctx context.Context, prefix string, place func(kel.Ver
 
 // matchHeld is matchKeys over the keys held now.
 func (a *Agent) matchHeld(ctx context.Context, prefix string, place func(kel.Verfer) (index, ondex int)) (keys []signingKey, denied []string, err error) {
+	deniedAt := map[int]bool{}
 	for _, k := range a.held() {
 		if !k.spec.Has(UseKERI) {
 			continue
@@ -333,14 +334,18 @@ func (a *Agent) matchHeld(ctx context.Context, prefix string, place func(kel.Ver
 		if i < 0 {
 			continue
 		}
+		if !k.spec.Allows(prefix) {
+			denied = append(denied, k.uri)
+			deniedAt[i] = true
+			continue
+		}
 		if slices.ContainsFunc(keys, func(sk signingKey) bool { return sk.index == i }) {
 			continue // one key held twice (a config key and a next key found on its token)
 		}
-		if !k.spec.Allows(prefix) {
-			denied = append(denied, k.uri)
-			continue
-		}
 		keys = append(keys, signingKey{k: k, index: i, ondex: ondex, alg: v.Algorithm()})
 	}
+	// A key the policy denies signs through none of its copies, whatever
+	// the order they are held in.
+	keys = slices.DeleteFunc(keys, func(sk signingKey) bool { return deniedAt[sk.index] })
 	return keys, denied, nil
 }

@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/hsm/pkcs11"
+	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
+)
+
+// custodyRig is a SoftHSM token t1 (PIN 1234) with Ed25519 keys at the
+// given labels; it returns the rig and each label's CESR public key and
+// key id.
+func custodyRig(t *testing.T, labels ...string) (*softhsm.Rig, map[string]string, map[string][]byte) {
+	t.Helper()
+	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "t1", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.Remove() })
+	t.Setenv("SOFTHSM2_CONF", rig.Conf)
+	p, err := pkcs11.Open(rig.Module, pkcs11.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	pub, ids := map[string]string{}, map[string][]byte{}
+	for _, label := range labels {
+		u, err := hsm.ParsePKCS11URI(rig.URI("t1", label))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := p.Generate(context.Background(), u, kel.Ed25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub[label], ids[label] = info.Verfer.QB64(), info.ID
+	}
+	return rig, pub, ids
+}
+
+// inception is an unsigned inception event whose one current key is key.
+func inception(t *testing.T, key string) *kel.Event {
+	t.Helper()
+	e, err := kel.NewInception(kel.InceptionSpec{Keys: []string{key}, Threshold: kel.SimpleThreshold(1),
+		NextDigests: []string{kel.NextKeyDigest(key)}, NextThreshold: kel.SimpleThreshold(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestDeniedKeyHeldOnce: key A (object k0, any identity) and key B, the
+// key at k0-next1 named by its id only and restricted to identity X. The
+// first request's PIN prompt is cancelled, so the agent cannot open A or
+// B when it searches the token for next keys and finds k0-next1 beside A.
+// Afterwards an inception by k0-next1 (whose prefix is not X) is refused
+// by B's policy: the key is not held a second time with A's looser
+// policy. Before the fix the copy signed it.
+func TestDeniedKeyHeldOnce(t *testing.T) {
+	rig, pub, ids := custodyRig(t, "k0", "k0-next1")
+	const idX = "EXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	var id strings.Builder
+	for _, c := range ids["k0-next1"] {
+		fmt.Fprintf(&id, "%%%02X", c)
+	}
+	mod := "?module-path=" + rig.Module
+	cfg := Config{Keys: []KeySpec{
+		{URI: "pkcs11:token=t1;object=k0" + mod, Uses: []Use{UseKERI}},
+		{URI: "pkcs11:token=t1;id=" + id.String() + mod, Uses: []Use{UseKERI}, Identities: []string{idX}},
+	}}
+	var cancelled atomic.Bool
+	cancelled.Store(true)
+	o := NewTokenOpener(TokenOptions{Prompt: func(ctx context.Context, what string) (string, error) {
+		if cancelled.Load() {
+			return "", errors.New("pinentry: operation cancelled")
+		}
+		return "1234", nil
+	}})
+	defer o.Close()
+	a, err := New(cfg, Options{Opener: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	e := inception(t, pub["k0-next1"])
+	if _, err := a.SignEvent(ctx, e.Raw()); err == nil {
+		t.Fatal("signed with the PIN prompt cancelled")
+	}
+	cancelled.Store(false)
+	sigs, err := a.SignEvent(ctx, e.Raw())
+	if !errors.Is(err, ErrPolicy) {
+		t.Fatalf("inception by k0-next1 (restricted to %s) for %s: signatures %v, err %v; want refused by policy", idX, e.Prefix, sigs, err)
+	}
+}
