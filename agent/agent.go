@@ -145,6 +145,10 @@ type key struct {
 	signer hsm.Signer
 	verfer kel.Verfer // known once opened
 	opened bool
+	// tokenPub is the CESR public key read from the token without a
+	// PIN (discover), to tell a key found there from this one; empty
+	// until read.
+	tokenPub string
 }
 
 // New returns an agent holding the keys of cfg. Nothing is opened yet.

@@ -101,3 +101,41 @@ func TestDeniedKeyHeldOnce(t *testing.T) {
 		t.Fatalf("inception by k0-next1 (restricted to %s) for %s: signatures %v, err %v; want refused by policy", idX, e.Prefix, sigs, err)
 	}
 }
+
+// TestSSHKeyNotController: an SSH key of the config at k0-next1, beside
+// the controller key k0 on the token. The search for next keys finds it
+// under another URI (with its id=); it stays an SSH key only: listed
+// once, and an inception by it is not signed. Before the fix it was held
+// a second time as a controller key with k0's policy and signed.
+func TestSSHKeyNotController(t *testing.T) {
+	rig, pub, _ := custodyRig(t, "k0", "k0-next1")
+	cfg := Config{Keys: []KeySpec{
+		{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}},
+		{URI: rig.URI("t1", "k0-next1"), Uses: []Use{UseSSH}},
+	}}
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(cfg, Options{Opener: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	list, err := a.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uses [][]Use
+	for _, k := range list {
+		if k.PublicKey == pub["k0-next1"] {
+			uses = append(uses, k.Uses)
+		}
+	}
+	if len(uses) != 1 || len(uses[0]) != 1 || uses[0][0] != UseSSH {
+		t.Errorf("the SSH key k0-next1 is held with uses %v, want once, for ssh only", uses)
+	}
+	e := inception(t, pub["k0-next1"])
+	if sigs, err := a.SignEvent(ctx, e.Raw()); !errors.Is(err, ErrNoKey) {
+		t.Errorf("inception by the SSH key: signatures %v, err %v; want no held controller key", sigs, err)
+	}
+}

@@ -97,6 +97,7 @@ func (a *Agent) discover(ctx context.Context, again bool) bool {
 			}
 		}
 	}
+	a.readPublicKeys(ctx)
 	added := false
 	for _, pub := range order {
 		c := found[pub]
@@ -116,6 +117,41 @@ func (a *Agent) discover(ctx context.Context, again bool) bool {
 	return added
 }
 
+// publicKeyReader reads a key's public key without a PIN.
+type publicKeyReader interface {
+	PublicKey(ctx context.Context, uri string) (string, error)
+}
+
+// readPublicKeys reads, without a PIN, the public key of every held key
+// not opened yet, SSH keys too: a key found on a token may be one of them
+// under another URI (an SSH key in a retired PIV slot, a config key named
+// by id=), and must not be held again as a controller key with another
+// key's policy.
+func (a *Agent) readPublicKeys(ctx context.Context) {
+	r, ok := a.opener.(publicKeyReader)
+	if !ok {
+		return
+	}
+	for _, k := range a.held() {
+		k.mu.Lock()
+		known := k.opened || k.tokenPub != ""
+		k.mu.Unlock()
+		if known {
+			continue
+		}
+		pub, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) (string, error) {
+			return r.PublicKey(ctx, k.spec.URI)
+		})
+		if err != nil {
+			a.log.Debug("public key not read", "key", k.uri, "err", err)
+			continue
+		}
+		k.mu.Lock()
+		k.tokenPub = pub
+		k.mu.Unlock()
+	}
+}
+
 // samePolicy reports whether two keys may sign for the same identities.
 func samePolicy(x, y KeySpec) bool {
 	a, b := slices.Clone(x.Identities), slices.Clone(y.Identities)
@@ -127,8 +163,8 @@ func samePolicy(x, y KeySpec) bool {
 // addNext holds the key uri names (public key pub), a next key found or
 // made beside parent: a controller key only (never an SSH key), allowed
 // for the identities parent is. A key held already (same public key or
-// URI) is not added again, nor one while a controller key on its token is
-// not open (it may be that key). It reports whether it added the key.
+// URI) is not added again, nor one while a held key on its token has no
+// known public key (it may be that key). It reports whether it added the key.
 func (a *Agent) addNext(parent *key, uri, pub string) bool {
 	v, err := kel.ParseVerfer(pub)
 	if err != nil {
@@ -147,8 +183,8 @@ func (a *Agent) addNext(parent *key, uri, pub string) bool {
 			return false
 		}
 		k.mu.Lock()
-		same := k.opened && k.verfer.QB64() == pub
-		if !k.opened && k.token == tok && k.spec.Has(UseKERI) {
+		same := k.opened && k.verfer.QB64() == pub || k.tokenPub == pub
+		if !k.opened && k.tokenPub == "" && k.token == tok {
 			unknown = k.uri
 		}
 		k.mu.Unlock()
@@ -157,8 +193,9 @@ func (a *Agent) addNext(parent *key, uri, pub string) bool {
 		}
 	}
 	if unknown != "" {
-		// A held key on this token whose public key is not known (its
-		// PIN prompt was cancelled, say) may be this very key under
+		// A held key on this token whose public key is not known (not
+		// readable without a PIN, and its PIN prompt was cancelled, say)
+		// may be this very key under
 		// another URI (named by id= only): held again with parent's
 		// policy, it would sign for identities its own policy denies.
 		// A later search holds it once that key is open.

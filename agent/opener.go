@@ -11,6 +11,7 @@ import (
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/piv"
 	"github.com/auths-dev/auths-agent/hsm/pkcs11"
+	"github.com/auths-dev/auths-agent/kel"
 )
 
 // Opener opens the key a URI names. The agent calls it lazily, through the
@@ -73,6 +74,50 @@ func (o *TokenOpener) Open(ctx context.Context, uri string) (hsm.Signer, error) 
 		return p.Signer(ctx, uri)
 	}
 	return nil, hsm.NewURIError(uri, fmt.Errorf("%w: not a key URI (want pkcs11: or piv:)", hsm.ErrBadURI))
+}
+
+// PublicKey reads the public key of the key uri names without a PIN: the
+// PKCS#11 public key object (object= and id= as in uri), or the PIV
+// slot's public key.
+func (o *TokenOpener) PublicKey(ctx context.Context, uri string) (string, error) {
+	switch {
+	case strings.HasPrefix(uri, "pkcs11:"):
+		u, err := hsm.ParsePKCS11URI(uri)
+		if err != nil {
+			return "", err
+		}
+		p, err := o.module(u)
+		if err != nil {
+			return "", err
+		}
+		keys, err := p.ListPublic(ctx, u)
+		if err != nil {
+			return "", err
+		}
+		if len(keys) != 1 || keys[0].Algorithm == 0 {
+			return "", hsm.NewURIError(u.String(), fmt.Errorf("%w: %d public key objects readable without the PIN", hsm.ErrNotFound, len(keys)))
+		}
+		return keys[0].Verfer.QB64(), nil
+	case strings.HasPrefix(uri, "piv:"):
+		u, err := hsm.ParsePIVURI(uri)
+		if err != nil {
+			return "", err
+		}
+		p, err := o.pivProvider()
+		if err != nil {
+			return "", err
+		}
+		info, err := p.KeyURI(ctx, u, false)
+		if err != nil {
+			return "", err
+		}
+		v, err := kel.VerferFromPublicKey(info.Public)
+		if err != nil {
+			return "", hsm.NewURIError(u.String(), err)
+		}
+		return v.QB64(), nil
+	}
+	return "", hsm.NewURIError(uri, fmt.Errorf("%w: not a key URI (want pkcs11: or piv:)", hsm.ErrBadURI))
 }
 
 var errClosed = errors.New("agent is stopping")
