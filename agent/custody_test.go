@@ -139,3 +139,36 @@ func TestSSHKeyNotController(t *testing.T) {
 		t.Errorf("inception by the SSH key: signatures %v, err %v; want no held controller key", sigs, err)
 	}
 }
+
+// TestNextKeyKeepsPINValue: k0's URI carries its PIN as pin-value and the
+// agent has no PIN prompt. The next key found beside it signs after the
+// token sessions were closed (lock, SIGHUP), which needs a login with
+// k0's PIN. Before the fix the found key's URI had lost the pin-value and
+// the login failed for want of a PIN.
+func TestNextKeyKeepsPINValue(t *testing.T) {
+	rig, pub, _ := custodyRig(t, "k0", "k0-next1")
+	cfg := Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}}}
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(cfg, Options{Opener: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	list, err := a.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range list {
+		if strings.Contains(k.URI, "1234") {
+			t.Errorf("keys@auths.dev shows a PIN: %s", k.URI)
+		}
+	}
+	if err := a.DropSessions(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SignEvent(ctx, inception(t, pub["k0-next1"]).Raw()); err != nil {
+		t.Fatalf("inception by the next key after the sessions closed: %v", err)
+	}
+}

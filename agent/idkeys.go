@@ -174,6 +174,9 @@ func (a *Agent) addNext(parent *key, uri, pub string) bool {
 	if err != nil {
 		return false
 	}
+	// MakeNext and FindNext write URIs without pin-value: the next key
+	// logs in with parent's PIN as parent does.
+	uri = hsm.InheritPINValue(uri, parent.spec.URI)
 	red := hsm.RedactURI(uri)
 	a.keysMu.Lock()
 	defer a.keysMu.Unlock()

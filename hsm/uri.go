@@ -201,6 +201,35 @@ func (u *PKCS11URI) WithKey(label string, id []byte) *PKCS11URI {
 	return &c
 }
 
+// InheritPINValue returns uri, a key URI as String writes it (without
+// pin-value), with the pin-value of from added when from has one and uri
+// names no PIN: a next key made or found beside the key from names opens
+// with that key's PIN. The result holds the PIN: show it through
+// RedactURI only.
+func InheritPINValue(uri, from string) string {
+	pin := keyPIN(from)
+	if pin.Value == "" || !keyPIN(uri).IsZero() {
+		return uri
+	}
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + "pin-value=" + escapeAttr(pin.Value, false) // everything but unreserved characters %-encoded: a PIN never splits when redacted
+}
+
+// keyPIN returns the PIN attributes of a key URI; none when it does not
+// parse.
+func keyPIN(uri string) PINSpec {
+	if u, err := ParsePKCS11URI(uri); err == nil {
+		return u.PIN
+	}
+	if u, err := ParsePIVURI(uri); err == nil {
+		return u.PIN
+	}
+	return PINSpec{}
+}
+
 // escapeAttr %-encodes an attribute value: RFC 3986 unreserved characters
 // and a few safe sub-delimiters stay; in the query '/' and ':' stay too.
 func escapeAttr(v string, query bool) string {

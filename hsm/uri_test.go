@@ -292,3 +292,34 @@ func FuzzPINHidden(f *testing.F) {
 		}
 	})
 }
+
+// TestInheritPINValue: a next key's URI takes the pin-value of the key it
+// sits beside, whatever characters the PIN has; a URI with a PIN source of
+// its own, or beside a key without pin-value, is kept as it is.
+func TestInheritPINValue(t *testing.T) {
+	const pin = "a&b;c%d e?f"
+	for _, tc := range []struct{ from, uri string }{
+		{"pkcs11:token=t;object=k?module-path=/m.so&pin-value=" + escapeAttr(pin, false), "pkcs11:token=t;object=k-next1;id=%01?module-path=/m.so"},
+		{"piv:serial=1;slot=9c?pin-value=" + escapeAttr(pin, false), "piv:serial=1;slot=82"},
+	} {
+		got := InheritPINValue(tc.uri, tc.from)
+		if p := keyPIN(got); p.Value != pin || RedactURI(got) != RedactURI(tc.uri)+strings.Replace("?pin-value=…", "?", sepOf(tc.uri), 1) {
+			t.Errorf("InheritPINValue(%s): %s (PIN %q)", RedactURI(tc.uri), RedactURI(got), p.Value)
+		}
+	}
+	for _, tc := range []struct{ from, uri string }{
+		{"piv:slot=9c?pin-source=env:P", "piv:slot=82?pin-source=env:P"},
+		{"piv:slot=9c?pin-value=123456", "piv:slot=82?pin-source=env:P"},
+	} {
+		if got := InheritPINValue(tc.uri, tc.from); got != tc.uri {
+			t.Errorf("InheritPINValue(%s, %s) = %s, want it unchanged", tc.uri, RedactURI(tc.from), RedactURI(got))
+		}
+	}
+}
+
+func sepOf(uri string) string {
+	if strings.Contains(uri, "?") {
+		return "&"
+	}
+	return "?"
+}
