@@ -136,6 +136,9 @@ func idCreate(c *cli.Context, env *cliEnv) (err error) {
 	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
 		return err
 	}
+	if err := pendingInUse(c, env, inUse); err != nil {
+		return err
+	}
 	var nk nextKeySet
 	defer func() { nk.reportLeftovers(env, cmd, err) }()
 	if err = nk.collect(c, ts, uris, nextURIs, signers, inUse); err != nil {
@@ -249,6 +252,9 @@ func idRotate(c *cli.Context, env *cliEnv) (err error) {
 		return err
 	}
 	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
+		return err
+	}
+	if err := pendingInUse(c, env, inUse); err != nil {
 		return err
 	}
 	var nk nextKeySet

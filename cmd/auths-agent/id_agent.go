@@ -72,6 +72,9 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris []keyRef, co
 	if err := checkContributedNext(c, env, contribs, inUse); err != nil {
 		return true, err
 	}
+	if err := pendingInUse(c, env, inUse); err != nil {
+		return true, err
+	}
 	req := socket.NextKeysRequest{Prefix: prefix, Keys: keys, Registry: regDir}
 	var nk nextKeySet
 	defer func() { nk.reportLeftovers(env, cmd, err) }()

@@ -87,6 +87,23 @@ func keysInUse(env *cliEnv, dir string, own []string) (keyUses, error) {
 	return uses, nil
 }
 
+// pendingInUse adds to uses the keys and next-key digests of the
+// proposals waiting in the registry of --registry, when it exists
+// (pendingKeysInUse): a next key a waiting inception or rotation commits
+// to is not reused for another identity. It runs after
+// checkContributedNext, which words its refusal of a pending digest itself.
+func pendingInUse(c *cli.Context, env *cliEnv, uses keyUses) error {
+	dir := c.String("registry")
+	reg, err := registry.Open(dir, registryOptions(env)...)
+	if err != nil {
+		return nil // a registry to be created: nothing waits in it
+	}
+	if err := pendingKeysInUse(c.Context, reg, uses); err != nil {
+		return registryErr(dir, err)
+	}
+	return nil
+}
+
 // nextKeySet is the next keys of one id create or rotate: their CESR keys,
 // and which of them this attempt generated (to name them if it fails).
 type nextKeySet struct {
