@@ -360,31 +360,33 @@ func (a *Agent) record(ctx context.Context, r AuditRecord) error {
 	return nil
 }
 
-// recordTouchTimeouts adds a refusal to the audit trail for each touch
-// that did not come in err (a request's signatures were recorded before
-// the cards were asked; this says they were never made). r describes the
-// request.
+// recordTouchTimeouts adds a refusal to the audit trail for each
+// signature of a request that was recorded before its token was asked
+// and is not made because of a touch: one that did not come
+// (*TouchTimeoutError), or a card still waiting for an earlier one
+// (*BusyError, known before the card is asked). r describes the request.
 func (a *Agent) recordTouchTimeouts(ctx context.Context, r AuditRecord, err error) {
-	for _, te := range touchTimeouts(err) {
+	for _, te := range touchErrors(err) {
 		a.log.Warn("refused", "op", r.Op, "peer", PeerOf(ctx).PID, "reason", te)
 		r.Refused = te.Error()
 		a.record(ctx, r)
 	}
 }
 
-// touchTimeouts returns every *TouchTimeoutError in err's tree.
-func touchTimeouts(err error) []*TouchTimeoutError {
+// touchErrors returns every *TouchTimeoutError and *BusyError in err's
+// tree.
+func touchErrors(err error) []error {
 	switch e := err.(type) {
 	case nil:
 		return nil
-	case *TouchTimeoutError:
-		return []*TouchTimeoutError{e}
+	case *TouchTimeoutError, *BusyError:
+		return []error{e}
 	case interface{ Unwrap() []error }:
-		var out []*TouchTimeoutError
+		var out []error
 		for _, x := range e.Unwrap() {
-			out = append(out, touchTimeouts(x)...)
+			out = append(out, touchErrors(x)...)
 		}
 		return out
 	}
-	return touchTimeouts(errors.Unwrap(err))
+	return touchErrors(errors.Unwrap(err))
 }

@@ -60,7 +60,8 @@
 // with a [*TouchTimeoutError], recorded as a refusal; the card's call keeps
 // the card until it ends, and until then every request for the card gets a
 // [*BusyError] at once instead of queuing behind a touch that may never
-// come.
+// come, recorded as a refusal too (the audit trail has the record of each
+// signature before its token is asked).
 //
 // # The outside world
 //

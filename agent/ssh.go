@@ -111,6 +111,7 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	}
 	s, err := a.open(ctx, k)
 	if err != nil {
+		a.recordTouchTimeouts(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
 		return nil, err
 	}
 	sig, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) (*ssh.Signature, error) {

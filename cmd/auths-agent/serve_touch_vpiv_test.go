@@ -69,7 +69,7 @@ func vpivCardCtl(t *testing.T, args ...string) {
 // comes (a card whose touch arrives after an hour): the request fails at
 // the agent's --touch-timeout with one clear line, the other card keeps
 // working, the stuck card answers "busy" at once, and the audit trail
-// records the refusal with its reason.
+// records both refusals with their reasons.
 func TestServeTouch(t *testing.T) {
 	serials := rigSerials(t, "the touch test needs two cards")
 	cardsMu.Lock() // piv-go holds a card exclusively: one scenario at a time
@@ -170,9 +170,13 @@ func TestServeTouch(t *testing.T) {
 			refusals = append(refusals, l)
 		}
 	}
-	if len(refusals) != 1 || !strings.Contains(refusals[0], `"reason":"no touch on PIV card `+serials[0]+` slot 9a within 3s"`) ||
-		!strings.Contains(refusals[0], `"prefix":"`+p1+`"`) || !strings.Contains(refusals[0], `"op":"anchor"`) {
-		t.Errorf("audit refusals: %q, want one for the touch that did not come", refusals)
+	// The busy answer is a refusal too: its signature was recorded before
+	// the card was asked, and never made.
+	if len(refusals) != 2 || !strings.Contains(refusals[0], `"reason":"no touch on PIV card `+serials[0]+` slot 9a within 3s"`) ||
+		!strings.Contains(refusals[1], `"reason":"PIV card `+serials[0]+` slot 9a is busy: it still waits for the touch of a request that timed out`) ||
+		!strings.Contains(refusals[0], `"prefix":"`+p1+`"`) || !strings.Contains(refusals[0], `"op":"anchor"`) ||
+		!strings.Contains(refusals[1], `"prefix":"`+p1+`"`) || !strings.Contains(refusals[1], `"op":"anchor"`) {
+		t.Errorf("audit refusals: %q, want one for the touch that did not come, then one for the busy card", refusals)
 	}
 	// SIGHUP closes every token session; it does not wait for the stuck
 	// card, and the other card signs again right after.
