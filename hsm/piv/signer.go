@@ -214,6 +214,17 @@ func (s *Signer) signLocked(ctx context.Context, yk *piv.YubiKey, data []byte, o
 		return nil, fmt.Errorf("%w: piv-go returned %T", hsm.ErrUnsupportedKey, priv)
 	}
 	touch := s.needsTouchLocked()
+	if touch && auth.PINPolicy != piv.PINPolicyNever && (a.always || loginNeededLocked(yk)) {
+		// piv-go asks for the PIN inside Sign, where the card then waits
+		// for the touch: verify it first, so that the touch notice (and
+		// the agent's touch timeout, which starts with it) neither shows
+		// nor runs while a person types the PIN, and a wrong PIN is told
+		// without one. Under policy always piv-go sends it once more,
+		// from the attempt, without asking again.
+		if err := s.c.verifyPINLocked(ctx, yk, a); err != nil {
+			return nil, err
+		}
+	}
 	if touch && s.p.opts.Touch != nil {
 		s.p.opts.Touch(ctx, fmt.Sprintf("%s slot %02x", cardName(s.uri.Serial), s.uri.Slot))
 	}
@@ -233,6 +244,14 @@ func (s *Signer) signLocked(ctx context.Context, yk *piv.YubiKey, data []byte, o
 		s.c.lastTouch = time.Now()
 	}
 	return sig, nil
+}
+
+// loginNeededLocked reports whether the card asks for the PIN before a
+// PIN-policy-once key signs: the status VERIFY (no PIN) answers with the
+// tries left while no PIN is verified, and with success after.
+func loginNeededLocked(yk *piv.YubiKey) bool {
+	_, err := yk.Retries()
+	return err == nil
 }
 
 // needsTouchLocked reports whether the card will wait for a touch.

@@ -525,3 +525,55 @@ func TestRefusedPINSurvivesReconnect(t *testing.T) {
 		t.Errorf("retry counter %d after the right PIN, want %d", got, full)
 	}
 }
+
+// TestTouchNoticeAfterPIN: a key that needs a touch and a PIN from the
+// prompt (PIN policy once, on the first use after the card was opened;
+// PIN policy always, on every use): the touch notice comes only after the
+// prompt returned, so that a touch timeout counted from the notice never
+// counts the time a person takes to type the PIN. Before the fix the
+// notice came first and the prompt was asked while "waiting for touch"
+// showed.
+func TestTouchNoticeAfterPIN(t *testing.T) {
+	serial := rigSerials(t, 2)[0]
+	ctx := context.Background()
+	for _, tc := range []struct {
+		slot   string
+		policy piv.PINPolicy
+	}{{"86", piv.PINPolicyOnce}, {"87", piv.PINPolicyAlways}} {
+		setup := newTestProvider(t, Options{})
+		if _, err := setup.Generate(ctx, uriOf(serial, tc.slot, "pin-value="+testPIN), GenerateOptions{Algorithm: piv.AlgorithmEd25519,
+			PINPolicy: tc.policy, TouchPolicy: piv.TouchPolicyAlways, Overwrite: true}); err != nil {
+			t.Fatalf("Generate: %v", err)
+		}
+		setup.Close()
+		var mu sync.Mutex
+		var typed, noted []time.Time
+		p := newTestProvider(t, Options{
+			Prompt: func(_ context.Context, what string) (string, error) {
+				time.Sleep(300 * time.Millisecond) // a person typing
+				mu.Lock()
+				defer mu.Unlock()
+				typed = append(typed, time.Now())
+				return testPIN, nil
+			},
+			Touch: func(_ context.Context, what string) {
+				mu.Lock()
+				defer mu.Unlock()
+				noted = append(noted, time.Now())
+			},
+		})
+		s, err := p.Signer(ctx, uriOf(serial, tc.slot, ""))
+		if err != nil {
+			t.Fatalf("Signer: %v", err)
+		}
+		if _, err := s.SignKERI(ctx, []byte("touch after the PIN")); err != nil {
+			t.Fatalf("slot %s: SignKERI: %v", tc.slot, err)
+		}
+		mu.Lock()
+		if len(typed) != 1 || len(noted) != 1 || noted[0].Before(typed[0]) {
+			t.Errorf("slot %s (PIN policy %d): PIN typed at %v, touch notices at %v; want one of each, the notice after the PIN", tc.slot, tc.policy, typed, noted)
+		}
+		mu.Unlock()
+		p.Close()
+	}
+}
