@@ -202,7 +202,7 @@ func (a *Agent) addNext(parent *key, uri, pub string) bool {
 		// another URI (named by id= only): held again with parent's
 		// policy, it would sign for identities its own policy denies.
 		// A later search holds it once that key is open.
-		a.log.Debug("next key not held yet: a key on its token is not open", "key", red, "unopened", unknown)
+		a.log.Warn("next key not held yet: the public key of a held key on its token is not known", "key", red, "unknown", unknown)
 		return false
 	}
 	spec := KeySpec{URI: uri, Uses: []Use{UseKERI}, Identities: slices.Clone(parent.spec.Identities)}
