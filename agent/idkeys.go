@@ -198,10 +198,10 @@ func (a *Agent) addNext(parent *key, uri, pub string) bool {
 	if unknown != "" {
 		// A held key on this token whose public key is not known (not
 		// readable without a PIN, and its PIN prompt was cancelled, say)
-		// may be this very key under
-		// another URI (named by id= only): held again with parent's
-		// policy, it would sign for identities its own policy denies.
-		// A later search holds it once that key is open.
+		// may be this very key under another URI (named by id= only):
+		// held again with parent's policy, it would sign for identities
+		// its own policy denies. A later search holds it once that key
+		// is open.
 		a.log.Warn("next key not held yet: the public key of a held key on its token is not known", "key", red, "unknown", unknown)
 		return false
 	}
