@@ -12,6 +12,7 @@ import (
 
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/piv"
+	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/softhsm-test/vpiv"
 )
 
@@ -69,5 +70,70 @@ func TestPIVSSHKeyNotController(t *testing.T) {
 	}
 	if sigs, err := a.SignEvent(ctx, inception(t, pub["90"]).Raw()); !errors.Is(err, ErrNoKey) {
 		t.Errorf("inception by the SSH key: signatures %v, err %v; want no held controller key", sigs, err)
+	}
+}
+
+// TestPIVUnmarkedRetiredKeyNotHeld: a key a person put in a retired slot
+// (slot 91, made as key generate makes keys, without NextPIV's
+// certificate) on a card whose slot 9d holds a controller key is not held
+// as a next key of 9d, and an inception by it is not signed; a key NextPIV
+// made on the same card is held, as a next key of 9d. Before, every key
+// in slots 82-95 was held as a controller key with 9d's policy.
+func TestPIVUnmarkedRetiredKeyNotHeld(t *testing.T) {
+	serials, err := vpiv.Serials(1)
+	if err != nil {
+		t.Fatalf("%v (softhsm-test/vpiv-up 2)", err)
+	}
+	card := fmt.Sprintf("piv:serial=%d;slot=", serials[0])
+	ctx := context.Background()
+	p := piv.NewProvider(piv.Options{})
+	pub := map[string]string{}
+	for _, slot := range []string{"9d", "91"} {
+		s, err := p.Generate(ctx, card+slot+"?pin-value=123456", piv.GenerateOptions{Algorithm: gopiv.AlgorithmEd25519, Overwrite: true})
+		if err != nil {
+			t.Fatalf("generate slot %s: %v", slot, err)
+		}
+		v, err := hsm.Verfer(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub[slot] = v.QB64()
+	}
+	u, err := hsm.ParsePIVURI(card + "9d?pin-value=123456")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nu, made, _, err := NextPIV(ctx, p, u, kel.Ed25519, func(string) bool { return false })
+	if err != nil {
+		t.Fatalf("NextPIV: %v", err)
+	}
+	if nu.Slot == 0x91 {
+		t.Fatalf("NextPIV took the person's key in slot 91")
+	}
+	p.Close()
+	t.Setenv("YK_PIN", "123456")
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(Config{Keys: []KeySpec{{URI: card + "9d?pin-source=env:YK_PIN", Uses: []Use{UseKERI}}}}, Options{Opener: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	list, err := a.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heldMade bool
+	for _, k := range list {
+		if k.PublicKey == pub["91"] {
+			t.Errorf("the person's key in slot 91 is held (uses %v, next of %q)", k.Uses, k.NextOf)
+		}
+		heldMade = heldMade || k.PublicKey == made && k.NextOf != ""
+	}
+	if !heldMade {
+		t.Errorf("the key NextPIV made in slot %02x is not held as a next key: %+v", nu.Slot, list)
+	}
+	if sigs, err := a.SignEvent(ctx, inception(t, pub["91"]).Raw()); !errors.Is(err, ErrNoKey) {
+		t.Errorf("inception by the person's key: signatures %v, err %v; want no held controller key", sigs, err)
 	}
 }

@@ -46,7 +46,9 @@
 // certificate marks it as NextPIV's). id contribute asks for one next key
 // the same way, checked as an inception. The agent holds the keys it made with the policy of
 // the key beside them, and finds next keys on its tokens again after a
-// restart (idkeys.go): nothing is written to the config.
+// restart (idkeys.go: PKCS#11 labels BASE-nextN, and on PIV only keys whose
+// slot certificate marks them as NextPIV's): nothing is written to the
+// config.
 //
 // # Scheduling
 //

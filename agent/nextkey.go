@@ -128,6 +128,18 @@ func nextPIVName(slot uint8) string {
 // public key: its certificate names the slot with nextPIVName, is signed
 // by its own key, and that key is the slot's.
 func madeNextPIV(info piv.KeyInfo, slot uint8, alg kel.Algorithm) (string, bool) {
+	key, ok := nextPIVKey(info, slot)
+	if !ok {
+		return "", false
+	}
+	if v, err := kel.ParseVerfer(key); err != nil || v.Algorithm() != alg {
+		return "", false
+	}
+	return key, true
+}
+
+// nextPIVKey is madeNextPIV for a key of either algorithm.
+func nextPIVKey(info piv.KeyInfo, slot uint8) (string, bool) {
 	cert := info.Certificate
 	if cert == nil || cert.Subject.CommonName != nextPIVName(slot) || cert.Issuer.CommonName != nextPIVName(slot) {
 		return "", false
@@ -141,7 +153,7 @@ func madeNextPIV(info piv.KeyInfo, slot uint8, alg kel.Algorithm) (string, bool)
 		return "", false
 	}
 	v, err := kel.VerferFromPublicKey(info.Public)
-	if err != nil || v.Algorithm() != alg {
+	if err != nil {
 		return "", false
 	}
 	return v.QB64(), true
@@ -161,7 +173,8 @@ type nextKeyMaker interface {
 	// uri names.
 	MakeNext(ctx context.Context, uri string, alg kel.Algorithm, used func(key string) bool) (nuri, key string, reused bool, err error)
 	// FindNext lists the keys on uri's token that are next keys of uri's
-	// key: PKCS#11 keys labelled BASE-nextN, PIV keys in retired slots.
+	// key: PKCS#11 keys labelled BASE-nextN, PIV keys NextPIV made in
+	// retired slots (its certificate marks them).
 	FindNext(ctx context.Context, uri string) ([]foundKey, error)
 }
 
@@ -254,11 +267,15 @@ func (o *TokenOpener) FindNext(ctx context.Context, uri string) ([]foundKey, err
 			if err != nil {
 				return out, err
 			}
-			v, err := kel.VerferFromPublicKey(info.Public)
-			if err != nil {
-				continue // not a key the agent signs with
+			// Only keys NextPIV made: a key a person put in a retired
+			// slot (a decryption key, an SSH key, one made with key
+			// generate) is not a next key of anything; the config
+			// names it when the agent is to hold it.
+			key, ok := nextPIVKey(info, slot)
+			if !ok {
+				continue
 			}
-			out = append(out, foundKey{uri: nu.String(), key: v.QB64()})
+			out = append(out, foundKey{uri: nu.String(), key: key})
 		}
 		return out, nil
 	}
