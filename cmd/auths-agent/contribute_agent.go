@@ -32,11 +32,7 @@ func contributeViaAgent(c *cli.Context, env *cliEnv, reg *registry.Registry, dir
 	}
 	defer cl.Close()
 	cmd := commandPath(c)
-	held, err := cl.Keys(c.Context)
-	if err != nil {
-		return true, agentErr(cmd, err)
-	}
-	keys, err := agentKeys(cmd, "key", held, uris)
+	held, keys, err := heldKeys(c.Context, cmd, cl, uris)
 	if err != nil {
 		return true, err
 	}

@@ -10,6 +10,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -40,11 +41,7 @@ func idViaAgent(c *cli.Context, env *cliEnv, st *kel.KeyState, uris []keyRef, co
 	}
 	defer cl.Close()
 	cmd := commandPath(c)
-	held, err := cl.Keys(c.Context)
-	if err != nil {
-		return true, agentErr(cmd, err)
-	}
-	keys, err := agentKeys(cmd, "key", held, uris)
+	held, keys, err := heldKeys(c.Context, cmd, cl, uris)
 	if err != nil {
 		return true, err
 	}
@@ -150,6 +147,17 @@ func thresholdText(t kel.Threshold) string {
 // keys (URIs compare without their PIN attributes) and returns their CESR
 // public keys, refusing a key the agent does not hold and two URIs that
 // name one key.
+// heldKeys asks the agent for the keys it holds and returns them with the
+// CESR keys of the --key URIs, each of which must be one of them.
+func heldKeys(ctx context.Context, cmd string, cl *socket.Client, uris []keyRef) ([]agent.KeyInfo, []string, error) {
+	held, err := cl.Keys(ctx)
+	if err != nil {
+		return nil, nil, agentErr(cmd, err)
+	}
+	keys, err := agentKeys(cmd, "key", held, uris)
+	return held, keys, err
+}
+
 func agentKeys(cmd, flag string, held []agent.KeyInfo, uris []keyRef) ([]string, error) {
 	var keys []string
 	for i, u := range uris {
