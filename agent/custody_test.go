@@ -12,6 +12,7 @@ import (
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/pkcs11"
 	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
 	"github.com/auths-dev/auths-agent/softhsm-test/softhsm"
 )
 
@@ -170,5 +171,80 @@ func TestNextKeyKeepsPINValue(t *testing.T) {
 	}
 	if _, err := a.SignEvent(ctx, inception(t, pub["k0-next1"]).Raw()); err != nil {
 		t.Fatalf("inception by the next key after the sessions closed: %v", err)
+	}
+}
+
+// TestNextKeysStrictestCopy: the config names the key k0 twice, by its
+// label (any identity) and by its id (restricted to identity X). A
+// contribution by k0 (which names no identity, so a restricted key may
+// not make one) is refused, whichever copy the agent finds first: a key
+// held twice answers to the strictest of its policies, as signing does
+// (matchHeld). Before, next-keys checked only the first copy and made a
+// next key for the contribution.
+func TestNextKeysStrictestCopy(t *testing.T) {
+	rig, pub, ids := custodyRig(t, "k0")
+	const idX = "EXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	var id strings.Builder
+	for _, c := range ids["k0"] {
+		fmt.Fprintf(&id, "%%%02X", c)
+	}
+	mod := "?module-path=" + rig.Module + "&pin-value=1234"
+	cfg := Config{Keys: []KeySpec{
+		{URI: "pkcs11:token=t1;object=k0" + mod, Uses: []Use{UseKERI}},
+		{URI: "pkcs11:token=t1;id=" + id.String() + mod, Uses: []Use{UseKERI}, Identities: []string{idX}},
+	}}
+	reg, _, err := registry.Init(context.Background(), filepath.Join(t.TempDir(), "reg"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(cfg, Options{Opener: o, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	if _, err := a.Keys(ctx); err != nil { // opens both copies
+		t.Fatal(err)
+	}
+	next, err := a.NextKeys(ctx, NextKeysSpec{Keys: []string{pub["k0"]}, Generate: true, Contribution: true})
+	if !errors.Is(err, ErrPolicy) {
+		t.Fatalf("a contribution by k0 (restricted to %s by one copy): next keys %v, err %v; want refused by policy", idX, next, err)
+	}
+}
+
+// TestNextKeyNeverAnSSHKey: the config's SSH key sits at k0-next1, where
+// a next key of the controller key k0 would be. Next keys for k0 never
+// reuse it (the identity would commit to an SSH key it could never rotate
+// to): a new key k0-next2 is made. Before, the SSH key was handed out as
+// k0's next key.
+func TestNextKeyNeverAnSSHKey(t *testing.T) {
+	rig, pub, _ := custodyRig(t, "k0", "k0-next1")
+	cfg := Config{Keys: []KeySpec{
+		{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}},
+		{URI: rig.URI("t1", "k0-next1"), Uses: []Use{UseSSH}},
+	}}
+	reg, _, err := registry.Init(context.Background(), filepath.Join(t.TempDir(), "reg"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(cfg, Options{Opener: o, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	if _, err := a.Keys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, err := a.NextKeys(ctx, NextKeysSpec{Keys: []string{pub["k0"]}, Generate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) != 1 || next[0].PublicKey == pub["k0-next1"] || !strings.Contains(next[0].URI, "object=k0-next2") {
+		t.Errorf("next keys of k0: %+v; want a new key k0-next2, never the SSH key k0-next1", next)
 	}
 }

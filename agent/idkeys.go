@@ -303,17 +303,8 @@ func (a *Agent) nextKeys(ctx context.Context, op string, spec NextKeysSpec) ([]N
 		if k == nil {
 			return nil, refuse(op, ErrNoKey, "key %d (%s) is not a controller key this agent holds", i, pub)
 		}
-		switch {
-		case spec.Prefix == "" && len(k.spec.Identities) > 0 && spec.Contribution:
-			// The contribution names no identity: it may go to an
-			// inception, whose prefix cannot be among those named.
-			return nil, refuse(op, ErrPolicy, "key %s may sign only for the identities its policy names; it cannot contribute to an event for an identity not named (as it cannot incept one)", k.uri)
-		case spec.Prefix == "" && len(k.spec.Identities) > 0:
-			return nil, refuse(op, ErrPolicy, "key %s may sign only for the identities its policy names; it cannot incept a new identity", k.uri)
-		case spec.Prefix != "" && !k.spec.Allows(spec.Prefix):
-			return nil, refuse(op, ErrPolicy, "key %s may not sign for identity %s", k.uri, spec.Prefix)
-		case st != nil && st.KeyIndex(pub) >= 0:
-			return nil, refuse(op, ErrNotNext, "key %s is a current key of %s; rotate to its pre-committed next keys", k.uri, spec.Prefix)
+		if err := a.allowsNext(op, spec, st, k, pub); err != nil {
+			return nil, err
 		}
 		keys[i] = k
 		inUse[pub] = true
@@ -321,6 +312,75 @@ func (a *Agent) nextKeys(ctx context.Context, op string, spec NextKeysSpec) ([]N
 	for _, d := range spec.NextDigests {
 		inUse[d] = true
 	}
+	// An SSH key of the config is never made a next key of anything.
+	for _, h := range a.held() {
+		if h.spec.Has(UseKERI) {
+			continue
+		}
+		h.mu.Lock()
+		if h.opened {
+			inUse[h.verfer.QB64()] = true
+		}
+		if h.tokenPub != "" {
+			inUse[h.tokenPub] = true
+		}
+		h.mu.Unlock()
+	}
+	return a.makeNext(ctx, op, spec, keys, inUse)
+}
+
+// allowsNext checks a next-keys request for held key k (public key pub)
+// against the policy of k and of every other held copy of the same key:
+// a key held twice (a config key and a next key found under another URI)
+// answers to the strictest of its policies.
+func (a *Agent) allowsNext(op string, spec NextKeysSpec, st *kel.KeyState, k *key, pub string) error {
+	for _, ks := range append([]KeySpec{k.spec}, a.specsOf(pub)...) {
+		if err := allowsNextBy(op, spec, st, k.uri, ks, pub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// specsOf returns the specs of the held controller keys known to have the
+// public key pub.
+func (a *Agent) specsOf(pub string) []KeySpec {
+	var out []KeySpec
+	for _, h := range a.held() {
+		if !h.spec.Has(UseKERI) {
+			continue
+		}
+		h.mu.Lock()
+		same := h.opened && h.verfer.QB64() == pub || h.tokenPub == pub
+		h.mu.Unlock()
+		if same {
+			out = append(out, h.spec)
+		}
+	}
+	return out
+}
+
+// allowsNextBy is the check of allowsNext for one policy ks of the key
+// named uri.
+func allowsNextBy(op string, spec NextKeysSpec, st *kel.KeyState, uri string, ks KeySpec, pub string) error {
+	switch {
+	case spec.Prefix == "" && len(ks.Identities) > 0 && spec.Contribution:
+		// The contribution names no identity: it may go to an
+		// inception, whose prefix cannot be among those named.
+		return refuse(op, ErrPolicy, "key %s may sign only for the identities its policy names; it cannot contribute to an event for an identity not named (as it cannot incept one)", uri)
+	case spec.Prefix == "" && len(ks.Identities) > 0:
+		return refuse(op, ErrPolicy, "key %s may sign only for the identities its policy names; it cannot incept a new identity", uri)
+	case spec.Prefix != "" && !ks.Allows(spec.Prefix):
+		return refuse(op, ErrPolicy, "key %s may not sign for identity %s", uri, spec.Prefix)
+	case st != nil && st.KeyIndex(pub) >= 0:
+		return refuse(op, ErrNotNext, "key %s is a current key of %s; rotate to its pre-committed next keys", uri, spec.Prefix)
+	}
+	return nil
+}
+
+// makeNext makes (or reuses) a next key beside each of keys, none of them
+// in inUse.
+func (a *Agent) makeNext(ctx context.Context, op string, spec NextKeysSpec, keys []*key, inUse map[string]bool) ([]NextKey, error) {
 	if !spec.Generate {
 		return nil, nil
 	}
