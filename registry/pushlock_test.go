@@ -85,3 +85,17 @@ func TestCommitPushLockBound(t *testing.T) {
 		t.Errorf("outgoing ref left at %v (%v)", h, err)
 	}
 }
+
+// TestLockedPushTimeoutOption: a bound of zero or less keeps the default
+// (before, WithLockedPushTimeout(0) made every CommitPush fail at once
+// with "no answer within 0s").
+func TestLockedPushTimeoutOption(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		if got := newOptions([]Option{WithLockedPushTimeout(d)}).lockedPush; got != 30*time.Second {
+			t.Errorf("WithLockedPushTimeout(%v): %v, want the default 30s", d, got)
+		}
+	}
+	if got := newOptions([]Option{WithLockedPushTimeout(time.Second)}).lockedPush; got != time.Second {
+		t.Errorf("WithLockedPushTimeout(1s): %v", got)
+	}
+}

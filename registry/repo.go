@@ -84,8 +84,15 @@ func WithRefLockWait(d time.Duration) Option { return func(o *options) { o.refWa
 // WithLockedPushTimeout bounds the push CommitPush makes while it holds the
 // registry lock (default 30s; the context may end it sooner): a remote
 // that does not answer makes every local writer wait meanwhile. See
-// commitPushOnce for why the lock is held.
-func WithLockedPushTimeout(d time.Duration) Option { return func(o *options) { o.lockedPush = d } }
+// commitPushOnce for why the lock is held. A d of zero or less keeps the
+// default.
+func WithLockedPushTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.lockedPush = d
+		}
+	}
+}
 
 // WithMaxPacks sets how many packs a commit may leave in objects/pack/
 // before it merges them (default 32; see the package documentation). Each
