@@ -110,6 +110,15 @@ type transportError struct{ err error }
 func (e *transportError) Error() string { return cleanRemoteText(e.err.Error()) }
 func (e *transportError) Unwrap() error { return e.err }
 
+// IsTransport reports whether err came from talking to a remote (it was
+// unreachable, refused the connection or the credentials, has no such
+// repository): input that named a remote that cannot be used, as opposed
+// to a local failure or a refusal by the rules.
+func IsTransport(err error) bool {
+	var te *transportError
+	return errors.As(err, &te)
+}
+
 func transportErr(err error) error {
 	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return err

@@ -213,9 +213,9 @@ func signAndFinishVia(ctx context.Context, env *cliEnv, cmd string, a *anchor.An
 			if serr := a.Save(ctx, p); serr == nil {
 				fmt.Fprintf(env.stderr, "auths-agent: %s: saved as pending %s %s\n", cmd, p.Prefix(), p.SAID())
 			}
-			if rem != nil {
-				// An unreachable remote, a refused push: the statuses
-				// pending push and pull give the same errors.
+			if rem != nil && registry.IsTransport(err) {
+				// An unreachable remote: the status pending push and
+				// pull give it; local failures map as without --remote.
 				return remoteErr(cmd, err)
 			}
 		}
