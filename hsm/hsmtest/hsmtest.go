@@ -155,9 +155,10 @@ func testDescribe(t *testing.T, s hsm.Signer, secrets []string) {
 // mentions reports whether sec occurs in d as a word of its own: an
 // occurrence inside a longer run of letters and digits is part of something
 // else. Test PINs are short digit strings ("1234"), and the random key ids
-// and token serials a description rightly shows are hex, so about one key id
-// in a dozen contains "1234" by chance; a leaked PIN is bounded by
-// punctuation ("pin-value=1234&", "?1234", "(1234)").
+// and token serials a description rightly shows are hex: a 16-byte key id
+// holds "1234" about once in 2,000 draws (29 places, 16^-4 each), often
+// enough that CI met it; a leaked PIN is bounded by punctuation
+// ("pin-value=1234&", "?1234", "(1234)").
 func mentions(d, sec string) bool {
 	if sec == "" {
 		return false
