@@ -193,17 +193,7 @@ func TestNextKeysStrictestCopy(t *testing.T) {
 		{URI: "pkcs11:token=t1;object=k0" + mod, Uses: []Use{UseKERI}},
 		{URI: "pkcs11:token=t1;id=" + id.String() + mod, Uses: []Use{UseKERI}, Identities: []string{idX}},
 	}}
-	reg, _, err := registry.Init(context.Background(), filepath.Join(t.TempDir(), "reg"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(cfg, Options{Opener: o, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := registryAgent(t, cfg)
 	ctx := context.Background()
 	if _, err := a.Keys(ctx); err != nil { // opens both copies
 		t.Fatal(err)
@@ -225,17 +215,7 @@ func TestNextKeyNeverAnSSHKey(t *testing.T) {
 		{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}},
 		{URI: rig.URI("t1", "k0-next1"), Uses: []Use{UseSSH}},
 	}}
-	reg, _, err := registry.Init(context.Background(), filepath.Join(t.TempDir(), "reg"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(cfg, Options{Opener: o, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := registryAgent(t, cfg)
 	ctx := context.Background()
 	if _, err := a.Keys(ctx); err != nil {
 		t.Fatal(err)
@@ -247,4 +227,22 @@ func TestNextKeyNeverAnSSHKey(t *testing.T) {
 	if len(next) != 1 || next[0].PublicKey == pub["k0-next1"] || !strings.Contains(next[0].URI, "object=k0-next2") {
 		t.Errorf("next keys of k0: %+v; want a new key k0-next2, never the SSH key k0-next1", next)
 	}
+}
+
+// registryAgent is an agent on cfg's SoftHSM keys with a new registry,
+// closed at the end of the test.
+func registryAgent(t *testing.T, cfg Config) *Agent {
+	t.Helper()
+	reg, _, err := registry.Init(context.Background(), filepath.Join(t.TempDir(), "reg"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := NewTokenOpener(TokenOptions{})
+	t.Cleanup(func() { o.Close() })
+	a, err := New(cfg, Options{Opener: o, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }
