@@ -23,25 +23,9 @@ import (
 // and an inception by it is not signed. Before the fix it was held as a
 // controller key with 9d's policy and signed.
 func TestPIVSSHKeyNotController(t *testing.T) {
-	serials, err := vpiv.Serials(1)
-	if err != nil {
-		t.Fatalf("%v (softhsm-test/vpiv-up 2)", err)
-	}
-	card := fmt.Sprintf("piv:serial=%d;slot=", serials[0])
 	ctx := context.Background()
 	p := piv.NewProvider(piv.Options{})
-	pub := map[string]string{}
-	for _, slot := range []string{"9d", "90"} {
-		s, err := p.Generate(ctx, card+slot+"?pin-value=123456", piv.GenerateOptions{Algorithm: gopiv.AlgorithmEd25519, Overwrite: true})
-		if err != nil {
-			t.Fatalf("generate slot %s: %v", slot, err)
-		}
-		v, err := hsm.Verfer(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub[slot] = v.QB64()
-	}
+	card, pub := pivKeys(t, p, "9d", "90")
 	p.Close()
 	t.Setenv("YK_PIN", "123456")
 	cfg := Config{Keys: []KeySpec{
@@ -80,25 +64,9 @@ func TestPIVSSHKeyNotController(t *testing.T) {
 // made on the same card is held, as a next key of 9d. Before, every key
 // in slots 82-95 was held as a controller key with 9d's policy.
 func TestPIVUnmarkedRetiredKeyNotHeld(t *testing.T) {
-	serials, err := vpiv.Serials(1)
-	if err != nil {
-		t.Fatalf("%v (softhsm-test/vpiv-up 2)", err)
-	}
-	card := fmt.Sprintf("piv:serial=%d;slot=", serials[0])
 	ctx := context.Background()
 	p := piv.NewProvider(piv.Options{})
-	pub := map[string]string{}
-	for _, slot := range []string{"9d", "91"} {
-		s, err := p.Generate(ctx, card+slot+"?pin-value=123456", piv.GenerateOptions{Algorithm: gopiv.AlgorithmEd25519, Overwrite: true})
-		if err != nil {
-			t.Fatalf("generate slot %s: %v", slot, err)
-		}
-		v, err := hsm.Verfer(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub[slot] = v.QB64()
-	}
+	card, pub := pivKeys(t, p, "9d", "91")
 	u, err := hsm.ParsePIVURI(card + "9d?pin-value=123456")
 	if err != nil {
 		t.Fatal(err)
@@ -136,4 +104,29 @@ func TestPIVUnmarkedRetiredKeyNotHeld(t *testing.T) {
 	if sigs, err := a.SignEvent(ctx, inception(t, pub["91"]).Raw()); !errors.Is(err, ErrNoKey) {
 		t.Errorf("inception by the person's key: signatures %v, err %v; want no held controller key", sigs, err)
 	}
+}
+
+// pivKeys makes an Ed25519 key (PIN 123456, no NextPIV certificate) in each
+// of slots of the first virtual card, and returns the card's URI prefix
+// ("piv:serial=N;slot=") and each slot's CESR public key.
+func pivKeys(t *testing.T, p *piv.Provider, slots ...string) (string, map[string]string) {
+	t.Helper()
+	serials, err := vpiv.Serials(1)
+	if err != nil {
+		t.Fatalf("%v (softhsm-test/vpiv-up 2)", err)
+	}
+	card := fmt.Sprintf("piv:serial=%d;slot=", serials[0])
+	pub := map[string]string{}
+	for _, slot := range slots {
+		s, err := p.Generate(context.Background(), card+slot+"?pin-value=123456", piv.GenerateOptions{Algorithm: gopiv.AlgorithmEd25519, Overwrite: true})
+		if err != nil {
+			t.Fatalf("generate slot %s: %v", slot, err)
+		}
+		v, err := hsm.Verfer(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub[slot] = v.QB64()
+	}
+	return card, pub
 }
