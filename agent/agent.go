@@ -122,6 +122,7 @@ type Agent struct {
 
 	statesMu sync.Mutex
 	states   map[string]heldState // key states read from the registry (states.go)
+	head     registry.HeadStamp   // the registry ref as last read (states.go)
 }
 
 // held returns the keys held now.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/registry"
 )
 
 // maxHeldStates bounds the key states the agent keeps; past it they are
@@ -16,20 +17,31 @@ type heldState struct {
 
 // keyState returns the key state of prefix as of the registry's current
 // commit. The state read for an identity is kept with the commit it was
-// read at: while the registry ref still names that commit (the ref is one
-// small file to read), the tip, state file and trees of the identity are
-// not read and decoded again. A ref that moved, by this agent's commits or
-// another process's, means reading them again. Errors are not kept.
+// read at: while the registry ref still names that commit, the tip, state
+// file and trees of the identity are not read and decoded again. Whether
+// the ref moved is asked of the ref's file with one stat(2) while the
+// registry says that is certain (registry.Unchanged: the file read is
+// still there, unmodified, and was not written in the second before it was
+// read), and by reading the ref file otherwise. A ref that moved, by this
+// agent's commits or another process's, means reading them again. Errors
+// are not kept.
 func (a *Agent) keyState(prefix string) (*kel.KeyState, error) {
-	if head, err := a.reg.Head(); err == nil {
-		a.statesMu.Lock()
-		h, ok := a.states[prefix]
-		a.statesMu.Unlock()
-		if ok && h.commit == head {
-			return h.state, nil
+	head, err := a.registryHead()
+	if err != nil {
+		// No registry yet among them: the snapshot's to report.
+		snap, err := a.reg.Snapshot()
+		if err != nil {
+			return nil, err
 		}
-	} // an error (no registry yet among them) is the snapshot's to report
-	snap, err := a.reg.Snapshot()
+		return snap.KeyState(prefix)
+	}
+	a.statesMu.Lock()
+	h, ok := a.states[prefix]
+	a.statesMu.Unlock()
+	if ok && h.commit == head.Commit() {
+		return h.state, nil
+	}
+	snap, err := a.reg.SnapshotAt(head)
 	if err != nil {
 		return nil, err
 	}
@@ -44,4 +56,23 @@ func (a *Agent) keyState(prefix string) (*kel.KeyState, error) {
 	a.states[prefix] = heldState{commit: snap.Commit(), state: st}
 	a.statesMu.Unlock()
 	return st, nil
+}
+
+// registryHead is the registry ref's commit now: the one last read while
+// the registry says its file is unchanged, else read again.
+func (a *Agent) registryHead() (registry.HeadStamp, error) {
+	a.statesMu.Lock()
+	last := a.head
+	a.statesMu.Unlock()
+	if a.reg.Unchanged(last) {
+		return last, nil
+	}
+	head, err := a.reg.ReadHead()
+	if err != nil {
+		return registry.HeadStamp{}, err
+	}
+	a.statesMu.Lock()
+	a.head = head
+	a.statesMu.Unlock()
+	return head, nil
 }

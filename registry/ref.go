@@ -18,34 +18,63 @@ import (
 // readRef returns the value of a ref, loose or in packed-refs; the zero hash
 // when it does not exist. A symbolic or malformed ref is ErrCorrupt.
 func (r *Registry) readRef(name string) (plumbing.Hash, error) {
-	data, err := readSmallFile(filepath.Join(r.gitDir, filepath.FromSlash(name)), maxRefFileSize)
+	h, _, err := r.readRefFiles(name)
+	return h, err
+}
+
+// readRefFiles is readRef that also says what fstat(2) said of the files
+// it read, each on the open file it read (see HeadStamp).
+func (r *Registry) readRefFiles(name string) (plumbing.Hash, refFiles, error) {
+	var files refFiles
+	f, err := os.Open(filepath.Join(r.gitDir, filepath.FromSlash(name)))
+	if err == nil {
+		defer f.Close()
+		if files.loose, err = statOpen(f); err != nil {
+			return plumbing.ZeroHash, files, fmt.Errorf("read ref %s: %w", name, err)
+		}
+		h, err := readLooseRef(name, f)
+		return h, files, err
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return plumbing.ZeroHash, files, fmt.Errorf("read ref %s: %w", name, err)
+	}
+	p, err := os.Open(filepath.Join(r.gitDir, "packed-refs"))
+	if errors.Is(err, os.ErrNotExist) {
+		return plumbing.ZeroHash, files, nil
+	}
+	if err != nil {
+		return plumbing.ZeroHash, files, fmt.Errorf("read packed-refs: %w", err)
+	}
+	defer p.Close()
+	if files.packed, err = statOpen(p); err != nil {
+		return plumbing.ZeroHash, files, fmt.Errorf("read packed-refs: %w", err)
+	}
+	h, err := readPackedRef(name, p)
+	return h, files, err
+}
+
+// readLooseRef reads a loose ref file's commit id.
+func readLooseRef(name string, f io.Reader) (plumbing.Hash, error) {
+	data, err := readAtMost(f, maxRefFileSize)
 	switch {
 	case errors.Is(err, errTooLarge):
 		return plumbing.ZeroHash, corrupt(name, "ref file longer than %d bytes", maxRefFileSize)
-	case err == nil:
-		s := strings.TrimSpace(string(data))
-		if strings.HasPrefix(s, "ref:") {
-			return plumbing.ZeroHash, corrupt(name, "symbolic ref (%s), want a commit id", s)
-		}
-		if !plumbing.IsHash(s) {
-			return plumbing.ZeroHash, corrupt(name, "ref file holds %q, want a commit id", clip(s))
-		}
-		return plumbing.NewHash(s), nil
-	case !errors.Is(err, os.ErrNotExist):
+	case err != nil:
 		return plumbing.ZeroHash, fmt.Errorf("read ref %s: %w", name, err)
 	}
-	return r.readPackedRef(name)
+	s := strings.TrimSpace(string(data))
+	if strings.HasPrefix(s, "ref:") {
+		return plumbing.ZeroHash, corrupt(name, "symbolic ref (%s), want a commit id", s)
+	}
+	if !plumbing.IsHash(s) {
+		return plumbing.ZeroHash, corrupt(name, "ref file holds %q, want a commit id", clip(s))
+	}
+	return plumbing.NewHash(s), nil
 }
 
-func (r *Registry) readPackedRef(name string) (plumbing.Hash, error) {
-	f, err := os.Open(filepath.Join(r.gitDir, "packed-refs"))
-	if errors.Is(err, os.ErrNotExist) {
-		return plumbing.ZeroHash, nil
-	}
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("read packed-refs: %w", err)
-	}
-	defer f.Close()
+// readPackedRef finds ref name in packed-refs; the zero hash when it is
+// not there.
+func readPackedRef(name string, f io.Reader) (plumbing.Hash, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {

@@ -120,21 +120,20 @@ func BenchmarkSSHSign(b *testing.B) {
 // The bare side reads the key state from the registry on every request
 // (ref, commit, tip.json and state.json through the fan-out trees), as a
 // client without the agent would. The agent keeps each identity's key
-// state with the registry commit it was read at and reads only the ref
-// while it has not moved (agent/states.go): the same check against the
-// same tip, without decoding the trees and files again. Before that the
-// agent read it as the bare side does and the ratio was ≈1.37; with the
-// cache ≈1.12-1.19 (2 cores at load 7-8), and ≈1.22-1.28 once the
-// registry kept decoded trees and read only the commit's tree line (the
-// bare side's read got cheaper too). Reading the ref file costs both sides
-// the same (open, two reads, close: ≈50 µs loaded, the agent's largest
-// cost in its own process). What remains is the
-// socket: a no-op extension round trip ≈19 µs alone and ≈37 between
-// signatures (two goroutine handoffs: per request 2 writes, 4 reads of
-// which 2 find nothing yet, 3 epoll waits that the bare side does not
-// make; a bare unix-socket echo is ≈19), and JSON of request and reply
-// ≈24 (the event escaped as a string, decoded with unknown fields refused;
-// the reply decoded by the client).
+// state with the registry commit it was read at (agent/states.go), and
+// asks whether the ref moved with one stat(2) of its file while
+// registry.Unchanged can be sure, reading the ref file otherwise: the same
+// check against the same tip, without reading and decoding the files
+// again. The ratio was ≈1.37 with the agent reading as the bare side does,
+// ≈1.20 with the key states kept but the ref file read on every request
+// (open, fstat, two reads, close: ≈21 µs of CPU), and ≈1.07-1.13 with the
+// stat. By CPU time the agent's side now costs less than the bare side
+// (the profile of this benchmark: ≈1.47 s against 1.58 s over 8000 pairs);
+// what remains is waiting: the socket's two hand-offs between goroutines
+// (request and reply), each of which may wake an idle thread, and on this
+// virtual machine an idle processor, while the bare side runs in one
+// goroutine. A no-op extension round trip costs ≈19 µs alone and ≈37
+// between signatures.
 func BenchmarkSignEvent(b *testing.B) {
 	reg := newRegistry(b)
 	k := newKey(b, tokens[2], kel.P256)

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -392,6 +394,13 @@ func TestSignEventAfterRegistryMoved(t *testing.T) {
 	ctx := context.Background()
 	st := keyState(t, reg, prefix)
 	first := ixn(t, st, "first")
+	// The ref file written 2 s ago: the agent trusts one stat(2) of it
+	// (registry.Unchanged) instead of reading it, until it changes.
+	ref := filepath.Join(reg.GitDir(), "refs", "auths", "registry")
+	old := time.Now().Add(-2 * time.Second)
+	if err := os.Chtimes(ref, old, old); err != nil {
+		t.Fatal(err)
+	}
 	r1, err := c.SignEvent(ctx, first.Raw())
 	if err != nil {
 		t.Fatal(err)

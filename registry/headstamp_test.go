@@ -1,0 +1,132 @@
+package registry
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// backdate sets path's modification time 2 s back, out of the racy window.
+// (Its change time becomes now, which Unchanged compares but does not need
+// to be old.)
+func backdate(t *testing.T, path string) {
+	t.Helper()
+	old := time.Now().Add(-2 * time.Second)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readHead(t *testing.T, r *Registry) HeadStamp {
+	t.Helper()
+	s, err := r.ReadHead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := r.Head(); s.Commit() != h {
+		t.Fatalf("ReadHead: %s, Head: %s", s.Commit(), h)
+	}
+	return s
+}
+
+// TestHeadStamp: Unchanged says true only while the ref file read is the
+// one there now, unmodified, and was written at least racyWindow before it
+// was read; any move of the ref, in a loose file or in packed-refs, and
+// any rewrite of either file, makes it false.
+func TestHeadStamp(t *testing.T) {
+	dir, r, id := newIDRegistry(t)
+	loose := filepath.Join(r.gitDir, filepath.FromSlash(RegistryRef))
+	if _, err := os.Stat(loose); err != nil {
+		t.Fatalf("no loose ref file: %v", err)
+	}
+	if r.Unchanged(HeadStamp{}) {
+		t.Fatal("the zero stamp is unchanged")
+	}
+
+	// Just written: racy, so never trusted, though nothing changed.
+	if s := readHead(t, r); r.Unchanged(s) {
+		t.Fatal("a ref written just now is trusted")
+	}
+
+	backdate(t, loose)
+	s := readHead(t, r)
+	if !r.Unchanged(s) {
+		t.Fatal("an old ref file that did not change is not unchanged")
+	}
+
+	// Rewritten in place with another id of the same length, its
+	// modification time put back: same inode, size and mtime, but the
+	// change time moved.
+	data, err := os.ReadFile(loose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(loose)
+	other := strings.Repeat("0", 40) + "\n"
+	if len(other) != len(data) {
+		t.Fatalf("ref file of %d bytes", len(data))
+	}
+	if err := os.WriteFile(loose, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(loose, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if r.Unchanged(s) {
+		t.Fatal("a ref rewritten in place with its mtime put back is unchanged")
+	}
+	if err := os.WriteFile(loose, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// A commit moves the ref (a new file renamed over it).
+	backdate(t, loose)
+	s = readHead(t, r)
+	ixn, err := id.ixn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Append(ixn)
+	if _, err := r.Commit(bg(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if r.Unchanged(s) {
+		t.Fatal("unchanged after a commit")
+	}
+	if got := readHead(t, r); got.Commit() == s.Commit() {
+		t.Fatal("ReadHead after a commit names the old commit")
+	}
+
+	// Packed: the stamp is packed-refs'; a loose ref appearing beside it,
+	// or packed-refs rewritten, is a change.
+	runGit(t, dir, "pack-refs", "--all", "--prune")
+	if _, err := os.Stat(loose); !os.IsNotExist(err) {
+		t.Fatalf("loose ref left after pack-refs: %v", err)
+	}
+	packed := filepath.Join(r.gitDir, "packed-refs")
+	if s := readHead(t, r); r.Unchanged(s) {
+		t.Fatal("packed-refs written just now is trusted")
+	}
+	backdate(t, packed)
+	s = readHead(t, r)
+	if !r.Unchanged(s) {
+		t.Fatal("an old packed-refs that did not change is not unchanged")
+	}
+	if err := os.WriteFile(loose, []byte(s.Commit()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r.Unchanged(s) {
+		t.Fatal("unchanged with a loose ref file beside packed-refs")
+	}
+	os.Remove(loose)
+	if !r.Unchanged(s) {
+		t.Fatal("the loose file gone again: packed-refs is as it was")
+	}
+	runGit(t, dir, "pack-refs", "--all")
+	if r.Unchanged(s) {
+		t.Fatal("unchanged after packed-refs was rewritten")
+	}
+}
