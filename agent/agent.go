@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
@@ -146,6 +148,10 @@ type key struct {
 	signer hsm.Signer
 	verfer kel.Verfer // known once opened
 	opened bool
+	// sshPub and sshBlob are verfer as an SSH public key and its wire
+	// form, made on first use (ssh.go); nil again when verfer is set.
+	sshPub  ssh.PublicKey
+	sshBlob []byte
 	// tokenPub is the CESR public key read from the token without a
 	// PIN (discover), to tell a key found there from this one; empty
 	// until read.
@@ -257,6 +263,7 @@ func (a *Agent) open(ctx context.Context, k *key) (hsm.Signer, error) {
 			a.log.Warn("key changed on its token", "key", k.uri, "was", k.verfer.QB64(), "now", v.QB64())
 		}
 		k.signer, k.verfer, k.opened = s, v, true
+		k.sshPub, k.sshBlob = nil, nil
 		a.log.Info("key opened", "key", k.uri, "public", v.QB64())
 		return s, nil
 	})

@@ -27,7 +27,7 @@ func (a *Agent) SSHKeys(ctx context.Context) ([]SSHKey, error) {
 		if !k.spec.Has(UseSSH) {
 			continue
 		}
-		pub, err := a.sshPublic(ctx, k)
+		pub, _, err := a.sshPublic(ctx, k)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err
@@ -40,16 +40,26 @@ func (a *Agent) SSHKeys(ctx context.Context) ([]SSHKey, error) {
 	return out, nil
 }
 
-func (a *Agent) sshPublic(ctx context.Context, k *key) (ssh.PublicKey, error) {
-	v, err := a.verferOf(ctx, k)
-	if err != nil {
-		return nil, err
+// sshPublic returns k's public key as an SSH key and in its wire form,
+// made once per public key read from the token.
+func (a *Agent) sshPublic(ctx context.Context, k *key) (ssh.PublicKey, []byte, error) {
+	if _, err := a.verferOf(ctx, k); err != nil {
+		return nil, nil, err
 	}
-	pk, err := v.PublicKey()
-	if err != nil {
-		return nil, err
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.sshPub == nil {
+		pk, err := k.verfer.PublicKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		pub, err := ssh.NewPublicKey(pk)
+		if err != nil {
+			return nil, nil, err
+		}
+		k.sshPub, k.sshBlob = pub, pub.Marshal()
 	}
-	return ssh.NewPublicKey(pk)
+	return k.sshPub, k.sshBlob, nil
 }
 
 type sshHostKey struct{}
@@ -74,11 +84,11 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 		if !c.spec.Has(UseSSH) {
 			continue
 		}
-		p, err := a.sshPublic(ctx, c)
+		p, blob, err := a.sshPublic(ctx, c)
 		if err != nil {
 			continue
 		}
-		if bytes.Equal(p.Marshal(), pubBlob) {
+		if bytes.Equal(blob, pubBlob) {
 			k, pub = c, p
 			break
 		}

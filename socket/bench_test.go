@@ -3,8 +3,11 @@ package socket_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/auths-dev/auths-agent/agent"
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/kel"
+	"github.com/auths-dev/auths-agent/socket"
 )
 
 // userauthData is an SSH user-authentication request for pub: what ssh
@@ -45,45 +49,131 @@ func startOpenSSHAgent(b *testing.B) string {
 	return sock
 }
 
-// pairedMedians runs a then b, b.N times each, alternating, and reports
-// the median latency of each in microseconds under the names given.
-func pairedMedians(bm *testing.B, nameA string, a func() error, nameB string, b func() error) {
-	var ta, tb []time.Duration
+// benchKey returns the one P-256 key of token, generating it on the first
+// call: a benchmark function runs once per b.N it tries and per -count,
+// and each run must find the token as the last one did. It fails unless
+// the token holds exactly that one key.
+func benchKey(b *testing.B, token string) string {
+	b.Helper()
+	uri := rig.URI(token, "bench")
+	u, err := hsm.ParsePKCS11URI(uri)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := provider.List(context.Background(), &hsm.PKCS11URI{ModulePath: u.ModulePath, Token: u.Token, PIN: u.PIN})
+	if err != nil {
+		b.Fatal(err)
+	}
+	switch len(keys) {
+	case 0:
+		if _, err := provider.Generate(context.Background(), u, kel.P256); err != nil {
+			b.Fatal(err)
+		}
+	case 1:
+		if keys[0].Label != "bench" {
+			b.Fatalf("token %s holds key %q, want only \"bench\"", token, keys[0].Label)
+		}
+	default:
+		b.Fatalf("token %s holds %d keys, want the one benchmark key", token, len(keys))
+	}
+	return uri
+}
+
+// timed is one side of an alternating benchmark.
+type timed struct {
+	name string
+	run  func() error
+}
+
+// alternatingMedians runs each of sides in turn, b.N rounds, and reports
+// the median latency of each in microseconds as NAME-median-us.
+func alternatingMedians(bm *testing.B, sides ...timed) {
+	times := make([][]time.Duration, len(sides))
 	bm.ResetTimer()
 	for range bm.N {
-		for _, f := range []struct {
-			run func() error
-			out *[]time.Duration
-		}{{a, &ta}, {b, &tb}} {
+		for i, s := range sides {
 			start := time.Now()
-			if err := f.run(); err != nil {
-				bm.Fatal(err)
+			if err := s.run(); err != nil {
+				bm.Fatalf("%s: %v", s.name, err)
 			}
-			*f.out = append(*f.out, time.Since(start))
+			times[i] = append(times[i], time.Since(start))
 		}
 	}
 	bm.StopTimer()
-	median := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2].Nanoseconds()) / 1e3
+	for i, s := range sides {
+		slices.Sort(times[i])
+		bm.ReportMetric(float64(times[i][len(times[i])/2].Nanoseconds())/1e3, s.name+"-median-us")
 	}
-	bm.ReportMetric(median(ta), nameA+"-median-us")
-	bm.ReportMetric(median(tb), nameB+"-median-us")
+}
+
+// bareGoAgent is the least a Go ssh-agent does: x/crypto's ServeAgent
+// answering list and sign with one signer, without checking what it signs,
+// without policy, peer checks, scheduling or audit. It is the floor
+// BenchmarkSSHSign measures ours against.
+type bareGoAgent struct{ s ssh.Signer }
+
+var errBare = errors.New("not in the bare agent")
+
+func (a bareGoAgent) List() ([]*sshagent.Key, error) {
+	pub := a.s.PublicKey()
+	return []*sshagent.Key{{Format: pub.Type(), Blob: pub.Marshal()}}, nil
+}
+
+func (a bareGoAgent) Sign(_ ssh.PublicKey, data []byte) (*ssh.Signature, error) {
+	return a.s.Sign(rand.Reader, data)
+}
+
+func (bareGoAgent) Add(sshagent.AddedKey) error    { return errBare }
+func (bareGoAgent) Remove(ssh.PublicKey) error     { return errBare }
+func (bareGoAgent) RemoveAll() error               { return errBare }
+func (bareGoAgent) Lock([]byte) error              { return errBare }
+func (bareGoAgent) Unlock([]byte) error            { return errBare }
+func (bareGoAgent) Signers() ([]ssh.Signer, error) { return nil, errBare }
+
+// serveBareGoAgent serves a bareGoAgent of s on a temp socket and returns
+// its path.
+func serveBareGoAgent(b *testing.B, s ssh.Signer) string {
+	path := filepath.Join(b.TempDir(), "bare.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sshagent.ServeAgent(bareGoAgent{s}, c)
+			}()
+		}
+	}()
+	return path
 }
 
 // BenchmarkSSHSign: the same client loop (x/crypto's agent client, one
-// connection each, one sign request after the other, alternating) against
-// our socket and against OpenSSH's ssh-agent holding the same SoftHSM P-256
-// key through its PKCS#11 helper (ssh-add -s).
+// connection each, one sign request after the other, in turn) against our
+// socket, against OpenSSH's ssh-agent holding the same SoftHSM P-256 key
+// through its PKCS#11 helper (ssh-add -s), and against a bare Go agent
+// (bareGoAgent) signing with the same key through the same PKCS#11
+// backend: the floor of a Go agent on this machine, beside which ours
+// shows what its checks, policy and scheduling cost. The key is the only
+// one on its token in every run (benchKey).
 func BenchmarkSSHSign(b *testing.B) {
-	k := newKey(b, tokens[2], kel.P256)
+	k := benchKey(b, benchTokens[0])
 	ours := serve(b, agent.Config{Keys: []agent.KeySpec{{URI: k, Uses: []agent.Use{agent.UseSSH}}}}, nil)
 	theirs := startOpenSSHAgent(b)
-	v, _ := hsm.Verfer(openKey(b, k))
-	pk, _ := v.PublicKey()
-	pub, _ := ssh.NewPublicKey(pk)
+	signer, err := ssh.NewSignerFromSigner(openKey(b, k))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare := serveBareGoAgent(b, signer)
+	pub := signer.PublicKey()
 	data := userauthData(pub)
-	client := func(name, sock string) func() error {
+	client := func(name, sock string) timed {
 		conn, err := net.Dial("unix", sock)
 		if err != nil {
 			b.Fatal(err)
@@ -94,22 +184,28 @@ func BenchmarkSSHSign(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		found := false
-		for _, kk := range keys {
-			found = found || bytes.Equal(kk.Blob, pub.Marshal())
+		if len(keys) != 1 || !bytes.Equal(keys[0].Blob, pub.Marshal()) {
+			b.Fatalf("%s does not list the benchmark key alone (%d keys)", name, len(keys))
 		}
-		if !found {
-			b.Fatalf("%s does not list the key (%d keys)", name, len(keys))
+		// One signature checked before the timing; the timed ones are
+		// checked for their format only (verifying costs as much as
+		// signing).
+		sig, err := c.Sign(pub, data)
+		if err == nil {
+			err = pub.Verify(data, sig)
 		}
-		return func() error {
+		if err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		return timed{name, func() error {
 			sig, err := c.Sign(pub, data)
 			if err == nil && sig.Format != ssh.KeyAlgoECDSA256 {
-				err = fmt.Errorf("%s: signature format %s", name, sig.Format)
+				err = fmt.Errorf("signature format %s", sig.Format)
 			}
 			return err
-		}
+		}}
 	}
-	pairedMedians(b, "auths", client("auths", ours), "openssh", client("openssh", theirs))
+	alternatingMedians(b, client("auths", ours), client("openssh", theirs), client("bare-go-agent", bare))
 }
 
 // BenchmarkSignEvent: sign-event through the socket for one P-256 key,
@@ -136,7 +232,7 @@ func BenchmarkSSHSign(b *testing.B) {
 // between signatures.
 func BenchmarkSignEvent(b *testing.B) {
 	reg := newRegistry(b)
-	k := newKey(b, tokens[2], kel.P256)
+	k := benchKey(b, benchTokens[1])
 	prefix := incept(b, reg, "1", k)
 	path := serve(b, agent.Config{Keys: keri(k)}, reg)
 	st := keyState(b, reg, prefix)
@@ -173,5 +269,18 @@ func BenchmarkSignEvent(b *testing.B) {
 		_, err = s.SignKERI(ctx, raw)
 		return err
 	}
-	pairedMedians(b, "agent", viaAgent, "bare", bare)
+	// The same bare work followed by a no-op round trip through the
+	// socket (the query extension): the least any request through a
+	// socket costs beyond the work it asks for.
+	bareAndRoundTrip := func() error {
+		if err := bare(); err != nil {
+			return err
+		}
+		_, err := c.Raw(ctx, socket.ExtQuery, nil)
+		return err
+	}
+	if _, err := c.Raw(ctx, socket.ExtQuery, nil); err != nil {
+		b.Fatal(err)
+	}
+	alternatingMedians(b, timed{"agent", viaAgent}, timed{"bare", bare}, timed{"bare-and-noop-round-trip", bareAndRoundTrip})
 }
