@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,14 +165,30 @@ func inceptWith(b *testing.B, a *anchor.Anchorer, signers []timedSigner, next []
 	return incept(b, a, hs, fmt.Sprint(len(hs)), next, fmt.Sprint(len(next)))
 }
 
+// benchKeyPairs: the current and next Ed25519 keys of the benchmarks on
+// the first n tokens, made once per process, so that every run (every
+// -count) finds the tokens holding the same keys.
+var benchKeyPairs struct {
+	sync.Mutex
+	cur, next []hsm.Signer
+}
+
+// benchKeys returns a current and a next key on each of the first n
+// tokens.
+func benchKeys(b *testing.B, n int) (cur, next []hsm.Signer) {
+	benchKeyPairs.Lock()
+	defer benchKeyPairs.Unlock()
+	for i := len(benchKeyPairs.cur); i < n; i++ {
+		s, _ := newKey(b, tokenLabels[i], kel.Ed25519)
+		nx, _ := newKey(b, tokenLabels[i], kel.Ed25519)
+		benchKeyPairs.cur, benchKeyPairs.next = append(benchKeyPairs.cur, s), append(benchKeyPairs.next, nx)
+	}
+	return slices.Clone(benchKeyPairs.cur[:n]), slices.Clone(benchKeyPairs.next[:n])
+}
+
 // BenchmarkAnchor: three SoftHSM tokens (Ed25519) made as slow as hardware
 // (50 ms a signature). See benchAnchor.
 func BenchmarkAnchor(b *testing.B) {
-	var cur, next []hsm.Signer
-	for i := 0; i < 3; i++ {
-		s, _ := newKey(b, tokenLabels[i], kel.Ed25519)
-		n, _ := newKey(b, tokenLabels[i], kel.Ed25519)
-		cur, next = append(cur, s), append(next, n)
-	}
+	cur, next := benchKeys(b, 3)
 	b.Run("softhsm-50ms", func(b *testing.B) { benchAnchor(b, cur, next, deviceLatency) })
 }

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/auths-dev/auths-agent/anchor"
-	"github.com/auths-dev/auths-agent/hsm"
-	"github.com/auths-dev/auths-agent/kel"
 	"github.com/auths-dev/auths-agent/registry"
 	"github.com/auths-dev/auths-agent/softhsm-test/sshd"
 )
@@ -39,12 +37,7 @@ func BenchmarkLastSignatureToRemote(b *testing.B) {
 	b.Setenv("SSH_KNOWN_HOSTS", srv.KnownHosts)
 	gitSSH := "GIT_SSH_COMMAND=ssh -o BatchMode=yes -o UserKnownHostsFile=" + srv.KnownHosts
 
-	var cur, next []hsm.Signer
-	for i := 0; i < 2; i++ {
-		s, _ := newKey(b, tokenLabels[i], kel.Ed25519)
-		n, _ := newKey(b, tokenLabels[i], kel.Ed25519)
-		cur, next = append(cur, s), append(next, n)
-	}
+	cur, next := benchKeys(b, 2)
 	tmpl := b.TempDir()
 	origin, clone := filepath.Join(tmpl, "origin.git"), filepath.Join(tmpl, "clone")
 	git(b, tmpl, "init", "-q", "--bare", origin)
