@@ -24,7 +24,8 @@ type HeadStamp struct {
 	commit plumbing.Hash
 	files  refFiles
 	// trusted: every file read was written at least racyWindow before
-	// it was read, and the system gives inode numbers.
+	// it was read, the system gives inode numbers, and the repository is
+	// on a local file system (localFS).
 	trusted bool
 }
 
@@ -59,16 +60,16 @@ func (r *Registry) ReadHead() (HeadStamp, error) {
 		return HeadStamp{}, ErrNoRegistry
 	}
 	old := func(f fileID) bool { return f.known && now.UnixNano()-f.mtime >= int64(racyWindow) }
-	trusted := old(files.loose) || files.loose == (fileID{}) && old(files.packed)
+	trusted := (old(files.loose) || files.loose == (fileID{}) && old(files.packed)) && localFS(r.gitDir)
 	return HeadStamp{commit: h, files: files, trusted: trusted}, nil
 }
 
 // Unchanged says whether the registry ref certainly still names s's
 // commit, from one stat(2) of its file (two when it is packed) instead of
 // reading it. It says false whenever it cannot be sure: the file was
-// written less than a second before s was read, or another file is there
-// now, or the same one was modified since; the caller then reads the ref
-// again.
+// written less than a second before s was read, the repository is on a
+// network file system, or another file is there now, or the same one was
+// modified since; the caller then reads the ref again.
 func (r *Registry) Unchanged(s HeadStamp) bool {
 	if !s.trusted {
 		return false

@@ -130,3 +130,20 @@ func TestHeadStamp(t *testing.T) {
 		t.Fatal("unchanged after packed-refs was rewritten")
 	}
 }
+
+// TestLocalFS: stamps are trusted on local file systems only; a file
+// system off the allow-list (procfs here, as NFS or sshfs would be) is not.
+func TestLocalFS(t *testing.T) {
+	if !localFS(t.TempDir()) {
+		t.Errorf("the test's temporary directory is not a local file system")
+	}
+	if !localFS("/dev/shm") {
+		t.Errorf("tmpfs (/dev/shm) is not a local file system")
+	}
+	if localFS("/proc") {
+		t.Errorf("procfs counts as a local file system")
+	}
+	if localFS(filepath.Join(t.TempDir(), "missing")) {
+		t.Errorf("a directory that does not exist counts as a local file system")
+	}
+}

@@ -3,6 +3,8 @@ package registry
 import (
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // idOf reads a fileID from what stat(2) returned.
@@ -16,4 +18,22 @@ func idOf(fi os.FileInfo) fileID {
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
 		known: true,
 	}
+}
+
+// localFS says whether dir is on a local file system whose stat(2) answers
+// from the file itself. A network file system (NFS, SMB, sshfs through
+// FUSE, …) may answer stat from a cache of attributes for up to a minute
+// while another machine moved the ref, so stamps are never trusted there.
+func localFS(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	switch int64(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC,
+		unix.TMPFS_MAGIC, unix.F2FS_SUPER_MAGIC, unix.OVERLAYFS_SUPER_MAGIC,
+		0x2fc12fc1: // ZFS (not in x/sys)
+		return true
+	}
+	return false
 }
