@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -315,9 +316,29 @@ func (a *Agent) verferOf(ctx context.Context, k *key) (kel.Verfer, error) {
 	return k.verfer, nil
 }
 
-// signKERI signs msg with k on its token's queue.
-func (a *Agent) signKERI(ctx context.Context, k *key, msg []byte) ([]byte, error) {
+// openAs opens k and checks that its token still holds want, the public
+// key the request was checked against: a card swapped for another, or a
+// key replaced at k's URI, between the check and the signature signs
+// nothing (a *RefusedError wrapping ErrUnknownKey).
+func (a *Agent) openAs(ctx context.Context, op string, k *key, want kel.Verfer) (hsm.Signer, error) {
 	s, err := a.open(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	v, err := hsm.Verfer(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", k.uri, err)
+	}
+	if v.Code != want.Code || !bytes.Equal(v.Raw, want.Raw) {
+		return nil, refuse(op, ErrUnknownKey, "%s now holds key %s, not %s, which the request was checked against", k.uri, v.QB64(), want.QB64())
+	}
+	return s, nil
+}
+
+// signKERI signs msg with sk's key on its token's queue.
+func (a *Agent) signKERI(ctx context.Context, sk signingKey, msg []byte) ([]byte, error) {
+	k := sk.k
+	s, err := a.openAs(ctx, "sign", k, sk.verfer)
 	if err != nil {
 		return nil, err
 	}
@@ -368,33 +389,34 @@ func (a *Agent) record(ctx context.Context, r AuditRecord) error {
 	return nil
 }
 
-// recordTouchTimeouts adds a refusal to the audit trail for each
-// signature of a request that was recorded before its token was asked
-// and is not made because of a touch: one that did not come
-// (*TouchTimeoutError), or a card still waiting for an earlier one
-// (*BusyError, known before the card is asked). r describes the request.
-func (a *Agent) recordTouchTimeouts(ctx context.Context, r AuditRecord, err error) {
-	for _, te := range touchErrors(err) {
+// recordNotSigned adds a refusal to the audit trail for each signature of
+// a request that was recorded before its token was asked and is not made:
+// because of a touch that did not come (*TouchTimeoutError), a card still
+// waiting for an earlier one (*BusyError, known before the card is asked),
+// or a key no longer the one the request was checked against (a
+// *RefusedError from openAs). r describes the request.
+func (a *Agent) recordNotSigned(ctx context.Context, r AuditRecord, err error) {
+	for _, te := range notSignedErrors(err) {
 		a.log.Warn("refused", "op", r.Op, "peer", PeerOf(ctx).PID, "reason", te)
 		r.Refused = te.Error()
 		a.record(ctx, r)
 	}
 }
 
-// touchErrors returns every *TouchTimeoutError and *BusyError in err's
-// tree.
-func touchErrors(err error) []error {
+// notSignedErrors returns every *TouchTimeoutError, *BusyError and
+// *RefusedError in err's tree.
+func notSignedErrors(err error) []error {
 	switch e := err.(type) {
 	case nil:
 		return nil
-	case *TouchTimeoutError, *BusyError:
+	case *TouchTimeoutError, *BusyError, *RefusedError:
 		return []error{e}
 	case interface{ Unwrap() []error }:
 		var out []error
 		for _, x := range e.Unwrap() {
-			out = append(out, touchErrors(x)...)
+			out = append(out, notSignedErrors(x)...)
 		}
 		return out
 	}
-	return touchErrors(errors.Unwrap(err))
+	return notSignedErrors(errors.Unwrap(err))
 }

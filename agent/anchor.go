@@ -198,7 +198,7 @@ func (a *Agent) signProposalTo(ctx context.Context, an *anchor.Anchorer, p *anch
 		}
 	}
 	sigs, signErr := a.signAllKept(ctx, p.Bytes(), keys)
-	a.recordTouchTimeouts(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID()}, signErr)
+	a.recordNotSigned(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID()}, signErr)
 	if len(sigs) > 0 {
 		a.remember(p.Prefix(), p.Sn(), p.SAID())
 	}

@@ -98,6 +98,7 @@ type EventSignatures struct {
 // signingKey is a held key at its place in an event's signing key list.
 type signingKey struct {
 	k            *key
+	verfer       kel.Verfer // the public key the request was checked against
 	index, ondex int
 	alg          kel.Algorithm
 }
@@ -151,7 +152,7 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 	}
 	sigs, err := a.signAll(ctx, e.Raw(), keys)
 	if err != nil {
-		a.recordTouchTimeouts(ctx, AuditRecord{Op: op, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID}, err)
+		a.recordNotSigned(ctx, AuditRecord{Op: op, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID}, err)
 		return nil, err
 	}
 	for _, d := range durable {
@@ -251,7 +252,7 @@ func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]k
 	sigs := make([]kel.Siger, len(keys))
 	errs := make([]error, len(keys))
 	one := func(ctx context.Context, i int, sk signingKey) {
-		raw, err := a.signKERI(ctx, sk.k, msg)
+		raw, err := a.signKERI(ctx, sk, msg)
 		if err != nil {
 			errs[i] = withKey(sk.k.uri, err)
 			return
@@ -342,7 +343,7 @@ func (a *Agent) matchHeld(ctx context.Context, prefix string, place func(kel.Ver
 		if slices.ContainsFunc(keys, func(sk signingKey) bool { return sk.index == i }) {
 			continue // one key held twice (a config key and a next key found on its token)
 		}
-		keys = append(keys, signingKey{k: k, index: i, ondex: ondex, alg: v.Algorithm()})
+		keys = append(keys, signingKey{k: k, verfer: v, index: i, ondex: ondex, alg: v.Algorithm()})
 	}
 	// A key the policy denies signs through none of its copies, whatever
 	// the order they are held in.

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/auths-dev/auths-agent/kel"
 )
 
 // SSHKey is a key listed to SSH clients.
@@ -27,7 +29,7 @@ func (a *Agent) SSHKeys(ctx context.Context) ([]SSHKey, error) {
 		if !k.spec.Has(UseSSH) {
 			continue
 		}
-		pub, _, err := a.sshPublic(ctx, k)
+		pub, _, _, err := a.sshPublic(ctx, k)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err
@@ -40,26 +42,27 @@ func (a *Agent) SSHKeys(ctx context.Context) ([]SSHKey, error) {
 	return out, nil
 }
 
-// sshPublic returns k's public key as an SSH key and in its wire form,
-// made once per public key read from the token.
-func (a *Agent) sshPublic(ctx context.Context, k *key) (ssh.PublicKey, []byte, error) {
+// sshPublic returns k's public key as an SSH key, in its wire form, and
+// as the Verfer it was made from, made once per public key read from the
+// token.
+func (a *Agent) sshPublic(ctx context.Context, k *key) (ssh.PublicKey, []byte, kel.Verfer, error) {
 	if _, err := a.verferOf(ctx, k); err != nil {
-		return nil, nil, err
+		return nil, nil, kel.Verfer{}, err
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.sshPub == nil {
 		pk, err := k.verfer.PublicKey()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, kel.Verfer{}, err
 		}
 		pub, err := ssh.NewPublicKey(pk)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, kel.Verfer{}, err
 		}
 		k.sshPub, k.sshBlob = pub, pub.Marshal()
 	}
-	return k.sshPub, k.sshBlob, nil
+	return k.sshPub, k.sshBlob, k.verfer, nil
 }
 
 type sshHostKey struct{}
@@ -80,16 +83,17 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	const op = "ssh sign"
 	var k *key
 	var pub ssh.PublicKey
+	var want kel.Verfer
 	for _, c := range a.held() {
 		if !c.spec.Has(UseSSH) {
 			continue
 		}
-		p, blob, err := a.sshPublic(ctx, c)
+		p, blob, v, err := a.sshPublic(ctx, c)
 		if err != nil {
 			continue
 		}
 		if bytes.Equal(blob, pubBlob) {
-			k, pub = c, p
+			k, pub, want = c, p, v
 			break
 		}
 	}
@@ -119,9 +123,9 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.open(ctx, k)
+	s, err := a.openAs(ctx, op, k, want)
 	if err != nil {
-		a.recordTouchTimeouts(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
+		a.recordNotSigned(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
 		return nil, err
 	}
 	sig, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) (*ssh.Signature, error) {
@@ -133,7 +137,7 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	})
 	if err != nil {
 		a.failed(k, s, err)
-		a.recordTouchTimeouts(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
+		a.recordNotSigned(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
 		return nil, withKey(k.uri, err)
 	}
 	if err := durable(); err != nil {

@@ -9,11 +9,13 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
-// racyWindow: a ref file written less than this long before it was read
-// is never trusted by Unchanged. File time stamps come from a clock that
-// ticks every few milliseconds, so a rewrite within one tick could leave
-// the inode, size and times as they were (git calls such an entry "racily
-// clean" in its index, and re-reads it for the same reason).
+// racyWindow: a ref file modified or changed less than this long before
+// it was read is never trusted by Unchanged. File times come from a clock
+// that ticks every few milliseconds, so a rewrite within one tick could
+// leave the inode, size and times as they were (git calls such an entry
+// "racily clean" in its index, and re-reads it for the same reason). The
+// change time counts as well as the modification time: a program can set
+// the modification time back (touch -d, rsync -t), never the change time.
 const racyWindow = time.Second
 
 // HeadStamp is the registry ref's commit as read at one moment, with what
@@ -23,9 +25,9 @@ const racyWindow = time.Second
 type HeadStamp struct {
 	commit plumbing.Hash
 	files  refFiles
-	// trusted: every file read was written at least racyWindow before
-	// it was read, the system gives inode numbers, and the repository is
-	// on a local file system (localFS).
+	// trusted: the file read was modified and changed at least
+	// racyWindow before it was read, the system gives inode numbers, and
+	// the file is on a local file system (localFS).
 	trusted bool
 }
 
@@ -51,7 +53,7 @@ type fileID struct {
 // ReadHead reads the registry ref as Head does and stamps it. No registry
 // yet is ErrNoRegistry.
 func (r *Registry) ReadHead() (HeadStamp, error) {
-	now := time.Now()
+	now := r.opts.stampNow()
 	h, files, err := r.readRefFiles(RegistryRef)
 	if err != nil {
 		return HeadStamp{}, err
@@ -59,31 +61,46 @@ func (r *Registry) ReadHead() (HeadStamp, error) {
 	if h.IsZero() {
 		return HeadStamp{}, ErrNoRegistry
 	}
-	old := func(f fileID) bool { return f.known && now.UnixNano()-f.mtime >= int64(racyWindow) }
-	trusted := (old(files.loose) || files.loose == (fileID{}) && old(files.packed)) && localFS(r.gitDir)
+	old := func(f fileID) bool {
+		return f.known && now.UnixNano()-f.mtime >= int64(racyWindow) && now.UnixNano()-f.ctime >= int64(racyWindow)
+	}
+	var trusted bool
+	switch {
+	case files.loose != (fileID{}):
+		trusted = old(files.loose) && localFS(r.refPath())
+	default:
+		trusted = old(files.packed) && localFS(r.packedRefsPath())
+	}
 	return HeadStamp{commit: h, files: files, trusted: trusted}, nil
 }
 
 // Unchanged says whether the registry ref certainly still names s's
 // commit, from one stat(2) of its file (two when it is packed) instead of
 // reading it. It says false whenever it cannot be sure: the file was
-// written less than a second before s was read, the repository is on a
+// modified or changed less than a second before s was read, it is on a
 // network file system, or another file is there now, or the same one was
 // modified since; the caller then reads the ref again.
 func (r *Registry) Unchanged(s HeadStamp) bool {
 	if !s.trusted {
 		return false
 	}
-	loose, ok := statPath(filepath.Join(r.gitDir, filepath.FromSlash(RegistryRef)))
+	loose, ok := statPath(r.refPath())
 	if !ok || loose != s.files.loose {
 		return false
 	}
 	if loose.known {
 		return true // a loose ref hides packed-refs
 	}
-	packed, ok := statPath(filepath.Join(r.gitDir, "packed-refs"))
+	packed, ok := statPath(r.packedRefsPath())
 	return ok && packed == s.files.packed
 }
+
+// refPath is the registry ref's loose file; packedRefsPath is packed-refs.
+func (r *Registry) refPath() string {
+	return filepath.Join(r.gitDir, filepath.FromSlash(RegistryRef))
+}
+
+func (r *Registry) packedRefsPath() string { return filepath.Join(r.gitDir, "packed-refs") }
 
 // SnapshotAt is a snapshot of the registry at s's commit.
 func (r *Registry) SnapshotAt(s HeadStamp) (*Snapshot, error) {

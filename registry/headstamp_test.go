@@ -8,14 +8,12 @@ import (
 	"time"
 )
 
-// backdate sets path's modification time 2 s back, out of the racy window.
-// (Its change time becomes now, which Unchanged compares but does not need
-// to be old.)
-func backdate(t *testing.T, path string) {
-	t.Helper()
-	old := time.Now().Add(-2 * time.Second)
-	if err := os.Chtimes(path, old, old); err != nil {
-		t.Fatal(err)
+// later makes r's ReadHead read as if 2 s had passed since every file was
+// written (out of the racy window), or as now again.
+func later(r *Registry, on bool) {
+	r.opts.stampNow = time.Now
+	if on {
+		r.opts.stampNow = func() time.Time { return time.Now().Add(2 * time.Second) }
 	}
 }
 
@@ -49,8 +47,16 @@ func TestHeadStamp(t *testing.T) {
 	if s := readHead(t, r); r.Unchanged(s) {
 		t.Fatal("a ref written just now is trusted")
 	}
+	// Its modification time set back: still racy, by its change time.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(loose, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if s := readHead(t, r); r.Unchanged(s) {
+		t.Fatal("a ref whose mtime was set back just now is trusted")
+	}
 
-	backdate(t, loose)
+	later(r, true)
 	s := readHead(t, r)
 	if !r.Unchanged(s) {
 		t.Fatal("an old ref file that did not change is not unchanged")
@@ -58,7 +64,10 @@ func TestHeadStamp(t *testing.T) {
 
 	// Rewritten in place with another id of the same length, its
 	// modification time put back: same inode, size and mtime, but the
-	// change time moved.
+	// change time moved. (The test's clock said 2 s had passed; the file
+	// times are real, so wait out one tick of a coarse file system clock,
+	// as the racy window does for real.)
+	time.Sleep(20 * time.Millisecond)
 	data, err := os.ReadFile(loose)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +91,6 @@ func TestHeadStamp(t *testing.T) {
 	}
 
 	// A commit moves the ref (a new file renamed over it).
-	backdate(t, loose)
 	s = readHead(t, r)
 	ixn, err := id.ixn()
 	if err != nil {
@@ -106,11 +114,11 @@ func TestHeadStamp(t *testing.T) {
 	if _, err := os.Stat(loose); !os.IsNotExist(err) {
 		t.Fatalf("loose ref left after pack-refs: %v", err)
 	}
-	packed := filepath.Join(r.gitDir, "packed-refs")
+	later(r, false)
 	if s := readHead(t, r); r.Unchanged(s) {
 		t.Fatal("packed-refs written just now is trusted")
 	}
-	backdate(t, packed)
+	later(r, true)
 	s = readHead(t, r)
 	if !r.Unchanged(s) {
 		t.Fatal("an old packed-refs that did not change is not unchanged")

@@ -58,6 +58,9 @@ type options struct {
 	// measure the work that depends on the registry's size apart from the
 	// file system's flush (BenchmarkAppendPeers measures that).
 	noSync bool
+	// stampNow is the clock ReadHead compares file times with (the racy
+	// window); tests in this package move it forward instead of waiting.
+	stampNow func() time.Time
 	// beforeRefMove, when set, runs between the write of a commit's pack
 	// and the move of its ref: tests run git's maintenance there, the
 	// moment a pack's objects are unreachable.
@@ -100,7 +103,7 @@ func WithLockedPushTimeout(d time.Duration) Option {
 func WithMaxPacks(n int) Option { return func(o *options) { o.maxPacks = max(n, 1) } }
 
 func newOptions(opts []Option) options {
-	o := options{clock: time.Now, refWait: 10 * time.Second, maxPacks: 32, lockedPush: 30 * time.Second}
+	o := options{clock: time.Now, refWait: 10 * time.Second, maxPacks: 32, lockedPush: 30 * time.Second, stampNow: time.Now}
 	for _, f := range opts {
 		f(&o)
 	}

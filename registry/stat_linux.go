@@ -14,19 +14,20 @@ func idOf(fi os.FileInfo) fileID {
 		return fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	}
 	return fileID{
-		dev: st.Dev, ino: st.Ino, size: st.Size,
+		// The conversions are for 32-bit platforms, where some are narrower.
+		dev: uint64(st.Dev), ino: uint64(st.Ino), size: int64(st.Size),
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
 		known: true,
 	}
 }
 
-// localFS says whether dir is on a local file system whose stat(2) answers
-// from the file itself. A network file system (NFS, SMB, sshfs through
+// localFS says whether path (statfs(2) follows symbolic links) is on a
+// local file system whose stat(2) answers from the file itself. A network file system (NFS, SMB, sshfs through
 // FUSE, …) may answer stat from a cache of attributes for up to a minute
 // while another machine moved the ref, so stamps are never trusted there.
-func localFS(dir string) bool {
+func localFS(path string) bool {
 	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
+	if err := unix.Statfs(path, &st); err != nil {
 		return false
 	}
 	switch int64(st.Type) {

@@ -38,6 +38,9 @@ var (
 	rig      *softhsm.Rig
 	provider *pkcs11.Provider
 	keySeq   atomic.Int64
+	// scratch is a directory that lives as long as the test process
+	// (benchmark fixtures made once per process).
+	scratch string
 )
 
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
@@ -49,6 +52,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	scratch = dir
 	var toks []softhsm.Token
 	for _, l := range append(tokens, benchTokens...) {
 		toks = append(toks, softhsm.Token{Label: l, PIN: testPIN})

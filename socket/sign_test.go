@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -385,6 +383,20 @@ func TestAnchorRestagedAfterOtherWriter(t *testing.T) {
 // the ref, the next request checks against the new tip: the committed
 // event is no longer next, the one after it is. (A guard for the agent's
 // key-state cache; it passes without the cache too.)
+// trustedStamp waits until reg's ref file is out of the racy window of
+// registry.Unchanged, and fails unless a fresh stamp of it is then trusted.
+func trustedStamp(t testing.TB, reg *registry.Registry) {
+	t.Helper()
+	time.Sleep(1100 * time.Millisecond)
+	s, err := reg.ReadHead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reg.Unchanged(s) {
+		t.Fatal("the registry does not trust a stamp of a ref file written over a second ago")
+	}
+}
+
 func TestSignEventAfterRegistryMoved(t *testing.T) {
 	reg := newRegistry(t)
 	k := newKey(t, tokens[1], kel.P256)
@@ -394,13 +406,10 @@ func TestSignEventAfterRegistryMoved(t *testing.T) {
 	ctx := context.Background()
 	st := keyState(t, reg, prefix)
 	first := ixn(t, st, "first")
-	// The ref file written 2 s ago: the agent trusts one stat(2) of it
-	// (registry.Unchanged) instead of reading it, until it changes.
-	ref := filepath.Join(reg.GitDir(), "refs", "auths", "registry")
-	old := time.Now().Add(-2 * time.Second)
-	if err := os.Chtimes(ref, old, old); err != nil {
-		t.Fatal(err)
-	}
+	// Past the racy second after the ref was written, the agent trusts one
+	// stat(2) of it (registry.Unchanged) instead of reading it, until it
+	// changes.
+	trustedStamp(t, reg)
 	r1, err := c.SignEvent(ctx, first.Raw())
 	if err != nil {
 		t.Fatal(err)

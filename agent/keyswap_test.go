@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/auths-dev/auths-agent/hsm"
+	"github.com/auths-dev/auths-agent/hsm/pkcs11"
+	"github.com/auths-dev/auths-agent/kel"
+)
+
+// auditLog is an AuditSink that keeps the records.
+type auditLog struct {
+	mu   sync.Mutex
+	recs []AuditRecord
+}
+
+func (l *auditLog) Record(_ context.Context, r AuditRecord) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r)
+	return nil
+}
+
+func (l *auditLog) last() AuditRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.recs) == 0 {
+		return AuditRecord{}
+	}
+	return l.recs[len(l.recs)-1]
+}
+
+// replaceKey puts a new Ed25519 key under label on the rig's token t1,
+// with a provider of its own (the agent's were closed by DropSessions),
+// and returns its CESR public key.
+func replaceKey(t *testing.T, module, uri string) string {
+	t.Helper()
+	p, err := pkcs11.Open(module, pkcs11.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	u, err := hsm.ParsePKCS11URI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := p.Delete(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	info, err := p.Generate(ctx, u, kel.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Verfer.QB64()
+}
+
+// TestKeyReplacedOnToken: the agent checks a request against the public
+// key it last read at k0; the key at k0 was replaced on the token while
+// the agent's sessions were closed (SIGHUP, lock). When the agent opens k0
+// again for the signature, the new key signs nothing: the SSH request and
+// the KERI event, each checked against the key before, are refused (key
+// not held), and the audit trail ends with the refusal. Before the fix
+// the new key signed them.
+func TestKeyReplacedOnToken(t *testing.T) {
+	rig, _, _ := custodyRig(t, "k0")
+	uri := rig.URI("t1", "k0")
+	log := &auditLog{}
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(Config{Keys: []KeySpec{{URI: uri, Uses: []Use{UseKERI, UseSSH}}}}, Options{Opener: o, Audit: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	keys, err := a.SSHKeys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("SSH keys: %v, %v", keys, err)
+	}
+	pub0 := keys[0].Public
+	userauth := cat(sshString(bytes.Repeat([]byte{1}, 32)), []byte{50}, sshString([]byte("me")), sshString([]byte("ssh-connection")),
+		sshString([]byte("publickey")), []byte{1}, sshString([]byte(pub0.Type())), sshString(pub0.Marshal()))
+	if _, err := a.SignSSH(ctx, pub0.Marshal(), userauth); err != nil {
+		t.Fatal(err)
+	}
+
+	// SSH: the request names the key the agent knew.
+	if err := a.DropSessions(); err != nil {
+		t.Fatal(err)
+	}
+	pub1 := replaceKey(t, rig.Module, uri)
+	sig, err := a.SignSSH(ctx, pub0.Marshal(), userauth)
+	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "now holds key "+pub1) {
+		t.Fatalf("SSH request for the replaced key: signature %v, err %v; want refused, naming the new key", sig, err)
+	}
+	if r := log.last(); r.Op != "ssh-sign" || !strings.Contains(r.Refused, "now holds key") {
+		t.Errorf("last audit record %+v, want the refusal", r)
+	}
+
+	// KERI: an inception by the key the agent knows now (pub1), after
+	// that key too was replaced.
+	if err := a.DropSessions(); err != nil {
+		t.Fatal(err)
+	}
+	pub2 := replaceKey(t, rig.Module, uri)
+	e := inception(t, pub1)
+	sigs, err := a.SignEvent(ctx, e.Raw())
+	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "now holds key "+pub2) {
+		t.Fatalf("inception by the replaced key: signatures %v, err %v; want refused, naming the new key", sigs, err)
+	}
+	if r := log.last(); r.Op != "sign-event" || r.SAID != e.SAID || !strings.Contains(r.Refused, "now holds key") {
+		t.Errorf("last audit record %+v, want the refusal of %s", r, e.SAID)
+	}
+
+	// The key the token holds now signs what names it.
+	if _, err := a.SignEvent(ctx, inception(t, pub2).Raw()); err != nil {
+		t.Errorf("inception by the key on the token now: %v", err)
+	}
+}
