@@ -278,7 +278,7 @@ func (a *Agent) open(ctx context.Context, k *key) (hsm.Signer, error) {
 // says its token went away, so the next request opens it again.
 func (a *Agent) failed(k *key, s hsm.Signer, err error) {
 	a.pinRefused(err)
-	if !errors.Is(err, hsm.ErrTokenAbsent) {
+	if !errors.Is(err, hsm.ErrTokenAbsent) && !errors.Is(err, hsm.ErrKeyChanged) {
 		return
 	}
 	k.mu.Lock()
@@ -319,7 +319,7 @@ func (a *Agent) verferOf(ctx context.Context, k *key) (kel.Verfer, error) {
 // openAs opens k and checks that its token still holds want, the public
 // key the request was checked against: a card swapped for another, or a
 // key replaced at k's URI, between the check and the signature signs
-// nothing (a *RefusedError wrapping ErrUnknownKey).
+// nothing (a *RefusedError wrapping ErrKeyChanged).
 func (a *Agent) openAs(ctx context.Context, op string, k *key, want kel.Verfer) (hsm.Signer, error) {
 	s, err := a.open(ctx, k)
 	if err != nil {
@@ -330,15 +330,25 @@ func (a *Agent) openAs(ctx context.Context, op string, k *key, want kel.Verfer) 
 		return nil, fmt.Errorf("%s: %w", k.uri, err)
 	}
 	if v.Code != want.Code || !bytes.Equal(v.Raw, want.Raw) {
-		return nil, refuse(op, ErrUnknownKey, "%s now holds key %s, not %s, which the request was checked against", k.uri, v.QB64(), want.QB64())
+		return nil, refuse(op, ErrKeyChanged, "the token now holds key %s, not %s, which the request was checked against", v.QB64(), want.QB64())
 	}
 	return s, nil
 }
 
-// signKERI signs msg with sk's key on its token's queue.
-func (a *Agent) signKERI(ctx context.Context, sk signingKey, msg []byte) ([]byte, error) {
+// keyChanged turns a backend's hsm.ErrKeyChanged (the key changed while
+// its signer was open, found when the backend reached the token again)
+// into the refusal openAs gives; other errors are returned as they are.
+func keyChanged(op string, err error) error {
+	if errors.Is(err, hsm.ErrKeyChanged) {
+		return refuse(op, ErrKeyChanged, "%v", err)
+	}
+	return err
+}
+
+// signKERI signs msg with sk's key on its token's queue, for request op.
+func (a *Agent) signKERI(ctx context.Context, op string, sk signingKey, msg []byte) ([]byte, error) {
 	k := sk.k
-	s, err := a.openAs(ctx, "sign", k, sk.verfer)
+	s, err := a.openAs(ctx, op, k, sk.verfer)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +357,7 @@ func (a *Agent) signKERI(ctx context.Context, sk signingKey, msg []byte) ([]byte
 	})
 	if err != nil {
 		a.failed(k, s, err)
-		return nil, err
+		return nil, keyChanged(op, err)
 	}
 	return sig, nil
 }
@@ -394,11 +404,14 @@ func (a *Agent) record(ctx context.Context, r AuditRecord) error {
 // because of a touch that did not come (*TouchTimeoutError), a card still
 // waiting for an earlier one (*BusyError, known before the card is asked),
 // or a key no longer the one the request was checked against (a
-// *RefusedError from openAs). r describes the request.
+// *RefusedError wrapping ErrKeyChanged). r describes the request.
 func (a *Agent) recordNotSigned(ctx context.Context, r AuditRecord, err error) {
 	for _, te := range notSignedErrors(err) {
 		a.log.Warn("refused", "op", r.Op, "peer", PeerOf(ctx).PID, "reason", te)
 		r.Refused = te.Error()
+		if re, ok := te.(*RefusedError); ok {
+			r.Refused = re.Reason.Error()
+		}
 		a.record(ctx, r)
 	}
 }

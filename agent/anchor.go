@@ -197,7 +197,7 @@ func (a *Agent) signProposalTo(ctx context.Context, an *anchor.Anchorer, p *anch
 			return nil, err
 		}
 	}
-	sigs, signErr := a.signAllKept(ctx, p.Bytes(), keys)
+	sigs, signErr := a.signAllKept(ctx, op, p.Bytes(), keys)
 	a.recordNotSigned(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID()}, signErr)
 	if len(sigs) > 0 {
 		a.remember(p.Prefix(), p.Sn(), p.SAID())
@@ -227,7 +227,7 @@ func (a *Agent) signProposalTo(ctx context.Context, an *anchor.Anchorer, p *anch
 
 // signAllKept is signAll that keeps the signatures of the keys that
 // succeeded when others fail.
-func (a *Agent) signAllKept(ctx context.Context, msg []byte, keys []signingKey) ([]kel.Siger, error) {
+func (a *Agent) signAllKept(ctx context.Context, op string, msg []byte, keys []signingKey) ([]kel.Siger, error) {
 	type one struct {
 		sig kel.Siger
 		err error
@@ -241,7 +241,7 @@ func (a *Agent) signAllKept(ctx context.Context, msg []byte, keys []signingKey) 
 	for i, sk := range keys {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			sigs, err := a.signAll(touchPosition(ctx, i, n), msg, []signingKey{sk})
+			sigs, err := a.signAll(touchPosition(ctx, i, n), op, msg, []signingKey{sk})
 			if err != nil {
 				res[i].err = err
 				return

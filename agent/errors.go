@@ -29,6 +29,10 @@ var (
 	ErrNoKey = errors.New("no held key in the key list")
 	// ErrNoRegistry: the request needs a registry and the agent has none.
 	ErrNoRegistry = errors.New("no registry")
+	// ErrKeyChanged: a held key's token no longer holds the public key
+	// the request was checked against (a card swapped, a key replaced
+	// under its label or in its slot); that key signs nothing.
+	ErrKeyChanged = errors.New("key changed on its token")
 	// ErrUnsupported: a request the agent never serves (adding keys over
 	// the socket, raw signing).
 	ErrUnsupported = errors.New("not supported")

@@ -150,7 +150,7 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 			return nil, err
 		}
 	}
-	sigs, err := a.signAll(ctx, e.Raw(), keys)
+	sigs, err := a.signAll(ctx, op, e.Raw(), keys)
 	if err != nil {
 		a.recordNotSigned(ctx, AuditRecord{Op: op, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID}, err)
 		return nil, err
@@ -248,11 +248,11 @@ func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, er
 // returns the signatures in index order. They are not verified here (a
 // P-256 verification costs half a SoftHSM signature): whoever folds them
 // verifies them, as anchor.Proposal.Add and the registry's commit do.
-func (a *Agent) signAll(ctx context.Context, msg []byte, keys []signingKey) ([]kel.Siger, error) {
+func (a *Agent) signAll(ctx context.Context, op string, msg []byte, keys []signingKey) ([]kel.Siger, error) {
 	sigs := make([]kel.Siger, len(keys))
 	errs := make([]error, len(keys))
 	one := func(ctx context.Context, i int, sk signingKey) {
-		raw, err := a.signKERI(ctx, sk, msg)
+		raw, err := a.signKERI(ctx, op, sk, msg)
 		if err != nil {
 			errs[i] = withKey(sk.k.uri, err)
 			return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -65,8 +66,8 @@ func replaceKey(t *testing.T, module, uri string) string {
 // the agent's sessions were closed (SIGHUP, lock). When the agent opens k0
 // again for the signature, the new key signs nothing: the SSH request and
 // the KERI event, each checked against the key before, are refused (key
-// not held), and the audit trail ends with the refusal. Before the fix
-// the new key signed them.
+// changed, naming the key now there), and the audit trail ends with the
+// refusal. Before the fix the new key signed them.
 func TestKeyReplacedOnToken(t *testing.T) {
 	rig, _, _ := custodyRig(t, "k0")
 	uri := rig.URI("t1", "k0")
@@ -96,10 +97,10 @@ func TestKeyReplacedOnToken(t *testing.T) {
 	}
 	pub1 := replaceKey(t, rig.Module, uri)
 	sig, err := a.SignSSH(ctx, pub0.Marshal(), userauth)
-	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "now holds key "+pub1) {
+	if !errors.Is(err, ErrKeyChanged) || !strings.Contains(err.Error(), uri[:strings.Index(uri, "?")]) || !strings.Contains(err.Error(), "now holds key "+pub1) {
 		t.Fatalf("SSH request for the replaced key: signature %v, err %v; want refused, naming the new key", sig, err)
 	}
-	if r := log.last(); r.Op != "ssh-sign" || !strings.Contains(r.Refused, "now holds key") {
+	if r := log.last(); r.Op != "ssh-sign" || !strings.HasPrefix(r.Refused, "key changed on its token: the token now holds key "+pub1) {
 		t.Errorf("last audit record %+v, want the refusal", r)
 	}
 
@@ -111,15 +112,57 @@ func TestKeyReplacedOnToken(t *testing.T) {
 	pub2 := replaceKey(t, rig.Module, uri)
 	e := inception(t, pub1)
 	sigs, err := a.SignEvent(ctx, e.Raw())
-	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "now holds key "+pub2) {
+	if !errors.Is(err, ErrKeyChanged) || !strings.Contains(err.Error(), "sign-event refused") || !strings.Contains(err.Error(), "now holds key "+pub2) {
 		t.Fatalf("inception by the replaced key: signatures %v, err %v; want refused, naming the new key", sigs, err)
 	}
-	if r := log.last(); r.Op != "sign-event" || r.SAID != e.SAID || !strings.Contains(r.Refused, "now holds key") {
+	if r := log.last(); r.Op != "sign-event" || r.SAID != e.SAID || !strings.HasPrefix(r.Refused, "key changed on its token: the token now holds key "+pub2) {
 		t.Errorf("last audit record %+v, want the refusal of %s", r, e.SAID)
 	}
 
 	// The key the token holds now signs what names it.
 	if _, err := a.SignEvent(ctx, inception(t, pub2).Raw()); err != nil {
 		t.Errorf("inception by the key on the token now: %v", err)
+	}
+}
+
+// TestKeyChangedFromBackend: a backend finds the change itself when it
+// reaches the token again (hsm.ErrKeyChanged, as TestKeyChangedWhileGone
+// in hsm/pkcs11 shows on SoftHSM). The agent drops that key's signer, so
+// the next request opens the key again and openAs compares it, and the
+// error becomes the refusal openAs gives, which recordNotSigned records.
+func TestKeyChangedFromBackend(t *testing.T) {
+	backendErr := fmt.Errorf(`pkcs11:token=t1;object=k0: %w: %w: key "k0" on token "t1"`, hsm.ErrNotFound, hsm.ErrKeyChanged)
+	err := keyChanged("sign-event", backendErr)
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Op != "sign-event" || !errors.Is(err, ErrKeyChanged) {
+		t.Fatalf("keyChanged: %v, want a sign-event refusal for a changed key", err)
+	}
+	if got := notSignedErrors(withKey("pkcs11:token=t1;object=k0", err)); len(got) != 1 || got[0] != re {
+		t.Errorf("notSignedErrors: %v, want the refusal", got)
+	}
+	other := errors.New("C_Sign: CKR_DEVICE_ERROR")
+	if got := keyChanged("sign-event", other); got != other {
+		t.Errorf("keyChanged of another error: %v", got)
+	}
+
+	rig, _, _ := custodyRig(t, "k0")
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}}}, Options{Opener: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	k := a.held()[0]
+	s, err := a.open(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.failed(k, s, backendErr)
+	k.mu.Lock()
+	dropped := k.signer == nil
+	k.mu.Unlock()
+	if !dropped {
+		t.Error("the signer of a key that changed is kept: every later request would fail the same way")
 	}
 }

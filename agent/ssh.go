@@ -126,7 +126,7 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	s, err := a.openAs(ctx, op, k, want)
 	if err != nil {
 		a.recordNotSigned(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
-		return nil, err
+		return nil, withKey(k.uri, err)
 	}
 	sig, err := onToken(ctx, a.sched, k.token, func(ctx context.Context) (*ssh.Signature, error) {
 		signer, err := ssh.NewSignerFromSigner(s)
@@ -137,6 +137,7 @@ func (a *Agent) SignSSH(ctx context.Context, pubBlob, data []byte) (*ssh.Signatu
 	})
 	if err != nil {
 		a.failed(k, s, err)
+		err = keyChanged(op, err)
 		a.recordNotSigned(ctx, AuditRecord{Op: "ssh-sign", Key: k.uri, Fingerprint: ssh.FingerprintSHA256(pub), What: what, HostKey: hostFP}, err)
 		return nil, withKey(k.uri, err)
 	}

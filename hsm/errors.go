@@ -30,6 +30,10 @@ var (
 	// ErrUnsupportedKey: the key is not Ed25519 or P-256, or the object is
 	// not a private key.
 	ErrUnsupportedKey = errors.New("unsupported key")
+	// ErrKeyChanged: a key opened before is not the same key any more
+	// (another key was generated in its slot or under its label, or the
+	// card was swapped); it also matches ErrNotFound. Open the key again.
+	ErrKeyChanged = errors.New("key changed since it was opened")
 	// ErrNoTouch: the card waited for a touch that did not come and gave
 	// up (a YubiKey does after about 15 s).
 	ErrNoTouch = errors.New("no touch")

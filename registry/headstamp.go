@@ -69,7 +69,9 @@ func (r *Registry) ReadHead() (HeadStamp, error) {
 	case files.loose != (fileID{}):
 		trusted = old(files.loose) && localFS(r.refPath())
 	default:
-		trusted = old(files.packed) && localFS(r.packedRefsPath())
+		// The loose file's absence is part of the stamp: its directory
+		// must be local too.
+		trusted = old(files.packed) && localFS(r.packedRefsPath()) && localFS(r.nearestRefDir())
 	}
 	return HeadStamp{commit: h, files: files, trusted: trusted}, nil
 }
@@ -101,6 +103,19 @@ func (r *Registry) refPath() string {
 }
 
 func (r *Registry) packedRefsPath() string { return filepath.Join(r.gitDir, "packed-refs") }
+
+// nearestRefDir is the directory of the loose ref file, or its nearest
+// parent that exists (git may remove a directory a pruned ref left empty).
+func (r *Registry) nearestRefDir() string {
+	d := filepath.Dir(r.refPath())
+	for len(d) > len(r.gitDir) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		d = filepath.Dir(d)
+	}
+	return d
+}
 
 // SnapshotAt is a snapshot of the registry at s's commit.
 func (r *Registry) SnapshotAt(s HeadStamp) (*Snapshot, error) {

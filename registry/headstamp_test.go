@@ -17,6 +17,26 @@ func later(r *Registry, on bool) {
 	}
 }
 
+// waitTick waits until a file written in dir gets a change time after
+// ctime: the file system's clock has ticked since.
+func waitTick(t *testing.T, dir string, ctime int64) {
+	t.Helper()
+	probe := filepath.Join(dir, "tick")
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if err := os.WriteFile(probe, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(probe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idOf(fi).ctime > ctime {
+			return
+		}
+	}
+	t.Fatal("the file system's clock did not tick in 3 s")
+}
+
 func readHead(t *testing.T, r *Registry) HeadStamp {
 	t.Helper()
 	s, err := r.ReadHead()
@@ -65,14 +85,14 @@ func TestHeadStamp(t *testing.T) {
 	// Rewritten in place with another id of the same length, its
 	// modification time put back: same inode, size and mtime, but the
 	// change time moved. (The test's clock said 2 s had passed; the file
-	// times are real, so wait out one tick of a coarse file system clock,
-	// as the racy window does for real.)
-	time.Sleep(20 * time.Millisecond)
+	// times are real, so wait out one tick of the file system's clock, as
+	// the racy window does for real.)
 	data, err := os.ReadFile(loose)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fi, _ := os.Stat(loose)
+	waitTick(t, t.TempDir(), idOf(fi).ctime)
 	other := strings.Repeat("0", 40) + "\n"
 	if len(other) != len(data) {
 		t.Fatalf("ref file of %d bytes", len(data))

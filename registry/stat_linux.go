@@ -30,7 +30,9 @@ func localFS(path string) bool {
 	if err := unix.Statfs(path, &st); err != nil {
 		return false
 	}
-	switch int64(st.Type) {
+	// f_type is 32 bits wide on some platforms (int32 there): compared as
+	// uint32, magics with the top bit set (Btrfs, F2FS) match everywhere.
+	switch uint32(st.Type) {
 	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC,
 		unix.TMPFS_MAGIC, unix.F2FS_SUPER_MAGIC, unix.OVERLAYFS_SUPER_MAGIC,
 		0x2fc12fc1: // ZFS (not in x/sys)

@@ -153,7 +153,7 @@ func reasonOf(err error) string {
 		{agent.ErrNotNext, "not-next"}, {agent.ErrDuplicity, "duplicity"}, {agent.ErrPolicy, "policy"},
 		{agent.ErrNoKey, "no-key"}, {agent.ErrNoRegistry, "no-registry"},
 		{agent.ErrOtherRegistry, "other-registry"},
-		{agent.ErrUnknownKey, "unknown-key"}, {agent.ErrNotSSHData, "not-ssh-data"},
+		{agent.ErrUnknownKey, "unknown-key"}, {agent.ErrKeyChanged, "key-changed"}, {agent.ErrNotSSHData, "not-ssh-data"},
 		{errBadRequest, "bad-request"}, {errPeer, "peer-uid"}, {errForwarded, "forwarded"},
 		{errLocked, "locked"},
 		{context.DeadlineExceeded, "timeout"}, {context.Canceled, "cancelled"},

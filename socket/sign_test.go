@@ -378,11 +378,6 @@ func TestAnchorRestagedAfterOtherWriter(t *testing.T) {
 	}
 }
 
-// TestSignEventAfterRegistryMoved: the agent keeps each identity's key
-// state with the registry commit it was read at; once another writer moves
-// the ref, the next request checks against the new tip: the committed
-// event is no longer next, the one after it is. (A guard for the agent's
-// key-state cache; it passes without the cache too.)
 // trustedStamp waits until reg's ref file is out of the racy window of
 // registry.Unchanged, and fails unless a fresh stamp of it is then trusted.
 func trustedStamp(t testing.TB, reg *registry.Registry) {
@@ -397,6 +392,12 @@ func trustedStamp(t testing.TB, reg *registry.Registry) {
 	}
 }
 
+// TestSignEventAfterRegistryMoved: the agent keeps each identity's key
+// state with the registry commit it was read at; once another writer moves
+// the ref, the next request checks against the new tip: the committed
+// event is no longer next, the one after it is. The ref is past the racy
+// second, so the agent trusts one stat(2) of it: the test fails if
+// registry.Unchanged misses the move (and passes without the cache too).
 func TestSignEventAfterRegistryMoved(t *testing.T) {
 	reg := newRegistry(t)
 	k := newKey(t, tokens[1], kel.P256)

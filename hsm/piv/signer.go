@@ -94,7 +94,7 @@ func (s *Signer) loadLocked(yk *piv.YubiKey) error {
 		// A reopened card: info stays as it was (Public reads it without
 		// the lock); the key must be the same.
 		if !samePublic(s.info.Public, info.Public) {
-			return fmt.Errorf("%w: slot %02x now holds another key than when it was opened; open the key again", hsm.ErrNotFound, s.uri.Slot)
+			return fmt.Errorf("%w: %w: slot %02x now holds another key; open the key again", hsm.ErrNotFound, hsm.ErrKeyChanged, s.uri.Slot)
 		}
 		s.conn = s.c.conn
 		return nil

@@ -1,6 +1,7 @@
 package pkcs11
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -297,6 +298,40 @@ func TestTokenReopened(t *testing.T) {
 	}
 	if !s.Info().Verfer.Verify([]byte("after"), sig) {
 		t.Error("signature after reconnect does not verify")
+	}
+}
+
+// TestKeyChangedWhileGone: the token's sessions vanish, and meanwhile
+// another key is generated under the signer's label and id (a key under
+// another id is simply not found); when the signer
+// reaches the token again it finds the other key and signs nothing: an
+// error matching hsm.ErrKeyChanged (and hsm.ErrNotFound) that names the
+// key and the token.
+func TestKeyChangedWhileGone(t *testing.T) {
+	s := generate(t, "ci-3", unique("changed"), kel.Ed25519)
+	ctx := context.Background()
+	if _, err := s.SignKERI(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := testProvider.ctx.CloseAllSessions(s.t.slot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SignKERI(ctx, []byte("while gone")); !errors.Is(err, hsm.ErrTokenAbsent) {
+		t.Fatalf("sign while gone: %v, want token absent", err)
+	}
+	u := mustURI(t, uri("ci-3", s.Info().Label))
+	if _, err := testProvider.Delete(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	u.ID, u.HasID = s.Info().ID, true
+	if info, err := testProvider.Generate(ctx, u, kel.Ed25519); err != nil || !bytes.Equal(info.ID, s.Info().ID) {
+		t.Fatalf("generate under the same label and id: %+v, %v", info, err)
+	}
+	sig, err := s.SignKERI(ctx, []byte("after"))
+	want := fmt.Sprintf(`pkcs11:token=ci-3;object=%s?module-path=%s: not found: key changed since it was opened: key %q on token "ci-3" (serial %s)`,
+		s.Info().Label, testModule, s.Info().Label, tokenSerial(t, "ci-3"))
+	if err == nil || err.Error() != want || !errors.Is(err, hsm.ErrKeyChanged) || !errors.Is(err, hsm.ErrNotFound) {
+		t.Errorf("sign after the key changed: signature %x, err %v\nwant %s", sig, err, want)
 	}
 }
 

@@ -171,7 +171,7 @@ func (s *Signer) signOn(ctx context.Context, sess session, data []byte) (sig []b
 			return nil, false, err
 		}
 		if k.info.Verfer.QB64() != s.info.Verfer.QB64() {
-			return nil, false, fmt.Errorf("%w: key %q on %s has changed since it was opened", hsm.ErrNotFound, s.info.Label, s.t.name)
+			return nil, false, fmt.Errorf("%w: %w: key %q on %s", hsm.ErrNotFound, hsm.ErrKeyChanged, s.info.Label, s.t.name)
 		}
 		h = k.h
 		s.handle.Store(&handleGen{gen: sess.gen, h: h})
