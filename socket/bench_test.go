@@ -254,8 +254,8 @@ var signEventFixture = func() func(b *testing.B) (*registry.Registry, string, st
 // racy second in every run (asserted), as a registry is between commits.
 // The ratio was ≈1.37 with the agent reading as the bare side does, ≈1.18
 // with the key states kept but the ref file read on every request (open,
-// fstat, two reads, close: ≈21 µs of CPU), and 1.055 [1.034, 1.077] with
-// the stat (make bench, docs/BENCHMARKS.md of 2026-12-02). A third
+// fstat, two reads, close: ≈21 µs of CPU); docs/BENCHMARKS.md has the
+// figure with the stat. A third
 // side, the bare work followed by a round trip of the cheapest extension
 // (query) through the same socket, shows what one hand-off through the
 // socket costs beside the bare work: each may wake an idle thread, and on
