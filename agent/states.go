@@ -21,8 +21,9 @@ type heldState struct {
 // file and trees of the identity are not read and decoded again. Whether
 // the ref moved is asked of the ref's file with one stat(2) while the
 // registry says that is certain (registry.Unchanged: the file read is
-// still there, unmodified, and was not written in the second before it was
-// read), and by reading the ref file otherwise. A ref that moved, by this
+// still there, unmodified, was not modified or changed in the second
+// before it was read, and is on a local file system), and by reading the
+// ref file otherwise. A ref that moved, by this
 // agent's commits or another process's, means reading them again. Errors
 // are not kept.
 func (a *Agent) keyState(prefix string) (*kel.KeyState, error) {
