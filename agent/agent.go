@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,6 +80,10 @@ type AuditRecord struct {
 	// user-authentication request's session is bound to (WithSSHHost).
 	HostKey string
 	Refused string // the reason, for a refusal
+	// Failed is the error of a signature recorded before its token was
+	// asked and not made, or made and not handed out (the token failed,
+	// the client left): the record of what did not happen after all.
+	Failed string
 }
 
 // Peer is the process at the other end of a request.
@@ -399,37 +404,59 @@ func (a *Agent) record(ctx context.Context, r AuditRecord) error {
 	return nil
 }
 
-// recordNotSigned adds a refusal to the audit trail for each signature of
-// a request that was recorded before its token was asked and is not made:
-// because of a touch that did not come (*TouchTimeoutError), a card still
-// waiting for an earlier one (*BusyError, known before the card is asked),
-// or a key no longer the one the request was checked against (a
-// *RefusedError wrapping ErrKeyChanged). r describes the request.
+// recordNotSigned adds a line to the audit trail for each signature of a
+// request that was recorded before its token was asked and is not handed
+// out: a refusal for a touch that did not come (*TouchTimeoutError), a
+// card still waiting for an earlier one (*BusyError, known before the card
+// is asked) or a key no longer the one the request was checked against
+// (a *RefusedError wrapping ErrKeyChanged); a failure, with its error, for
+// anything else (a token error, a client that left). r describes the
+// request.
 func (a *Agent) recordNotSigned(ctx context.Context, r AuditRecord, err error) {
-	for _, te := range notSignedErrors(err) {
-		a.log.Warn("refused", "op", r.Op, "peer", PeerOf(ctx).PID, "reason", te)
-		r.Refused = te.Error()
-		if re, ok := te.(*RefusedError); ok {
-			r.Refused = re.Reason.Error()
+	for _, e := range notSignedErrors(err) {
+		r.Refused, r.Failed = "", ""
+		switch te := e.(type) {
+		case *RefusedError:
+			r.Refused = te.Reason.Error()
+		case *TouchTimeoutError, *BusyError:
+			r.Refused = te.Error()
+		default:
+			r.Failed = oneLine(te.Error())
+			a.log.Warn("not signed", "op", r.Op, "peer", PeerOf(ctx).PID, "err", te)
+			a.record(ctx, r)
+			continue
 		}
+		a.log.Warn("refused", "op", r.Op, "peer", PeerOf(ctx).PID, "reason", e)
 		a.record(ctx, r)
 	}
 }
 
-// notSignedErrors returns every *TouchTimeoutError, *BusyError and
-// *RefusedError in err's tree.
+// notSignedErrors splits err into one error per signature not made: the
+// members of a join (one per key), each as the *TouchTimeoutError,
+// *BusyError or *RefusedError it wraps, or as it is when it wraps none.
 func notSignedErrors(err error) []error {
-	switch e := err.(type) {
-	case nil:
+	if err == nil {
 		return nil
-	case *TouchTimeoutError, *BusyError, *RefusedError:
-		return []error{e}
-	case interface{ Unwrap() []error }:
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
-		for _, x := range e.Unwrap() {
+		for _, x := range j.Unwrap() {
 			out = append(out, notSignedErrors(x)...)
 		}
 		return out
 	}
-	return notSignedErrors(errors.Unwrap(err))
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch e.(type) {
+		case *TouchTimeoutError, *BusyError, *RefusedError:
+			return []error{e}
+		case interface{ Unwrap() []error }:
+			return notSignedErrors(e)
+		}
+	}
+	return []error{err}
+}
+
+// oneLine joins the lines of s with "; ", for an audit record.
+func oneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), "; ")
 }

@@ -166,3 +166,49 @@ func TestKeyChangedFromBackend(t *testing.T) {
 		t.Error("the signer of a key that changed is kept: every later request would fail the same way")
 	}
 }
+
+// TestFailedSignatureRecorded: the record of a signature is written before
+// its token is asked; when the token then fails (here the key is gone from
+// it), a "failed" record with the error follows it, so that the trail does
+// not say signed for a signature nobody made.
+func TestFailedSignatureRecorded(t *testing.T) {
+	rig, pub, _ := custodyRig(t, "k0")
+	uri := rig.URI("t1", "k0")
+	log := &auditLog{}
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(Config{Keys: []KeySpec{{URI: uri, Uses: []Use{UseKERI}}}}, Options{Opener: o, Audit: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	e := inception(t, pub["k0"])
+	if _, err := a.SignEvent(ctx, e.Raw()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DropSessions(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pkcs11.Open(rig.Module, pkcs11.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := hsm.ParsePKCS11URI(uri)
+	if _, err := p.Delete(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	n := len(log.recs)
+	if sigs, err := a.SignEvent(ctx, e.Raw()); err == nil {
+		t.Fatalf("signed with the key gone: %v", sigs)
+	}
+	recs := log.recs[n:]
+	if len(recs) != 2 || recs[0].Failed != "" || recs[0].Refused != "" || recs[0].SAID != e.SAID ||
+		recs[1].SAID != e.SAID || !strings.Contains(recs[1].Failed, "not found") || strings.Contains(recs[1].Failed, "\n") {
+		t.Fatalf("records after the failed signature: %+v, want its record and then a failed one naming the error", recs)
+	}
+	if strings.Contains(recs[1].Failed, "pin-value=1234") {
+		t.Errorf("the failed record shows the PIN: %s", recs[1].Failed)
+	}
+}

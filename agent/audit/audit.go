@@ -67,7 +67,9 @@ const maxField = 1024
 type Entry struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
-	// Outcome is "signed" or "refused".
+	// Outcome is "signed", "refused", or "failed": a signature recorded
+	// (as signed) before its token was asked that was not made, or made
+	// and not handed out; the line follows the one it undoes.
 	Outcome string `json:"outcome"`
 	Peer    Peer   `json:"peer"`
 	// Op is the request: "sign-event", "anchor", "ssh-sign", …
@@ -85,7 +87,7 @@ type Entry struct {
 	What        string `json:"what,omitempty"`
 	Namespace   string `json:"namespace,omitempty"`
 	HostKey     string `json:"host_key,omitempty"`
-	// Reason says why a request was refused.
+	// Reason says why a request was refused, or why a signature failed.
 	Reason string `json:"reason,omitempty"`
 	Prev   string `json:"prev"`
 }
@@ -101,6 +103,7 @@ type Peer struct {
 const (
 	Signed  = "signed"
 	Refused = "refused"
+	Failed  = "failed"
 )
 
 // DefaultPath is $XDG_STATE_HOME/auths-agent/audit.jsonl, or

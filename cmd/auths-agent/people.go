@@ -62,8 +62,11 @@ func entry(r agent.AuditRecord) audit.Entry {
 		HostKey:     r.HostKey,
 		Reason:      r.Refused,
 	}
-	if r.Refused != "" {
+	switch {
+	case r.Refused != "":
 		e.Outcome = audit.Refused
+	case r.Failed != "":
+		e.Outcome, e.Reason = audit.Failed, r.Failed
 	}
 	if r.Prefix != "" {
 		sn := r.Sn
