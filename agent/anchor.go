@@ -198,19 +198,26 @@ func (a *Agent) signProposalTo(ctx context.Context, an *anchor.Anchorer, p *anch
 		}
 	}
 	sigs, signErr := a.signAllKept(ctx, op, p.Bytes(), keys)
-	a.recordNotSigned(ctx, AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID()}, signErr)
+	rec := AuditRecord{Op: op, Prefix: p.Prefix(), Type: p.Type(), Sn: p.Sn(), SAID: p.SAID()}
+	a.recordNotSigned(ctx, rec, signErr)
 	if len(sigs) > 0 {
 		a.remember(p.Prefix(), p.Sn(), p.SAID())
 	}
+	// Signatures the agent could not save or commit are said to be lost
+	// (the error says how far the save or commit went).
+	notKept := func(err error) error {
+		a.recordNotKept(ctx, rec, keys, sigs, "not kept: "+err.Error())
+		return err
+	}
 	for _, s := range sigs {
 		if _, err := p.AddRaw(s.Index, s.Raw); err != nil {
-			return nil, err
+			return nil, notKept(err)
 		}
 	}
 	res := &AnchorResult{Prefix: p.Prefix(), Sn: p.Sn(), SAID: p.SAID(), AlreadySigned: already}
 	if !p.Complete() {
 		if err := fin.save(ctx, an, p); err != nil {
-			return nil, err
+			return nil, notKept(err)
 		}
 		res.Needs = p.Status().Needs()
 		a.log.Info("saved in escrow", "op", op, "prefix", p.Prefix(), "said", p.SAID(), "needs", res.Needs)
@@ -218,7 +225,7 @@ func (a *Agent) signProposalTo(ctx context.Context, an *anchor.Anchorer, p *anch
 	}
 	out, err := fin.commit(ctx, an, p)
 	if err != nil {
-		return nil, err
+		return nil, notKept(err)
 	}
 	res.Committed, res.Commit, res.Needs = true, out.Commit, p.Status().Needs()
 	a.log.Info("committed", "op", op, "prefix", p.Prefix(), "sn", p.Sn(), "said", p.SAID(), "commit", out.Commit)

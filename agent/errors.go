@@ -82,14 +82,27 @@ func (e *BusyError) Error() string {
 		e.Token, e.Since.Format(time.TimeOnly))
 }
 
-// withKey prefixes a device error with the key's URI (without PIN
-// attributes), except the touch errors, which name the card and slot
-// themselves and are shown to people as they are.
+// withKey says which key err is the error of: its text starts with the
+// key's URI (without PIN attributes), except for the touch errors, which
+// name the card and slot themselves and are shown to people as they are.
+// The audit trail reads the key from it (recordNotSigned).
 func withKey(uri string, err error) error {
+	return &keyError{uri: uri, err: err}
+}
+
+// keyError is the error of one key of a request.
+type keyError struct {
+	uri string
+	err error
+}
+
+func (e *keyError) Error() string {
 	var te *TouchTimeoutError
 	var be *BusyError
-	if errors.As(err, &te) || errors.As(err, &be) {
-		return err
+	if errors.As(e.err, &te) || errors.As(e.err, &be) {
+		return e.err.Error()
 	}
-	return fmt.Errorf("%s: %w", uri, err)
+	return e.uri + ": " + e.err.Error()
 }
+
+func (e *keyError) Unwrap() error { return e.err }

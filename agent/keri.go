@@ -152,7 +152,9 @@ func (a *Agent) SignEvent(ctx context.Context, raw []byte) (*EventSignatures, er
 	}
 	sigs, err := a.signAll(ctx, op, e.Raw(), keys)
 	if err != nil {
-		a.recordNotSigned(ctx, AuditRecord{Op: op, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID}, err)
+		r := AuditRecord{Op: op, Prefix: e.Prefix, Type: e.Type, Sn: e.Sn, SAID: e.SAID}
+		a.recordNotSigned(ctx, r, err)
+		a.recordNotKept(ctx, r, keys, sigs, "not handed out: another key of the request did not sign")
 		return nil, err
 	}
 	for _, d := range durable {
@@ -248,6 +250,9 @@ func (a *Agent) checkParsed(ctx context.Context, e *kel.Event) ([]signingKey, er
 // returns the signatures in index order. They are not verified here (a
 // P-256 verification costs half a SoftHSM signature): whoever folds them
 // verifies them, as anchor.Proposal.Add and the registry's commit do.
+// When a key fails, the error joins each failed key's error (withKey),
+// and the signatures the other keys made come with it, for the audit
+// trail only.
 func (a *Agent) signAll(ctx context.Context, op string, msg []byte, keys []signingKey) ([]kel.Siger, error) {
 	sigs := make([]kel.Siger, len(keys))
 	errs := make([]error, len(keys))
@@ -273,7 +278,13 @@ func (a *Agent) signAll(ctx context.Context, op string, msg []byte, keys []signi
 		wg.Wait()
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		var made []kel.Siger
+		for i, s := range sigs {
+			if errs[i] == nil {
+				made = append(made, s)
+			}
+		}
+		return made, err
 	}
 	slices.SortFunc(sigs, func(x, y kel.Siger) int { return x.Index - y.Index })
 	return sigs, nil

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/auths-dev/auths-agent/hsm"
 	"github.com/auths-dev/auths-agent/hsm/pkcs11"
@@ -137,8 +140,8 @@ func TestKeyChangedFromBackend(t *testing.T) {
 	if !errors.As(err, &re) || re.Op != "sign-event" || !errors.Is(err, ErrKeyChanged) {
 		t.Fatalf("keyChanged: %v, want a sign-event refusal for a changed key", err)
 	}
-	if got := notSignedErrors(withKey("pkcs11:token=t1;object=k0", err)); len(got) != 1 || got[0] != re {
-		t.Errorf("notSignedErrors: %v, want the refusal", got)
+	if got := notSignedOf(withKey("pkcs11:token=t1;object=k0", err)); len(got) != 1 || got[0].err != re || got[0].key != "pkcs11:token=t1;object=k0" {
+		t.Errorf("notSignedOf: %+v, want the refusal of k0", got)
 	}
 	other := errors.New("C_Sign: CKR_DEVICE_ERROR")
 	if got := keyChanged("sign-event", other); got != other {
@@ -208,7 +211,100 @@ func TestFailedSignatureRecorded(t *testing.T) {
 		recs[1].SAID != e.SAID || !strings.Contains(recs[1].Failed, "not found") || strings.Contains(recs[1].Failed, "\n") {
 		t.Fatalf("records after the failed signature: %+v, want its record and then a failed one naming the error", recs)
 	}
-	if strings.Contains(recs[1].Failed, "pin-value=1234") {
-		t.Errorf("the failed record shows the PIN: %s", recs[1].Failed)
+	if regexp.MustCompile(`pin-value=[^…]`).MatchString(recs[1].Failed) || recs[1].Key != a.held()[0].uri {
+		t.Errorf("the failed record shows a PIN or does not name its key: %+v", recs[1])
+	}
+}
+
+// TestNotSignedOf: the audit trail gets one line per key of a request:
+// the joins signAll and signAllKept make are split by key, an error of one
+// key that wraps several (fmt.Errorf with two %w, as the PIV backend makes
+// for a card pulled out) stays one line, and each names its key.
+func TestNotSignedOf(t *testing.T) {
+	pulled := fmt.Errorf("%w: %w", hsm.ErrTokenAbsent, errors.New("smart card removed"))
+	touch := &TouchTimeoutError{Token: "PIV card 1 slot 9c", After: time.Second}
+	cases := []struct {
+		name string
+		err  error
+		want []string // key and error text, or the typed error's text
+	}{
+		{"one key, an error wrapping two", withKey("piv:serial=1;slot=9a", pulled), []string{"piv:serial=1;slot=9a|" + pulled.Error()}},
+		{"two keys (signAll)", errors.Join(withKey("k1", pulled), withKey("k2", touch)), []string{"k1|" + pulled.Error(), "k2|" + touch.Error()}},
+		{"two keys (signAllKept)", errors.Join(errors.Join(withKey("k1", pulled)), errors.Join(withKey("k2", touch))), []string{"k1|" + pulled.Error(), "k2|" + touch.Error()}},
+		{"no key named", pulled, []string{"|" + pulled.Error()}},
+		{"nothing", nil, nil},
+	}
+	for _, tc := range cases {
+		var got []string
+		for _, ns := range notSignedOf(tc.err) {
+			got = append(got, ns.key+"|"+ns.err.Error())
+		}
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if ns := notSignedOf(withKey("k2", touch)); len(ns) != 1 || ns[0].err != error(touch) {
+		t.Errorf("a touch timeout is not kept as itself: %+v", ns)
+	}
+}
+
+// TestOtherKeyFailedRecorded: a 2-key inception whose second key is gone
+// from the token. sign-event hands out nothing; the trail holds both
+// signatures' records, then a failed line for the key that failed and
+// one for the key that signed ("not handed out"), each naming its key.
+func TestOtherKeyFailedRecorded(t *testing.T) {
+	rig, pub, _ := custodyRig(t, "k0", "k1")
+	log := &auditLog{}
+	o := NewTokenOpener(TokenOptions{})
+	defer o.Close()
+	a, err := New(Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}, {URI: rig.URI("t1", "k1"), Uses: []Use{UseKERI}}}},
+		Options{Opener: o, Audit: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	keys := []string{pub["k0"], pub["k1"]}
+	e, err := kel.NewInception(kel.InceptionSpec{Keys: keys, Threshold: kel.SimpleThreshold(2),
+		NextDigests: []string{kel.NextKeyDigest(keys[0]), kel.NextKeyDigest(keys[1])}, NextThreshold: kel.SimpleThreshold(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SignEvent(ctx, e.Raw()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DropSessions(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pkcs11.Open(rig.Module, pkcs11.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := hsm.ParsePKCS11URI(rig.URI("t1", "k1"))
+	if _, err := p.Delete(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	n := len(log.recs)
+	if sigs, err := a.SignEvent(ctx, e.Raw()); err == nil {
+		t.Fatalf("signed with a key gone: %v", sigs)
+	}
+	var got []string
+	for _, r := range log.recs[n:] {
+		what := "signed"
+		switch {
+		case strings.Contains(r.Failed, "not handed out: another key of the request did not sign"):
+			what = "not handed out"
+		case strings.Contains(r.Failed, "not found"):
+			what = "not found"
+		case r.Failed != "" || r.Refused != "":
+			what = "other: " + r.Failed + r.Refused
+		}
+		got = append(got, strings.TrimPrefix(r.Key[:strings.Index(r.Key, "?")], "pkcs11:token=t1;object=")+" "+what)
+	}
+	slices.Sort(got)
+	want := []string{"k0 not handed out", "k0 signed", "k1 not found", "k1 signed"}
+	if !slices.Equal(got, want) {
+		t.Errorf("records: %q, want %q", got, want)
 	}
 }

@@ -1,5 +1,6 @@
-// Package audit keeps the agent's audit trail: one JSON line per signature
-// and per refused request, appended to a file that only its owner can read
+// Package audit keeps the agent's audit trail: one JSON line per signature,
+// per refused request, and per recorded signature that was then not made or
+// not handed out, appended to a file that only its owner can read
 // ($XDG_STATE_HOME/auths-agent/audit.jsonl by default, see [DefaultPath]).
 //
 // # The chain
@@ -69,7 +70,8 @@ type Entry struct {
 	Time time.Time `json:"time"`
 	// Outcome is "signed", "refused", or "failed": a signature recorded
 	// (as signed) before its token was asked that was not made, or made
-	// and not handed out; the line follows the one it undoes.
+	// and not handed out (another key of the request failed, its proposal
+	// could not be saved or committed); the line follows the one it undoes.
 	Outcome string `json:"outcome"`
 	Peer    Peer   `json:"peer"`
 	// Op is the request: "sign-event", "anchor", "ssh-sign", …

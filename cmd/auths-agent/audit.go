@@ -16,10 +16,11 @@ func auditCommand(env *cliEnv) *cli.Command {
 	return &cli.Command{
 		Name:  "audit",
 		Usage: "show or verify the agent's audit trail of signatures and refusals",
-		Description: "Prints the audit trail's JSON lines (one per signature and per refused\n" +
-			"request), those at or after --since when given. --verify checks the whole\n" +
-			"hash chain instead and prints the number of lines and the hash of the last\n" +
-			"one; a broken chain exits 1 naming the first bad line. The file is\n" +
+		Description: "Prints the audit trail's JSON lines (one per signature, per refused\n" +
+			"request, and per signature that failed after it was recorded), those at or\n" +
+			"after --since when given. --verify checks the whole hash chain instead and\n" +
+			"prints the number of lines and the hash of the last one; a broken chain\n" +
+			"exits 1 naming the first bad line. The file is\n" +
 			"$XDG_STATE_HOME/auths-agent/audit.jsonl unless --file names another.\n" +
 			"TIME is RFC 3339 (2026-12-01T12:00:00Z), a date (2026-12-01, UTC) or a\n" +
 			"duration back from now (24h).",

@@ -28,7 +28,8 @@ func (l locker) Lock(passphrase []byte) error {
 	return nil
 }
 
-// auditSink records the agent's signatures and refusals in the trail.
+// auditSink records the agent's signatures, refusals and failed
+// signatures in the trail.
 type auditSink struct{ s *audit.Sink }
 
 var _ agent.AuditWriter = auditSink{}
