@@ -39,11 +39,15 @@ func (l *auditLog) last() AuditRecord {
 	return l.recs[len(l.recs)-1]
 }
 
-// replaceKey puts a new Ed25519 key under label on the rig's token t1,
-// with a provider of its own (the agent's were closed by DropSessions),
-// and returns its CESR public key.
-func replaceKey(t *testing.T, module, uri string) string {
+// changeKey closes the agent's token sessions (as SIGHUP does) and then,
+// with a provider of its own, deletes the key at uri on the rig's token
+// and, when regenerate is set, puts a new Ed25519 key under its label,
+// whose CESR public key it returns.
+func changeKey(t *testing.T, a *Agent, module, uri string, regenerate bool) string {
 	t.Helper()
+	if err := a.DropSessions(); err != nil {
+		t.Fatal(err)
+	}
 	p, err := pkcs11.Open(module, pkcs11.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +60,9 @@ func replaceKey(t *testing.T, module, uri string) string {
 	ctx := context.Background()
 	if _, err := p.Delete(ctx, u); err != nil {
 		t.Fatal(err)
+	}
+	if !regenerate {
+		return ""
 	}
 	info, err := p.Generate(ctx, u, kel.Ed25519)
 	if err != nil {
@@ -95,10 +102,7 @@ func TestKeyReplacedOnToken(t *testing.T) {
 	}
 
 	// SSH: the request names the key the agent knew.
-	if err := a.DropSessions(); err != nil {
-		t.Fatal(err)
-	}
-	pub1 := replaceKey(t, rig.Module, uri)
+	pub1 := changeKey(t, a, rig.Module, uri, true)
 	sig, err := a.SignSSH(ctx, pub0.Marshal(), userauth)
 	if !errors.Is(err, ErrKeyChanged) || !strings.Contains(err.Error(), uri[:strings.Index(uri, "?")]) || !strings.Contains(err.Error(), "now holds key "+pub1) {
 		t.Fatalf("SSH request for the replaced key: signature %v, err %v; want refused, naming the new key", sig, err)
@@ -109,10 +113,7 @@ func TestKeyReplacedOnToken(t *testing.T) {
 
 	// KERI: an inception by the key the agent knows now (pub1), after
 	// that key too was replaced.
-	if err := a.DropSessions(); err != nil {
-		t.Fatal(err)
-	}
-	pub2 := replaceKey(t, rig.Module, uri)
+	pub2 := changeKey(t, a, rig.Module, uri, true)
 	e := inception(t, pub1)
 	sigs, err := a.SignEvent(ctx, e.Raw())
 	if !errors.Is(err, ErrKeyChanged) || !strings.Contains(err.Error(), "sign-event refused") || !strings.Contains(err.Error(), "now holds key "+pub2) {
@@ -190,18 +191,7 @@ func TestFailedSignatureRecorded(t *testing.T) {
 	if _, err := a.SignEvent(ctx, e.Raw()); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.DropSessions(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pkcs11.Open(rig.Module, pkcs11.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := hsm.ParsePKCS11URI(uri)
-	if _, err := p.Delete(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
+	changeKey(t, a, rig.Module, uri, false)
 	n := len(log.recs)
 	if sigs, err := a.SignEvent(ctx, e.Raw()); err == nil {
 		t.Fatalf("signed with the key gone: %v", sigs)
@@ -273,18 +263,7 @@ func TestOtherKeyFailedRecorded(t *testing.T) {
 	if _, err := a.SignEvent(ctx, e.Raw()); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.DropSessions(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pkcs11.Open(rig.Module, pkcs11.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := hsm.ParsePKCS11URI(rig.URI("t1", "k1"))
-	if _, err := p.Delete(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
+	changeKey(t, a, rig.Module, rig.URI("t1", "k1"), false)
 	n := len(log.recs)
 	if sigs, err := a.SignEvent(ctx, e.Raw()); err == nil {
 		t.Fatalf("signed with a key gone: %v", sigs)
