@@ -114,13 +114,7 @@ func TestSSHKeyNotController(t *testing.T) {
 		{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}},
 		{URI: rig.URI("t1", "k0-next1"), Uses: []Use{UseSSH}},
 	}}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(cfg, Options{Opener: o})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, cfg, Options{})
 	ctx := context.Background()
 	list, err := a.Keys(ctx)
 	if err != nil {
@@ -149,13 +143,7 @@ func TestSSHKeyNotController(t *testing.T) {
 func TestNextKeyKeepsPINValue(t *testing.T) {
 	rig, pub, _ := custodyRig(t, "k0", "k0-next1")
 	cfg := Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}}}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(cfg, Options{Opener: o})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, cfg, Options{})
 	ctx := context.Background()
 	list, err := a.Keys(ctx)
 	if err != nil {
@@ -229,20 +217,27 @@ func TestNextKeyNeverAnSSHKey(t *testing.T) {
 	}
 }
 
-// registryAgent is an agent on cfg's SoftHSM keys with a new registry,
-// closed at the end of the test.
+// tokenAgent is an agent on cfg's keys, opened with a TokenOpener of its
+// own, with opts otherwise; both are closed at the end of the test.
+func tokenAgent(t testing.TB, cfg Config, opts Options) *Agent {
+	t.Helper()
+	o := NewTokenOpener(TokenOptions{})
+	t.Cleanup(func() { o.Close() })
+	opts.Opener = o
+	a, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// registryAgent is tokenAgent with a new registry.
 func registryAgent(t *testing.T, cfg Config) *Agent {
 	t.Helper()
 	reg, _, err := registry.Init(context.Background(), filepath.Join(t.TempDir(), "reg"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := NewTokenOpener(TokenOptions{})
-	t.Cleanup(func() { o.Close() })
-	a, err := New(cfg, Options{Opener: o, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	return a
+	return tokenAgent(t, cfg, Options{Registry: reg})
 }

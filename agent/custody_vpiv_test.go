@@ -32,13 +32,7 @@ func TestPIVSSHKeyNotController(t *testing.T) {
 		{URI: card + "90", Uses: []Use{UseSSH}},
 		{URI: card + "9d?pin-source=env:YK_PIN", Uses: []Use{UseKERI}},
 	}}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(cfg, Options{Opener: o})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, cfg, Options{})
 	list, err := a.Keys(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -80,13 +74,7 @@ func TestPIVUnmarkedRetiredKeyNotHeld(t *testing.T) {
 	}
 	p.Close()
 	t.Setenv("YK_PIN", "123456")
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(Config{Keys: []KeySpec{{URI: card + "9d?pin-source=env:YK_PIN", Uses: []Use{UseKERI}}}}, Options{Opener: o})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, Config{Keys: []KeySpec{{URI: card + "9d?pin-source=env:YK_PIN", Uses: []Use{UseKERI}}}}, Options{})
 	list, err := a.Keys(ctx)
 	if err != nil {
 		t.Fatal(err)

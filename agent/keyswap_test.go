@@ -82,13 +82,7 @@ func TestKeyReplacedOnToken(t *testing.T) {
 	rig, _, _ := custodyRig(t, "k0")
 	uri := rig.URI("t1", "k0")
 	log := &auditLog{}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(Config{Keys: []KeySpec{{URI: uri, Uses: []Use{UseKERI, UseSSH}}}}, Options{Opener: o, Audit: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, Config{Keys: []KeySpec{{URI: uri, Uses: []Use{UseKERI, UseSSH}}}}, Options{Audit: log})
 	ctx := context.Background()
 	keys, err := a.SSHKeys(ctx)
 	if err != nil || len(keys) != 1 {
@@ -150,13 +144,7 @@ func TestKeyChangedFromBackend(t *testing.T) {
 	}
 
 	rig, _, _ := custodyRig(t, "k0")
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}}}, Options{Opener: o})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}}}, Options{})
 	k := a.held()[0]
 	s, err := a.open(context.Background(), k)
 	if err != nil {
@@ -179,13 +167,7 @@ func TestFailedSignatureRecorded(t *testing.T) {
 	rig, pub, _ := custodyRig(t, "k0")
 	uri := rig.URI("t1", "k0")
 	log := &auditLog{}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(Config{Keys: []KeySpec{{URI: uri, Uses: []Use{UseKERI}}}}, Options{Opener: o, Audit: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, Config{Keys: []KeySpec{{URI: uri, Uses: []Use{UseKERI}}}}, Options{Audit: log})
 	ctx := context.Background()
 	e := inception(t, pub["k0"])
 	if _, err := a.SignEvent(ctx, e.Raw()); err != nil {
@@ -245,14 +227,7 @@ func TestNotSignedOf(t *testing.T) {
 func TestOtherKeyFailedRecorded(t *testing.T) {
 	rig, pub, _ := custodyRig(t, "k0", "k1")
 	log := &auditLog{}
-	o := NewTokenOpener(TokenOptions{})
-	defer o.Close()
-	a, err := New(Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}, {URI: rig.URI("t1", "k1"), Uses: []Use{UseKERI}}}},
-		Options{Opener: o, Audit: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := tokenAgent(t, Config{Keys: []KeySpec{{URI: rig.URI("t1", "k0"), Uses: []Use{UseKERI}}, {URI: rig.URI("t1", "k1"), Uses: []Use{UseKERI}}}}, Options{Audit: log})
 	ctx := context.Background()
 	keys := []string{pub["k0"], pub["k1"]}
 	e, err := kel.NewInception(kel.InceptionSpec{Keys: keys, Threshold: kel.SimpleThreshold(2),

@@ -70,7 +70,8 @@ func keyCLI(t *testing.T, rig *softhsm.Rig, stdin string, args ...string) cliRes
 	return cliResult{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
-func newRig(t *testing.T, tokens ...softhsm.Token) *softhsm.Rig {
+// newRig makes SoftHSM tokens for one test, removed at its end.
+func newRig(t testing.TB, tokens ...softhsm.Token) *softhsm.Rig {
 	t.Helper()
 	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), tokens...)
 	if err != nil {

@@ -44,11 +44,7 @@ func rssKiB(b *testing.B, pid int, field string) float64 {
 // SoftHSM P-256 SSH key: resident size idle (after listing its key once)
 // and the peak under 64 concurrent clients sending SSH sign requests.
 func BenchmarkServeRSS(b *testing.B) {
-	rig, err := softhsm.New(filepath.Join(b.TempDir(), "softhsm"), softhsm.Token{Label: "rss", PIN: "1234"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { rig.Remove() })
+	rig := newRig(b, softhsm.Token{Label: "rss", PIN: "1234"})
 	uri := rig.URI("rss", "ssh")
 	bin := agentBinaryB(b)
 	if out, err := execEnv(rig.Env(), bin, "key", "generate", "--algorithm", "p256", uri); err != nil {
@@ -131,11 +127,7 @@ func BenchmarkServeRSS(b *testing.B) {
 // request, so the 0.35× goal cannot be met with a durable record per
 // signature.
 func BenchmarkServeSSHSign(b *testing.B) {
-	rig, err := softhsm.New(filepath.Join(b.TempDir(), "softhsm"), softhsm.Token{Label: "sshb", PIN: "1234"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { rig.Remove() })
+	rig := newRig(b, softhsm.Token{Label: "sshb", PIN: "1234"})
 	uri := rig.URI("sshb", "ssh")
 	bin := agentBinaryB(b)
 	if out, err := execEnv(rig.Env(), bin, "key", "generate", "--algorithm", "p256", uri); err != nil {

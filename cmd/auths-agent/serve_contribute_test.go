@@ -15,12 +15,7 @@ import (
 // in no registry yet) signs it with the key's index and commits it,
 // printing the committed line as for any event.
 func TestServeSignsContributedInception(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"),
-		softhsm.Token{Label: "con-a", PIN: "1234"}, softhsm.Token{Label: "con-b", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "con-a", PIN: "1234"}, softhsm.Token{Label: "con-b", PIN: "1234"})
 	dir := t.TempDir()
 	env := rig.Env()
 	bin := agentBinary(t)

@@ -25,11 +25,7 @@ import (
 // signature and refusal lands in the audit trail, which auths-agent audit
 // --verify accepts and, once a line is edited, rejects naming it.
 func TestServePeople(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "people", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "people", PIN: "1234"})
 	dir := t.TempDir()
 	bin := agentBinary(t)
 	standin := filepath.Join(dir, "pinentry-standin")
@@ -187,11 +183,7 @@ func TestServeSocketActivation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("systemd-socket-activate is needed (make test-deps installs systemd): %v", err)
 	}
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "act", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "act", PIN: "1234"})
 	dir := t.TempDir()
 	bin := agentBinary(t)
 	uri := "pkcs11:token=act;object=ssh?module-path=" + rig.Module + "&pin-value=1234"

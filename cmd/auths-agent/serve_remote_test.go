@@ -60,12 +60,7 @@ func TestServeRemote(t *testing.T) {
 // a real sshd on loopback (the agents and the CLI authenticate through an
 // OpenSSH ssh-agent, known_hosts checked).
 func serveRemoteFlow(t *testing.T, overSSH bool) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"),
-		softhsm.Token{Label: "rm-a", PIN: "1234"}, softhsm.Token{Label: "rm-b", PIN: "1234"}, softhsm.Token{Label: "rm-c", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "rm-a", PIN: "1234"}, softhsm.Token{Label: "rm-b", PIN: "1234"}, softhsm.Token{Label: "rm-c", PIN: "1234"})
 	dir := t.TempDir()
 	env := rig.Env()
 	bin := agentBinary(t)
@@ -201,11 +196,7 @@ func serveRemoteFlow(t *testing.T, overSSH bool) {
 // same socket. known_hosts is checked: a host key it does not list is a
 // one-line error, nothing changed.
 func TestServeRemoteSSH(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "rs-a", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "rs-a", PIN: "1234"})
 	dir := t.TempDir()
 	env := rig.Env()
 	bin := agentBinary(t)
@@ -281,11 +272,7 @@ func TestServeRemoteSSH(t *testing.T) {
 // wrong password is one line, exit 2, naming the URL without user
 // information and never the password.
 func TestServeRemoteHTTPS(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "rh-a", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "rh-a", PIN: "1234"})
 	dir := t.TempDir()
 	env := rig.Env()
 	bin := agentBinary(t)
@@ -366,11 +353,7 @@ func TestServeRemoteHTTPS(t *testing.T) {
 // name there: the client sends them as absolute paths (the agent runs in
 // another directory, $HOME under systemd).
 func TestServeRemoteRelativePaths(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "rel", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "rel", PIN: "1234"})
 	dir := t.TempDir()
 	env := rig.Env()
 	bin := agentBinary(t)

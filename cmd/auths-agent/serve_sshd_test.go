@@ -29,11 +29,7 @@ func TestServeSSHLogin(t *testing.T) {
 	if _, err := os.Stat(sshdBin); err != nil {
 		t.Fatalf("this test needs Debian's openssh-server (%s; make test-deps installs it): %v", sshdBin, err)
 	}
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "login", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "login", PIN: "1234"})
 	dir := t.TempDir()
 	bin := agentBinary(t)
 	uri := "pkcs11:token=login;object=ssh?module-path=" + rig.Module + "&pin-value=1234"
@@ -139,11 +135,7 @@ func TestServeSSHLogin(t *testing.T) {
 // forwarding flag set, and the agent then serves no auths extension but
 // query and the notices on it. The same command on the local socket works.
 func TestServeForwardedAgent(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"), softhsm.Token{Label: "fwd", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "fwd", PIN: "1234"})
 	dir := t.TempDir()
 	bin := agentBinary(t)
 	uri := "pkcs11:token=fwd;object=ssh?module-path=" + rig.Module + "&pin-value=1234"

@@ -166,12 +166,7 @@ func run1(t *testing.T, env []string, dir, stdin string, name string, args ...st
 // git commit -S with gpg.format=ssh makes a commit git verify-commit
 // accepts; a client of another uid is refused even on a 0666 socket.
 func TestServeSSH(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"),
-		softhsm.Token{Label: "ssh-1", PIN: "1234"}, softhsm.Token{Label: "ssh-2", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "ssh-1", PIN: "1234"}, softhsm.Token{Label: "ssh-2", PIN: "1234"})
 	dir := t.TempDir()
 	pinFile := filepath.Join(dir, "pin")
 	os.WriteFile(pinFile, []byte("1234\n"), 0o600)
@@ -294,12 +289,7 @@ func execEnv(env []string, name string, args ...string) ([]byte, error) {
 // holding the second key completes and commits it; --no-agent opens the
 // tokens directly (and then needs --key).
 func TestServeAnchorCLI(t *testing.T) {
-	rig, err := softhsm.New(filepath.Join(t.TempDir(), "softhsm"),
-		softhsm.Token{Label: "cli-1", PIN: "1234"}, softhsm.Token{Label: "cli-2", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rig.Remove() })
+	rig := newRig(t, softhsm.Token{Label: "cli-1", PIN: "1234"}, softhsm.Token{Label: "cli-2", PIN: "1234"})
 	dir := t.TempDir()
 	env := rig.Env()
 	bin := agentBinary(t)
