@@ -329,9 +329,15 @@ func (a *Agent) openAs(ctx context.Context, op string, k *key, want kel.Verfer) 
 	if err != nil {
 		return nil, err
 	}
-	v, err := hsm.Verfer(s)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", k.uri, err)
+	// open read s's public key into k.verfer; another request may have
+	// opened k again since, so only while k still holds s.
+	k.mu.Lock()
+	v, same := k.verfer, k.signer == s
+	k.mu.Unlock()
+	if !same {
+		if v, err = hsm.Verfer(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", k.uri, err)
+		}
 	}
 	if v.Code != want.Code || !bytes.Equal(v.Raw, want.Raw) {
 		return nil, refuse(op, ErrKeyChanged, "the token now holds key %s, not %s, which the request was checked against", v.QB64(), want.QB64())
